@@ -1,0 +1,1 @@
+"""The worker manager: supervises data-sync workers, judges their health, serves status."""

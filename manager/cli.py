@@ -1,0 +1,226 @@
+"""The command line: boot the manager, or talk to a running one (status) or to its database
+(flags, settings, migrate), or run one worker in the foreground.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+
+from manager.config import Config, load_config
+from manager.errors import ManagerError, ManagerNotRunning, UnknownWorker
+
+BOOT_HELP = "boot: migrate, start workers, serve HTTP; runs until SIGTERM/SIGINT"
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS,
+                        help="config file (default: $MANAGER_CONFIG, then ./config.yaml)")
+    parser = argparse.ArgumentParser(prog="python -m manager", description=BOOT_HELP, parents=[common])
+    parser.add_argument("--devnet", action="store_true", help="start the local stand-ins and point every worker at them")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text", help="how worker output is echoed")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    status = sub.add_parser("status", parents=[common], help="the running manager's worker table")
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+
+    flags = sub.add_parser("flags", parents=[common], help="read or change feature flags")
+    flags_sub = flags.add_subparsers(dest="action", required=True, metavar="ACTION")
+    flags_sub.add_parser("list", parents=[common], help="all flags")
+    for action in ("enable", "disable"):
+        p = flags_sub.add_parser(action, parents=[common], help=f"{action} a flag (a bare worker name means <worker>_enabled)")
+        p.add_argument("name")
+
+    settings = sub.add_parser("settings", parents=[common], help="read or change settings")
+    settings_sub = settings.add_subparsers(dest="action", required=True, metavar="ACTION")
+    settings_sub.add_parser("list", parents=[common], help="all settings")
+    setter = settings_sub.add_parser("set", parents=[common], help="set KEY to a JSON value")
+    setter.add_argument("key")
+    setter.add_argument("value", help='a JSON value, e.g. 30000, true, "text", ["a","b"]')
+
+    sub.add_parser("migrate", parents=[common], help="apply migrations and exit")
+    worker = sub.add_parser("run-worker", parents=[common], help="run one configured worker in the foreground")
+    worker.add_argument("name")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(getattr(args, "config", None))
+
+
+def _database(config: Config) -> str:
+    from manager.app import prepare_database
+
+    return prepare_database(config, say=lambda text: print(text, file=sys.stderr))
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:
+        return "cli"
+
+
+def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _ago(iso_text: str | None) -> str:
+    if not iso_text:
+        return "never"
+    from datetime import UTC, datetime
+
+    seconds = (datetime.now(UTC) - datetime.fromisoformat(iso_text.replace("Z", "+00:00"))).total_seconds()
+    return _duration(seconds) + " ago"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
+    return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = _config(args)
+    host = config.api.host if config.api.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    url = f"http://{host}:{config.api.port}/api/workers/status"
+    try:
+        response = httpx.get(url, timeout=5)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ManagerNotRunning(f"cannot reach the manager at {url}: {exc} (is `python -m manager` running?)") from None
+    workers = response.json()
+    if args.json:
+        print(json.dumps(workers, indent=2))
+        return 0
+    rows = [
+        (
+            w["name"], w["state"], w["verdict"], w["pid"] or "-", _duration(w["uptimeSeconds"]),
+            w["restartCount"], w["itemsProcessed"], f"{w['errorRate']:.0%}", _ago(w["lastRun"]),
+            "; ".join(w["reasons"]) or "-",
+        )
+        for w in workers
+    ]
+    print(_table(rows, ["WORKER", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "ITEMS", "ERRORS", "LAST RUN", "WHY"]))
+    return 0
+
+
+def _flag_name(config: Config, name: str) -> str:
+    if name in config.workers:
+        return f"{name}_enabled"
+    if "_" not in name and name not in config.workers:
+        known = ", ".join(config.workers)
+        raise UnknownWorker(f"{name!r} is neither a flag name nor a configured worker ({known})")
+    return name
+
+
+def cmd_flags(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from sql import query
+
+    config = _config(args)
+    url = _database(config)
+    with psycopg.connect(url, autocommit=True, application_name="worker-manager:cli") as conn:
+        if args.action == "list":
+            rows = conn.execute(query("list_flags")).fetchall()
+            print(_table([(n, "on" if e else "off", d, u.strftime("%Y-%m-%d %H:%M:%S"), b) for n, e, d, u, b in rows],
+                         ["FLAG", "STATE", "DESCRIPTION", "UPDATED (UTC)", "BY"]))
+            return 0
+        name = _flag_name(config, args.name)
+        with conn.transaction():
+            conn.execute(query("set_actor"), (_actor(),))
+            conn.execute(query("set_flag"), (name, args.action == "enable"))
+        print(f"{name} = {'true' if args.action == 'enable' else 'false'}")
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    from manager.redact import mask_secrets
+    from sql import query
+
+    config = _config(args)
+    if args.action == "set":
+        try:
+            value = json.loads(args.value)
+        except json.JSONDecodeError as exc:
+            raise ManagerError(
+                f"{args.value!r} is not JSON ({exc.msg}); quote strings: settings set {args.key} '\"text\"'"
+            ) from None
+    url = _database(config)
+    with psycopg.connect(url, autocommit=True, application_name="worker-manager:cli") as conn:
+        if args.action == "list":
+            rows = conn.execute(query("list_settings")).fetchall()
+            print(_table([(k, json.dumps(mask_secrets(v, k)), u.strftime("%Y-%m-%d %H:%M:%S"), b) for k, v, u, b in rows],
+                         ["KEY", "VALUE", "UPDATED (UTC)", "BY"]))
+            return 0
+        with conn.transaction():
+            conn.execute(query("set_actor"), (_actor(),))
+            conn.execute(query("set_setting"), (args.key, Jsonb(value)))
+        print(f"{args.key} = {json.dumps(mask_secrets(value, args.key))}")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    _database(_config(args))
+    print("migrations are up to date")
+    return 0
+
+
+def cmd_run_worker(args: argparse.Namespace) -> int:
+    from manager.runner import worker_argv, worker_environment
+
+    config = _config(args)
+    if args.name not in config.workers:
+        raise UnknownWorker(f"no worker named {args.name!r} (configured: {', '.join(config.workers)})")
+    url = _database(config)
+    spec = config.workers[args.name]
+    argv = worker_argv(spec)
+    os.execvpe(argv[0], argv, worker_environment(args.name, spec, url))
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    from manager.app import run_manager
+
+    return run_manager(_config(args), devnet=args.devnet, log_format=args.log_format)
+
+
+COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
+    None: cmd_boot,
+    "status": cmd_status,
+    "flags": cmd_flags,
+    "settings": cmd_settings,
+    "migrate": cmd_migrate,
+    "run-worker": cmd_run_worker,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ManagerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,184 @@
+"""The configuration as one typed model tree, loaded from YAML with `${VAR}` expansion.
+
+Everything past `load_config` receives these models, never raw dicts. A file that does not
+parse or validate raises `ConfigError` with one line naming the file, the key path and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from manager.errors import ConfigError
+
+WORKER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseConfig(_Strict):
+    url: str = ""  # empty: the embedded Postgres under data_dir
+    data_dir: str = ".data/pg"
+    connect_timeout_s: float = Field(default=60, gt=0)  # how long boot retries an unreachable DB
+
+
+class ApiConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=4200, ge=0, le=65535)
+
+
+class HealdecConfig(_Strict):
+    max_restarts: int = Field(default=5, ge=0)
+    restart_window_s: float = Field(default=600, gt=0)
+    min_uptime_s: float = Field(default=10, ge=0)
+    restart_delay_ms: int = Field(default=1000, ge=0)
+    max_restart_delay_ms: int = Field(default=30000, ge=0)
+    heartbeat_timeout_s: float = Field(default=30, gt=0)
+    stop_timeout_s: float = Field(default=10, gt=0)
+    sweep_interval_ms: int = Field(default=1000, gt=0)  # how often heartbeats are read
+    flag_reread_s: float = Field(default=30, gt=0)  # safety net under LISTEN/NOTIFY
+    error_rate_degraded: float = Field(default=0.25, ge=0, le=1)
+    events_retention_days: float = Field(default=14, gt=0)
+
+
+class WorkerConfig(BaseModel):
+    """One worker. Keys beyond the known ones are the worker's own settings (hub_url, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    enabled: bool = True
+    module: str | None = None
+    command: list[str] | None = None
+    interval_ms: int = Field(default=60000, gt=0)
+    heartbeat: bool = True
+    heartbeat_interval_ms: int = Field(default=5000, gt=0)
+    heartbeat_timeout_s: float | None = Field(default=None, gt=0)  # overrides healdec's
+    stale_after_s: float | None = Field(default=None, gt=0)
+    description: str = ""
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("module")
+    @classmethod
+    def _module_is_dotted_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][\w.]*", value):
+            raise ValueError(f"{value!r} is not a Python module name")
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("must name a program to run")
+        return value
+
+    @model_validator(mode="after")
+    def _module_xor_command(self) -> WorkerConfig:
+        if (self.module is None) == (self.command is None):
+            raise ValueError("give exactly one of `module` or `command`")
+        return self
+
+    def own_settings(self) -> dict[str, Any]:
+        """The worker-specific keys (everything pydantic did not model)."""
+        return dict(self.model_extra or {})
+
+    def effective_stale_after_s(self) -> float:
+        """No successful cycle for this long makes the worker `degraded`."""
+        if self.stale_after_s is not None:
+            return self.stale_after_s
+        return max(3 * self.interval_ms / 1000, 60.0)
+
+
+class Config(_Strict):
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    healdec: HealdecConfig = Field(default_factory=HealdecConfig)
+    workers: dict[str, WorkerConfig] = Field(default_factory=dict)
+    source: str = Field(default="<defaults>", exclude=True)
+
+    @field_validator("workers")
+    @classmethod
+    def _names_are_identifiers(cls, value: dict[str, WorkerConfig]) -> dict[str, WorkerConfig]:
+        for name in value:
+            if not WORKER_NAME.fullmatch(name):
+                raise ValueError(f"worker name {name!r} must be lowercase letters, digits and _")
+        return value
+
+    def heartbeat_timeout_s(self, name: str) -> float:
+        return self.workers[name].heartbeat_timeout_s or self.healdec.heartbeat_timeout_s
+
+
+def expand_env(text: str, environ: dict[str, str] | None = None) -> str:
+    """Replace `${VAR}` and `${VAR:-default}`; an unset `${VAR}` without default is an error."""
+    env = os.environ if environ is None else environ
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match[1], match[2]
+        value = env.get(name)
+        if value:
+            return value
+        if default is not None:
+            return default
+        if name in env:
+            return ""
+        raise KeyError(name)
+
+    return _ENV_REF.sub(substitute, text)
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("MANAGER_CONFIG") or "config.yaml")
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read, expand and validate the config file. Raises ConfigError with one readable line."""
+    path = Path(path) if path is not None else default_config_path()
+    try:
+        raw_text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
+    try:
+        expanded = expand_env(raw_text)
+    except KeyError as exc:
+        raise ConfigError(
+            f"{path}: environment variable {exc.args[0]} is not set "
+            f"(set it, or write ${{{exc.args[0]}:-default}} in the file)"
+        ) from None
+    try:
+        data = yaml.safe_load(expanded)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, not {type(data).__name__}")
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {describe_validation_error(exc)}") from None
+    config.source = str(path)
+    return config
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """The first problem as `key.path: message` (plus a count of the others)."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    location = ".".join(str(part) for part in first["loc"] if part not in ("function-after",))
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif first["type"] == "missing":
+        message = "required key is missing"
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return f"{location or '<top>'}: {message}{more}"

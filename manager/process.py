@@ -1,0 +1,186 @@
+"""One supervised child process: spawn it in its own process group, stream its output,
+notice its exit the moment it happens, and stop it (SIGTERM, then SIGKILL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+LineSink = Callable[[str, str], None]  # (stream, line) with stream "stdout" | "stderr"
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+    """A preexec hook: ask Linux to SIGTERM the child when the manager dies, even by SIGKILL."""
+
+    def hook() -> None:
+        if _libc is not None:
+            _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent_pid:  # the manager died before the prctl took effect
+            os._exit(1)
+
+    return hook
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    code: int | None  # exit code, when it exited
+    signal: int | None  # signal number, when a signal killed it
+
+    @classmethod
+    def from_returncode(cls, returncode: int) -> ExitStatus:
+        return cls(None, -returncode) if returncode < 0 else cls(returncode, None)
+
+    @property
+    def clean(self) -> bool:
+        return self.code == 0
+
+    def describe(self) -> str:
+        if self.signal is not None:
+            try:
+                name = signal.Signals(self.signal).name
+            except ValueError:
+                name = str(self.signal)
+            return f"killed by {name}"
+        return f"exited with code {self.code}"
+
+
+class GuardianLink:
+    """Keeps the orphan guardian (manager.guardian) informed of every worker's process group."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "manager.guardian"], stdin=subprocess.PIPE, close_fds=True
+        )
+
+    def _send(self, line: str) -> None:
+        if self._proc and self._proc.stdin:
+            with contextlib.suppress(BrokenPipeError, ValueError):
+                self._proc.stdin.write(f"{line}\n".encode())
+                self._proc.stdin.flush()
+
+    def watch(self, pgid: int) -> None:
+        self._send(f"+{pgid}")
+
+    def forget(self, pgid: int) -> None:
+        self._send(f"-{pgid}")
+
+    def stop(self) -> None:
+        """Tell the guardian the workers are stopped and let it exit."""
+        if self._proc is None:
+            return
+        self._send("bye")
+        with contextlib.suppress(BrokenPipeError, ValueError, OSError):
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+        self._proc = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+
+class ChildProcess:
+    """A running worker process. Created by `spawn`; `exited` completes when it exits."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, guardian: GuardianLink | None) -> None:
+        self._proc = proc
+        self._guardian = guardian
+        self.pid: int = proc.pid
+        self.started_monotonic = time.monotonic()
+        self.started_wall = time.time()
+        self.exited: asyncio.Task[ExitStatus] = asyncio.ensure_future(self._wait())
+        self._readers: list[asyncio.Task[None]] = []
+
+    @classmethod
+    async def spawn(
+        cls,
+        argv: list[str],
+        env: dict[str, str],
+        on_line: LineSink,
+        guardian: GuardianLink | None = None,
+        cwd: str | None = None,
+    ) -> ChildProcess:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            env=env,
+            cwd=cwd,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # its own session and process group: signals reach its children
+            preexec_fn=_die_with_parent(os.getpid()),
+            limit=1 << 20,
+        )
+        child = cls(proc, guardian)
+        if guardian:
+            guardian.watch(child.pid)
+        assert proc.stdout is not None and proc.stderr is not None
+        child._readers = [
+            asyncio.ensure_future(_pump(proc.stdout, "stdout", on_line)),
+            asyncio.ensure_future(_pump(proc.stderr, "stderr", on_line)),
+        ]
+        return child
+
+    async def _wait(self) -> ExitStatus:
+        returncode = await self._proc.wait()
+        # Leftover grandchildren in the worker's group die with it.
+        self.signal_group(signal.SIGKILL)
+        if self._guardian:
+            self._guardian.forget(self.pid)
+        return ExitStatus.from_returncode(returncode)
+
+    @property
+    def running(self) -> bool:
+        return not self.exited.done()
+
+    def uptime_s(self) -> float:
+        return time.monotonic() - self.started_monotonic
+
+    def signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
+    async def stop(self, timeout_s: float) -> ExitStatus:
+        """SIGTERM the group (the worker finishes its current item), SIGKILL after `timeout_s`."""
+        if self.running:
+            self.signal_group(signal.SIGTERM)
+            try:
+                return await asyncio.wait_for(asyncio.shield(self.exited), timeout_s)
+            except TimeoutError:
+                self.signal_group(signal.SIGKILL)
+        return await self.exited
+
+    async def drain_output(self, timeout_s: float = 1.0) -> None:
+        """Wait briefly for the last output lines (a stray grandchild may hold the pipe open)."""
+        if self._readers:
+            await asyncio.wait(self._readers, timeout=timeout_s)
+
+
+async def _pump(stream: asyncio.StreamReader, name: str, on_line: LineSink) -> None:
+    while True:
+        try:
+            raw = await stream.readline()
+        except ValueError:  # a line longer than the limit: take what is buffered
+            raw = await stream.read(1 << 20)
+        if not raw:
+            return
+        on_line(name, raw.decode("utf-8", "replace").rstrip("\r\n"))

@@ -1,0 +1,337 @@
+"""One supervised worker: its state machine and the loop that spawns, watches and restarts it.
+
+Everything that happens to the worker goes through this object's single lifecycle task, so
+there is never more than one process per worker and every transition is recorded as an event.
+Operators and the flag listener only express intent (`desired`) and wake the task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from healdec.rules import RestartPolicy, decide_after_crash, restarts_in_window
+from manager.config import Config, WorkerConfig
+from manager.events import EventRecorder
+from manager.logs import OutputEcho, WorkerLog
+from manager.process import ChildProcess, ExitStatus, GuardianLink
+from manager.states import WorkerState, check_transition
+
+log = logging.getLogger(__name__)
+
+
+class Desired(StrEnum):
+    RUN = "run"
+    PAUSE = "pause"  # its flag is false
+    STOP = "stop"  # an operator stopped it, or it exited 0
+    SHUTDOWN = "shutdown"  # the manager is stopping
+
+
+@dataclass
+class RunnerContext:
+    """What every runner shares: where the database is, where events and output go."""
+
+    config: Config
+    database_url: str
+    events: EventRecorder
+    echo: OutputEcho
+    guardian: GuardianLink | None
+    extra_env: dict[str, str]  # e.g. the devnet endpoints
+
+
+def worker_argv(spec: WorkerConfig) -> list[str]:
+    """The program to run: the configured command, or `<this python> -u -m <module>`."""
+    if spec.command is not None:
+        return list(spec.command)
+    assert spec.module is not None
+    return [sys.executable, "-u", "-m", spec.module]
+
+
+def worker_environment(name: str, spec: WorkerConfig, database_url: str,
+                       extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The manager's environment plus WORKER_NAME, DATABASE_URL and WORKER_CONFIG (JSON)."""
+    env = dict(os.environ)
+    env.update(extra_env or {})
+    env.update(spec.env)
+    env.update(
+        {
+            "WORKER_NAME": name,
+            "DATABASE_URL": database_url,
+            "WORKER_CONFIG": json.dumps(spec.model_dump(mode="json", exclude={"env"})),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.pop("ADMIN_TOKEN", None)  # workers never need the manager's credentials
+    env.pop("VIEWER_TOKEN", None)
+    return env
+
+
+class WorkerRunner:
+    def __init__(self, name: str, ctx: RunnerContext, flag_enabled: bool = True) -> None:
+        self.name = name
+        self.spec: WorkerConfig = ctx.config.workers[name]
+        self._ctx = ctx
+        healdec = ctx.config.healdec
+        self.policy = RestartPolicy(
+            healdec.max_restarts,
+            healdec.restart_window_s,
+            healdec.min_uptime_s,
+            healdec.restart_delay_ms,
+            healdec.max_restart_delay_ms,
+        )
+        self.stop_timeout_s = healdec.stop_timeout_s
+        self.log = WorkerLog(name, ctx.echo)
+        self.state = WorkerState.STOPPED if self.spec.enabled else WorkerState.DISABLED
+        self.flag_enabled = flag_enabled
+        self.desired = Desired.RUN if flag_enabled else Desired.PAUSE
+        self.process: ChildProcess | None = None
+        self.restart_count = 0  # restarts since the manager booted (crashes, hangs, operators)
+        self.restart_times: deque[float] = deque()  # budgeted restarts, monotonic
+        self.quick_crashes = 0
+        self.last_exit: ExitStatus | None = None
+        self.crash_note: str | None = None
+        self.state_since = time.time()
+        self._blocked_by_failure = False
+        self._pending_delay_s = 0.0
+        self._restart_requested = False
+        self._hung_reason: str | None = None
+        self._next_start_event = "started"
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.on_change: list[Callable[[WorkerRunner], None]] = []
+
+    # ---- intent, from operators and the flag listener -------------------------------------
+
+    @property
+    def flag_name(self) -> str:
+        return f"{self.name}_enabled"
+
+    def set_flag(self, enabled: bool) -> None:
+        if enabled == self.flag_enabled:
+            return
+        self.flag_enabled = enabled
+        if self.desired is Desired.SHUTDOWN:
+            return
+        if not enabled and self.desired is Desired.RUN:
+            self.desired = Desired.PAUSE
+        elif enabled and self.desired is Desired.PAUSE:
+            self.desired = Desired.RUN
+            self._blocked_by_failure = False
+            self._pending_delay_s = 0.0
+            self._next_start_event = "resumed"
+        self._wake.set()
+
+    def request_start(self) -> None:
+        """Operator start: also clears `failed` and resets the restart budget."""
+        self._reset_budget()
+        if self.desired is not Desired.SHUTDOWN:
+            self.desired = Desired.RUN
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        if self.desired is not Desired.SHUTDOWN:
+            self.desired = Desired.STOP
+        self._wake.set()
+
+    def request_restart(self) -> None:
+        """Operator restart: stop (if running) and start again, with a fresh budget."""
+        self._reset_budget()
+        if self.desired is not Desired.SHUTDOWN:
+            self.desired = Desired.RUN
+            self._restart_requested = True
+        self._wake.set()
+
+    def kill_hung(self, reason: str) -> None:
+        """Healdec found it alive but silent: SIGKILL it; the exit then counts as a crash."""
+        process = self.process
+        if process is None or not process.running or self._hung_reason is not None:
+            return
+        self._hung_reason = reason
+        self._ctx.events.record(self.name, "killed_hung", process.pid, reason=reason)
+        self.log.add("manager", f"killed as hung: {reason}")
+        process.signal_group(signal.SIGKILL)
+
+    def _reset_budget(self) -> None:
+        self._blocked_by_failure = False
+        self._pending_delay_s = 0.0
+        self.restart_times.clear()
+        self.quick_crashes = 0
+
+    # ---- start/stop of the runner itself ----------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._lifecycle(), name=f"runner-{self.name}")
+
+    async def stop(self) -> None:
+        self.desired = Desired.SHUTDOWN
+        self._wake.set()
+        if self._task:
+            await self._task
+
+    # ---- the lifecycle ----------------------------------------------------------------------
+
+    def _enter(self, state: WorkerState, event: str | None = None, **detail: object) -> None:
+        if state != self.state:
+            check_transition(self.state, state)
+            self.state = state
+            self.state_since = time.time()
+        if event:
+            pid = self.process.pid if self.process else None
+            self._ctx.events.record(self.name, event, pid, **detail)
+        for callback in self.on_change:
+            callback(self)
+
+    async def _wait_for_intent(self, timeout_s: float | None = None) -> bool:
+        """Sleep until someone changes our intent (True) or the timeout passes (False)."""
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout_s)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._wake.clear()
+
+    async def _lifecycle(self) -> None:
+        if self.state is WorkerState.DISABLED:
+            while self.desired is not Desired.SHUTDOWN:
+                await self._wait_for_intent()
+            return
+        while True:
+            desired = self.desired
+            if desired is Desired.SHUTDOWN:
+                if self.state not in (WorkerState.PAUSED, WorkerState.FAILED):
+                    self._enter(WorkerState.STOPPED)
+                return
+            if desired is Desired.PAUSE:
+                if self.state is not WorkerState.PAUSED:
+                    self._enter(WorkerState.PAUSED, "paused", flag=self.flag_name)
+                await self._wait_for_intent()
+                continue
+            if desired is Desired.STOP:
+                if self.state is not WorkerState.STOPPED:
+                    self._enter(WorkerState.STOPPED, "stopped", by="operator")
+                await self._wait_for_intent()
+                continue
+            if self._blocked_by_failure:
+                await self._wait_for_intent()
+                continue
+            if self._pending_delay_s > 0 and not self._restart_requested:
+                delay, self._pending_delay_s = self._pending_delay_s, 0.0
+                if await self._wait_for_intent(delay):
+                    continue  # intent changed during the backoff: decide again
+            await self._run_once()
+
+    def _argv(self) -> list[str]:
+        return worker_argv(self.spec)
+
+    def _env(self) -> dict[str, str]:
+        return worker_environment(self.name, self.spec, self._ctx.database_url, self._ctx.extra_env)
+
+    async def _run_once(self) -> None:
+        self._restart_requested = False
+        event, self._next_start_event = self._next_start_event, "restarted"
+        self._enter(WorkerState.STARTING)
+        try:
+            process = await ChildProcess.spawn(
+                self._argv(), self._env(), self.log.add, self._ctx.guardian
+            )
+        except OSError as exc:
+            self.log.add("manager", f"could not start: {exc}")
+            self._after_exit(None, ExitStatus(127, None), f"could not start: {exc.strerror or exc}")
+            return
+        self.process = process
+        self._enter(WorkerState.RUNNING, event, argv=self._argv()[:3])
+        while process.running:
+            waker = asyncio.ensure_future(self._wake.wait())
+            await asyncio.wait({process.exited, waker}, return_when=asyncio.FIRST_COMPLETED)
+            waker.cancel()
+            self._wake.clear()
+            if process.running and (self.desired is not Desired.RUN or self._restart_requested):
+                await self._stop_process(process)
+                return
+        await process.drain_output(0.2)
+        self._after_exit(process, process.exited.result())
+
+    async def _stop_process(self, process: ChildProcess) -> None:
+        self._enter(WorkerState.STOPPING)
+        status = await process.stop(self.stop_timeout_s)
+        await process.drain_output(0.5)
+        self.last_exit = status
+        reason = {Desired.PAUSE: "paused", Desired.STOP: "operator stop", Desired.SHUTDOWN: "shutdown"}
+        why = "operator restart" if self.desired is Desired.RUN else reason[self.desired]
+        self._ctx.events.record(
+            self.name, "exited", process.pid, code=status.code, signal=status.signal,
+            uptime_s=round(process.uptime_s(), 3), reason=why,
+        )
+        self.process = None
+        if self.desired is Desired.RUN:  # operator restart: counted, but not against the budget
+            self.restart_count += 1
+            self._enter(WorkerState.STARTING)
+
+    def _after_exit(self, process: ChildProcess | None, status: ExitStatus, note: str | None = None) -> None:
+        uptime = process.uptime_s() if process else 0.0
+        pid = process.pid if process else None
+        hung, self._hung_reason = self._hung_reason, None
+        self.last_exit = status
+        self.process = None
+        what = note or ("killed as hung" if hung else status.describe())
+        self._ctx.events.record(
+            self.name, "exited", pid, code=status.code, signal=status.signal,
+            uptime_s=round(uptime, 3), hung=bool(hung),
+        )
+        self.log.add("manager", f"{what} after {uptime:.1f} s")
+        if status.clean and not hung:
+            self.desired = Desired.STOP
+            self._enter(WorkerState.STOPPED, "stopped", by="exit 0")
+            return
+        now = time.monotonic()
+        decision = decide_after_crash(
+            uptime_s=uptime, quick_crashes=self.quick_crashes, restart_times=self.restart_times,
+            now=now, policy=self.policy,
+        )
+        self.quick_crashes = decision.quick_crashes
+        if decision.give_up:
+            spent = restarts_in_window(self.restart_times, now, self.policy.restart_window_s)
+            self.crash_note = (
+                f"{what}; {spent} restarts within {self.policy.restart_window_s:g} s"
+            )
+            self._blocked_by_failure = True
+            self._enter(WorkerState.FAILED, "failed", restarts=spent, last=what)
+            self.log.add("manager", f"failed: {self.crash_note}; restart it from the API, CLI or console")
+            return
+        self.restart_times.append(now)
+        while self.restart_times and now - self.restart_times[0] >= self.policy.restart_window_s:
+            self.restart_times.popleft()
+        self.restart_count += 1
+        self._pending_delay_s = decision.delay_s
+        self.crash_note = f"{what}; restarting in {decision.delay_s:.1f} s" if decision.delay_s else what
+        if decision.delay_s > 0:
+            self._enter(WorkerState.BACKOFF, "backoff", delay_s=decision.delay_s, last=what)
+        else:
+            self._enter(WorkerState.BACKOFF)
+
+    # ---- facts for status -------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process and self.process.running else None
+
+    def uptime_s(self) -> float | None:
+        return self.process.uptime_s() if self.process and self.process.running else None
+
+
+async def stop_all(runners: list[WorkerRunner]) -> None:
+    """Stop every runner at once (each stops its process gracefully)."""
+    results = await asyncio.gather(*(r.stop() for r in runners), return_exceptions=True)
+    for runner, result in zip(runners, results, strict=True):
+        if isinstance(result, BaseException):
+            log.error("stopping %s failed: %r", runner.name, result)
