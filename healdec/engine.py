@@ -150,7 +150,8 @@ class HealthEngine:
     # ---- status, from memory ------------------------------------------------------------------
 
     def worker_status(self, runner: WorkerRunner) -> dict[str, Any]:
-        health = self.health(runner)
+        inputs = self.inputs(runner)
+        health = judge(inputs)
         row = self._heartbeats.get(runner.name) or {}
         sample = self._samples.get(runner.name)
         uptime = runner.uptime_s()
@@ -177,9 +178,7 @@ class HealthEngine:
             "flag": runner.flag_name,
             "flagEnabled": runner.flag_enabled,
             "heartbeat": runner.spec.heartbeat,
-            "heartbeatAgeSeconds": round(self.inputs(runner).heartbeat_age_s, 3)
-            if self._heartbeat_of(runner)
-            else None,
+            "heartbeatAgeSeconds": round(inputs.heartbeat_age_s, 3) if inputs.heartbeat_age_s is not None else None,
             "stateSince": iso(runner.state_since),
             "cycles": int(row.get("cycles_total") or 0),
             "cyclesLastHour": int(row.get("cycles_last_hour") or 0),

@@ -145,14 +145,7 @@ def load_config(path: str | Path | None = None) -> Config:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
     try:
-        expanded = expand_env(raw_text)
-    except KeyError as exc:
-        raise ConfigError(
-            f"{path}: environment variable {exc.args[0]} is not set "
-            f"(set it, or write ${{{exc.args[0]}:-default}} in the file)"
-        ) from None
-    try:
-        data = yaml.safe_load(expanded)
+        data = yaml.safe_load(raw_text)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
@@ -162,6 +155,7 @@ def load_config(path: str | Path | None = None) -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, not {type(data).__name__}")
+    data = _expand_values(data, path, ())
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
@@ -170,13 +164,33 @@ def load_config(path: str | Path | None = None) -> Config:
     return config
 
 
+def _expand_values(value: Any, path: Path, where: tuple[str, ...]) -> Any:
+    """Expand `${VAR}` in string values only (comments and keys are left alone)."""
+    if isinstance(value, dict):
+        return {k: _expand_values(v, path, (*where, str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_values(v, path, (*where, str(i))) for i, v in enumerate(value)]
+    if isinstance(value, str):
+        try:
+            return expand_env(value)
+        except KeyError as exc:
+            raise ConfigError(
+                f"{path}: {'.'.join(where)}: environment variable {exc.args[0]} is not set "
+                f"(set it, or write ${{{exc.args[0]}:-default}} in the file)"
+            ) from None
+    return value
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     """The first problem as `key.path: message` (plus a count of the others)."""
     errors = exc.errors(include_url=False)
     first = errors[0]
     location = ".".join(str(part) for part in first["loc"] if part not in ("function-after",))
     message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
+    if "[key]" in first["loc"]:
+        location = ".".join(str(part) for part in first["loc"][: first["loc"].index("[key]") - 1])
+        message = f"key {first['input']!r} must be text (YAML reads yes/no/on/off as booleans: quote it)"
+    elif first["type"] == "extra_forbidden":
         message = "unknown key"
     elif first["type"] == "missing":
         message = "required key is missing"

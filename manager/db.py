@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ def resolve_database_url(config: DatabaseConfig) -> str:
 
 def start_embedded(data_dir: Path) -> str:
     """Start (or join) the embedded Postgres under `data_dir` and return its URL."""
+    # platformdirs warns that XDG_RUNTIME_DIR is unset on servers; harmless for pgserver's lock file.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     import pgserver  # imported lazily: only the embedded mode needs it
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)

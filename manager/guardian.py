@@ -12,6 +12,7 @@ Run as `python -m manager.guardian`; it ignores SIGINT (a terminal's Ctrl-C is t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -32,10 +33,8 @@ def _alive(pgid: int) -> bool:
 
 def _signal_all(groups: set[int], sig: int) -> None:
     for pgid in groups:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def reap_groups(groups: set[int], grace_s: float = GRACE_S) -> None:

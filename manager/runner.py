@@ -237,6 +237,8 @@ class WorkerRunner:
         return worker_environment(self.name, self.spec, self._ctx.database_url, self._ctx.extra_env)
 
     async def _run_once(self) -> None:
+        if self._restart_requested:  # an operator restart counts, but not against the budget
+            self.restart_count += 1
         self._restart_requested = False
         event, self._next_start_event = self._next_start_event, "restarted"
         self._enter(WorkerState.STARTING)
@@ -273,9 +275,6 @@ class WorkerRunner:
             uptime_s=round(process.uptime_s(), 3), reason=why,
         )
         self.process = None
-        if self.desired is Desired.RUN:  # operator restart: counted, but not against the budget
-            self.restart_count += 1
-            self._enter(WorkerState.STARTING)
 
     def _after_exit(self, process: ChildProcess | None, status: ExitStatus, note: str | None = None) -> None:
         uptime = process.uptime_s() if process else 0.0

@@ -21,7 +21,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -161,10 +161,8 @@ class Worker(Generic[Item]):
 
     def record_error(self, message: str, item_key: str | None = None) -> None:
         """Keep an error for the detail view (outside any data transaction, so it survives rollback)."""
-        try:
+        with suppress(psycopg.Error):  # the error is still printed below
             self.control.execute(query("record_error"), (self.name, item_key, message[:2000]))
-        except psycopg.Error:
-            pass
         self.log(f"error{f' on {item_key}' if item_key else ''}: {message}", err=True)
 
     # ---- heartbeats ---------------------------------------------------------------------------
@@ -315,7 +313,7 @@ class Worker(Generic[Item]):
         if error:
             self.record_error(error)
         self._record_cycle(started, ok, result, error)
-        if ok:
+        if ok and (result.items or result.item_errors):  # idle cycles stay quiet
             errors = f", {result.item_errors} item error(s)" if result.item_errors else ""
             self.log(f"cycle {self.cycles}: {result.items} item(s){errors} in {time.time() - started:.2f} s")
         self.sleep(wait_s)

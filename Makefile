@@ -1,0 +1,65 @@
+# Two commands get a newcomer from clone to a running system: `make run` and `make test`.
+# Each sets itself up idempotently (virtualenv, Python packages, anvil, Chromium) and is quick
+# when everything is already there.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: run test lint format bench devnet setup setup-test tools browser clean
+
+run: setup
+	$(PY) -m manager --config $${MANAGER_CONFIG:-config.yaml}
+
+devnet: setup tools
+	$(PY) -m manager --config $${MANAGER_CONFIG:-config.yaml} --devnet
+
+test: setup-test tools browser lint
+	$(PY) -m pytest -q
+
+lint: setup-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy manager healdec workers sql
+
+format: setup-test
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: setup-test tools
+	$(PY) -m bench
+
+setup: $(VENV)/.installed
+setup-test: $(VENV)/.installed-test
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Pinned by constraints.txt so that every machine installs the same versions.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(PIP) install -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml constraints.txt $(VENV)/.installed
+	$(PIP) install -c constraints.txt -e '.[test]'
+	touch $@
+
+# anvil (the Foundry EVM node) from the npm registry package that ships its Linux binary.
+tools: .tools/.installed
+.tools/.installed: devnet/package.json
+	@if [ -f devnet/package.json ]; then \
+	  mkdir -p .tools && cp devnet/package.json .tools/ && \
+	  { [ -f devnet/package-lock.json ] && cp devnet/package-lock.json .tools/ || true; } && \
+	  npm install --prefix .tools --no-audit --no-fund --loglevel=error && touch $@; \
+	fi
+
+# Debian's Chromium for the browser tests (installed only when running as root and missing).
+browser:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: install Debian's chromium package to run the browser tests" >&2; exit 1; fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache test-artifacts

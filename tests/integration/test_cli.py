@@ -1,0 +1,82 @@
+"""The command line against a real database and a running manager; config errors exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.manager import ROOT, example_worker
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    import os
+
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("DATABASE_URL", None)
+    return subprocess.run([sys.executable, "-m", "manager", *args], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("workers:\n  farcaster:\n    module: workers.farcaster\n    interval_ms: soon\n",
+         "workers.farcaster.interval_ms: Input should be a valid integer"),
+        ("workers:\n  both:\n    module: x\n    command: [a]\n", "workers.both: give exactly one of `module` or `command`"),
+        ("healdec:\n  max_restartz: 3\n", "healdec.max_restartz: unknown key"),
+        ("workers: [\n", "not valid YAML at line"),
+        ("api:\n  port: ${NO_SUCH_VAR_FOR_TEST}\n", "environment variable NO_SUCH_VAR_FOR_TEST is not set"),
+    ],
+)
+def test_bad_config_exits_2_with_one_clear_message(tmp_path: Path, text: str, expected: str):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    result = run_cli("--config", str(path))
+    assert result.returncode == 2
+    assert expected in result.stderr and str(path) in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_flags_settings_and_status_commands(boot_manager, tmp_path: Path):
+    m = boot_manager({"counter": example_worker()})
+    m.wait_worker("counter", lambda w: w["healthy"])
+    cfg = str(m.config_path)
+
+    out = run_cli("flags", "disable", "counter", "--config", cfg)
+    assert out.returncode == 0, out.stderr
+    m.wait_worker("counter", lambda w: w["state"] == "paused", timeout=3)
+    listing = run_cli("flags", "list", "--config", cfg).stdout
+    assert "counter_enabled" in listing and "off" in listing and "cli:" in listing
+    assert run_cli("flags", "enable", "counter_enabled", "--config", cfg).returncode == 0
+    m.wait_worker("counter", lambda w: w["state"] == "running", timeout=3)
+
+    assert run_cli("settings", "set", "counter_batch_size", "9", "--config", cfg).returncode == 0
+    bad = run_cli("settings", "set", "counter_batch_size", "nine", "--config", cfg)
+    assert bad.returncode != 0 and "is not JSON" in bad.stderr and "Traceback" not in bad.stderr
+    assert "counter_batch_size  9" in run_cli("settings", "list", "--config", cfg).stdout
+
+    table = run_cli("status", "--config", cfg)
+    assert table.returncode == 0 and "WORKER" in table.stdout and "counter" in table.stdout
+    raw = run_cli("status", "--json", "--config", cfg)
+    assert '"name": "counter"' in raw.stdout
+
+
+def test_status_without_a_manager_says_so(tmp_path: Path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"api": {"port": 1}, "workers": {"w": example_worker()}}))
+    result = run_cli("status", "--config", str(path))
+    assert result.returncode == 3 and "is `python -m manager` running?" in result.stderr
+
+
+def test_migrate_is_idempotent(database_url: str, tmp_path: Path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"database": {"url": database_url}, "workers": {}}))
+    first = run_cli("migrate", "--config", str(path))
+    second = run_cli("migrate", "--config", str(path))
+    assert first.returncode == second.returncode == 0
+    assert "applied migrations: 0001_core" in first.stderr and "applied" not in second.stderr

@@ -1,0 +1,106 @@
+"""Supervision with real processes: status shape, restarts with backoff, the budget, hung workers."""
+
+from __future__ import annotations
+
+import time
+
+from tests.support.manager import example_worker, pid_alive, wait_gone
+
+STATUS_KEYS = {
+    "name", "healthy", "enabled", "state", "pid", "lastRun", "lastSuccess", "lastError", "errorRate",
+    "restartCount", "uptimeSeconds", "cpuPercent", "rssBytes", "itemsProcessed", "verdict", "reasons",
+}
+
+
+def test_boot_reports_every_configured_worker(boot_manager):
+    m = boot_manager({
+        "counter": example_worker(),
+        "plain": {"command": ["bash", "-c", "echo plain says hi; exec sleep 300"], "heartbeat": False},
+        "dormant": {**example_worker(), "enabled": False},
+    })
+    counter = m.wait_worker("counter", lambda w: w["healthy"] and w["itemsProcessed"] > 0, what="a healthy counter")
+    assert set(counter) >= STATUS_KEYS
+    assert counter["state"] == "running" and counter["verdict"] == "healthy" and counter["reasons"] == []
+    assert counter["lastRun"].endswith("Z") and counter["lastSuccess"].endswith("Z")
+    assert counter["rssBytes"] > 1_000_000 and counter["uptimeSeconds"] > 0
+    assert pid_alive(counter["pid"])
+
+    plain = m.worker("plain")
+    assert plain["state"] == "running" and plain["healthy"] is True  # no heartbeats: alive = healthy
+    dormant = m.worker("dormant")
+    assert dormant["state"] == "disabled" and dormant["pid"] is None and dormant["healthy"] is False
+    assert [w["name"] for w in m.status()] == ["counter", "plain", "dormant"]
+    assert "[plain] plain says hi" in m.output()
+
+
+def test_kill_9_restarts_with_backoff_and_counts(boot_manager):
+    m = boot_manager({"counter": example_worker()}, healdec={"restart_delay_ms": 600, "min_uptime_s": 30})
+    first = m.wait_worker("counter", lambda w: w["healthy"])
+    killed_at = time.monotonic()
+    m.kill_worker("counter")
+    backoff = m.wait_worker("counter", lambda w: w["state"] == "backoff", what="backoff")
+    assert backoff["verdict"] == "down" and "SIGKILL" in backoff["reasons"][0]
+    again = m.wait_worker("counter", lambda w: w["state"] == "running" and w["pid"] != first["pid"])
+    assert time.monotonic() - killed_at >= 0.5  # waited out restart_delay_ms (quick crash)
+    assert again["restartCount"] == 1
+    events = m.sql("SELECT event FROM supervision_events WHERE worker_name = 'counter' ORDER BY id")
+    assert [e for (e,) in events][:4] == ["started", "exited", "backoff", "restarted"]
+
+
+def test_stable_worker_restarts_at_once(boot_manager):
+    m = boot_manager({"counter": example_worker()}, healdec={"restart_delay_ms": 5000, "min_uptime_s": 0.5})
+    first = m.wait_worker("counter", lambda w: w["healthy"] and w["uptimeSeconds"] > 0.6)
+    killed_at = time.monotonic()
+    m.kill_worker("counter")
+    m.wait_worker("counter", lambda w: w["pid"] not in (None, first["pid"]), timeout=4)
+    assert time.monotonic() - killed_at < 4  # far below restart_delay_ms: no backoff after a stable run
+
+
+def test_crash_loop_fails_after_budget_and_api_restart_revives(boot_manager):
+    m = boot_manager(
+        {"crasher": {"command": ["bash", "-c", "echo boom >&2; exit 3"], "heartbeat": False}},
+        healdec={"max_restarts": 3, "restart_delay_ms": 20, "max_restart_delay_ms": 100},
+    )
+    failed = m.wait_worker("crasher", lambda w: w["state"] == "failed", what="failed")
+    assert failed["restartCount"] == 3 and failed["verdict"] == "down"
+    assert "restart budget" in failed["reasons"][0]
+    time.sleep(0.3)
+    assert m.worker("crasher")["state"] == "failed"  # stays failed: no more restarts
+    events = [e for (e,) in m.sql("SELECT event FROM supervision_events WHERE worker_name='crasher'")]
+    assert events.count("started") + events.count("restarted") == 4 and events[-1] == "failed"
+
+    assert m.api("POST", "/api/workers/crasher/restart").status_code == 202
+    m.wait_worker("crasher", lambda w: w["restartCount"] > 3, what="a new attempt")
+    m.wait_worker("crasher", lambda w: w["state"] == "failed", what="failed again with a fresh budget")
+    assert m.worker("crasher")["restartCount"] >= 3 + 1 + 3
+
+
+def test_exit_zero_is_stopped_not_restarted(boot_manager):
+    m = boot_manager({"oneshot": {"command": ["bash", "-c", "echo done"], "heartbeat": False}})
+    w = m.wait_worker("oneshot", lambda w: w["state"] == "stopped")
+    time.sleep(0.3)
+    assert m.worker("oneshot")["state"] == "stopped" and w["restartCount"] == 0
+
+
+def test_hung_worker_is_killed_and_replaced(boot_manager, database_url):
+    m = boot_manager(
+        {"counter": example_worker(heartbeat_timeout_s=1.5)},
+        healdec={"min_uptime_s": 0.1},
+    )
+    first = m.wait_worker("counter", lambda w: w["healthy"])
+    m.sql("INSERT INTO settings (key, value) VALUES ('counter_hang_s', '600')")  # next item blocks, silent
+    hung = m.wait_worker("counter", lambda w: w["pid"] not in (None, first["pid"]), timeout=15, what="a replacement")
+    assert hung["restartCount"] >= 1
+    assert not pid_alive(first["pid"])
+    assert m.sql("SELECT count(*) FROM supervision_events WHERE worker_name='counter' AND event='killed_hung'")[0][0] >= 1
+
+
+def test_operator_stop_and_start(boot_manager):
+    m = boot_manager({"counter": example_worker()})
+    first = m.wait_worker("counter", lambda w: w["healthy"])
+    assert m.api("POST", "/api/workers/counter/stop").status_code == 202
+    stopped = m.wait_worker("counter", lambda w: w["state"] == "stopped")
+    assert stopped["pid"] is None
+    wait_gone([first["pid"]], 5)
+    assert m.api("POST", "/api/workers/counter/start").status_code == 202
+    m.wait_worker("counter", lambda w: w["state"] == "running" and w["pid"])

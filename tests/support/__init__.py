@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites: a real Postgres, and a handle on a running manager."""

@@ -1,0 +1,169 @@
+"""A handle on a real `python -m manager` process for integration and end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import psycopg
+import yaml
+
+from tests.support.waiting import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "test-admin-token"
+
+FAST_HEALDEC = {
+    "max_restarts": 5,
+    "restart_window_s": 60,
+    "min_uptime_s": 2,
+    "restart_delay_ms": 100,
+    "max_restart_delay_ms": 1000,
+    "heartbeat_timeout_s": 10,
+    "stop_timeout_s": 5,
+    "sweep_interval_ms": 200,
+    "flag_reread_s": 5,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def example_worker(**overrides: Any) -> dict[str, Any]:
+    spec = {"module": "workers.example", "interval_ms": 300, "heartbeat_interval_ms": 200}
+    spec.update(overrides)
+    return spec
+
+
+class ManagerHandle:
+    def __init__(self, workdir: Path, database_url: str, workers: dict[str, Any],
+                 healdec: dict[str, Any] | None = None, env: dict[str, str] | None = None,
+                 args: list[str] | None = None) -> None:
+        self.workdir = workdir
+        self.database_url = database_url
+        self.port = free_port()
+        self.config_path = workdir / "config.yaml"
+        self.config_path.write_text(yaml.safe_dump({
+            "database": {"url": database_url},
+            "api": {"host": "127.0.0.1", "port": self.port},
+            "healdec": {**FAST_HEALDEC, **(healdec or {})},
+            "workers": workers,
+        }, sort_keys=False))
+        self.log_path = workdir / "manager.log"
+        self.env = {**os.environ, "ADMIN_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.env.pop("DATABASE_URL", None)
+        self.args = args or []
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.http = httpx.Client(base_url=self.base_url, timeout=10)
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    def start(self, timeout: float = 30) -> ManagerHandle:
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "manager", "--config", str(self.config_path), *self.args],
+            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        wait_for(self._answers, timeout, 0.05, "the manager's /healthz")
+        return self
+
+    def _answers(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"manager exited with {self.proc.returncode}:\n{self.output()}")
+        try:
+            return self.http.get("/healthz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def terminate(self, timeout: float = 20) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.terminate()
+            except subprocess.TimeoutExpired:
+                for child in self.descendants():
+                    child.kill()
+                self.proc.kill()
+                self.proc.wait()
+        self.http.close()
+        if hasattr(self, "_log"):
+            self._log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def descendants(self) -> list[psutil.Process]:
+        assert self.proc is not None
+        try:
+            return psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    # ---- the API ------------------------------------------------------------------------
+
+    def status(self) -> list[dict[str, Any]]:
+        response = self.http.get("/api/workers/status")
+        response.raise_for_status()
+        return list(response.json())
+
+    def worker(self, name: str) -> dict[str, Any]:
+        return next(w for w in self.status() if w["name"] == name)
+
+    def wait_worker(self, name: str, check: Any, timeout: float = 15, what: str = "") -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            w = self.worker(name)
+            return w if check(w) else None
+
+        return wait_for(probe, timeout, 0.02, what or f"{name} to satisfy the check")
+
+    def api(self, method: str, path: str, token: str | None = TOKEN, **kwargs: Any) -> httpx.Response:
+        headers = kwargs.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.http.request(method, path, headers=headers, **kwargs)
+
+    # ---- the database and processes -----------------------------------------------------
+
+    def sql(self, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            cur = conn.execute(statement, params)
+            return cur.fetchall() if cur.description else []
+
+    def kill_worker(self, name: str, sig: int = signal.SIGKILL) -> int:
+        pid = self.worker(name)["pid"]
+        assert pid, f"{name} has no pid"
+        os.kill(pid, sig)
+        return int(pid)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def wait_gone(pids: list[int], timeout: float) -> None:
+    wait_for(lambda: not any(pid_alive(p) for p in pids), timeout, 0.02, f"pids {pids} to exit")
+
+
+def elapsed(since: float) -> float:
+    return time.monotonic() - since

@@ -1,0 +1,49 @@
+"""Config loading: env expansion, validation messages with key paths."""
+
+from __future__ import annotations
+
+import pytest
+
+from manager.config import expand_env, load_config
+from manager.errors import ConfigError
+
+
+def test_env_expansion_with_defaults():
+    env = {"A": "1", "EMPTY": ""}
+    assert expand_env("${A} ${B:-two} ${EMPTY:-dflt} ${EMPTY}", env) == "1 two dflt "
+    with pytest.raises(KeyError):
+        expand_env("${MISSING}", env)
+
+
+def test_shipped_config_is_valid(monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    config = load_config("config.yaml")
+    assert set(config.workers) == {"farcaster", "reddit", "ethereum", "base", "solana", "ai", "search"}
+    assert config.workers["reddit"].enabled is False
+    assert config.healdec.max_restarts == 5 and config.api.port == 4200
+
+
+def test_worker_settings_are_kept_and_stale_default(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("workers:\n  w:\n    module: workers.example\n    interval_ms: 1000\n    hub_url: http://x\n")
+    worker = load_config(path).workers["w"]
+    assert worker.own_settings() == {"hub_url": "http://x"}
+    assert worker.effective_stale_after_s() == 60.0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("workers:\n  W-1:\n    module: a\n", "workers: Value error, worker name 'W-1'"),
+        ("api:\n  port: 99999\n", "api.port: Input should be less than or equal to 65535"),
+        ("- a\n- b\n", "the top level must be a mapping"),
+        ("workers:\n  w:\n    command: []\n", "workers.w.command: must name a program to run"),
+    ],
+)
+def test_errors_name_the_key_path(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: ")
+    assert message.replace("Value error, ", "") in str(err.value)
