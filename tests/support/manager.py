@@ -126,12 +126,13 @@ class ManagerHandle:
     def worker(self, name: str) -> dict[str, Any]:
         return next(w for w in self.status() if w["name"] == name)
 
-    def wait_worker(self, name: str, check: Any, timeout: float = 15, what: str = "") -> dict[str, Any]:
+    def wait_worker(self, name: str, check: Any, timeout: float = 15, what: str = "",
+                    interval: float = 0.02) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
             w = self.worker(name)
             return w if check(w) else None
 
-        return wait_for(probe, timeout, 0.02, what or f"{name} to satisfy the check")
+        return wait_for(probe, timeout, interval, what or f"{name} to satisfy the check")
 
     def api(self, method: str, path: str, token: str | None = TOKEN, **kwargs: Any) -> httpx.Response:
         headers = kwargs.pop("headers", {})
