@@ -36,6 +36,7 @@ from functools import lru_cache
 from typing import Any
 
 from devnet.http_stub import (
+    Fault,
     HttpError,
     Request,
     Response,
@@ -279,8 +280,18 @@ class HubStore:
 # Seeding: a deterministic, plausible slice of Farcaster.
 # ---------------------------------------------------------------------------------------------------
 
-_FIRST = ["alice", "bob", "carol", "dan", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "yuki", "zoe", "ana", "ben", "chen", "dmitri", "emeka", "fatima", "goran", "hana", "ines", "jonas", "kofi", "lena", "mateo", "noor", "omar", "priya", "quinn", "rosa", "sven", "tariq", "uma", "vera", "wei", "xochitl", "yara", "zain"]
-_LAST = ["chen", "garcia", "kim", "nguyen", "okafor", "patel", "rossi", "schmidt", "silva", "tanaka", "novak", "kowalski", "mensah", "haddad"]
+
+def _words(text: str) -> tuple[str, ...]:
+    """A word list written as one string: easier to read and extend than a column of literals."""
+    return tuple(text.split())
+
+
+_FIRST = _words(
+    "alice bob carol dan erin frank grace heidi ivan judy mallory niaj olivia peggy rupert sybil "
+    "trent victor walter yuki zoe ana ben chen dmitri emeka fatima goran hana ines jonas kofi lena "
+    "mateo noor omar priya quinn rosa sven tariq uma vera wei xochitl yara zain"
+)
+_LAST = _words("chen garcia kim nguyen okafor patel rossi schmidt silva tanaka novak kowalski mensah haddad")
 _HANDLE_SUFFIX = ("", "", ".eth", "builds", "onchain", "xyz", "dev", "gm")
 _TOPICS = (
     "the new L2 fee market",
@@ -774,7 +785,7 @@ class FarcasterHub(StubServer):
             raise hub_error(404, "not_found", f"no such endpoint: {request.path}")
         return Response.json(route(request))
 
-    def fault_response(self, fault: Any, request: Request) -> Response:
+    def fault_response(self, fault: Fault, request: Request) -> Response:
         if fault.kind == "429":
             err = hub_error(429, "unavailable.rate_limited", "rate limit exceeded (devnet fault)")
             err.response.headers.update(retry_after_headers(fault))

@@ -21,6 +21,7 @@ subclass adds in `handle_control`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import re
@@ -33,7 +34,7 @@ import time
 import traceback
 import urllib.request
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from email.message import Message
 from http import HTTPStatus
@@ -187,8 +188,9 @@ class StubServer:
 
     def start(self) -> Self:
         if self._thread is None:
+            # A short poll interval: shutdown() waits for the loop to notice, and tests stop servers often.
             self._thread = threading.Thread(
-                target=self._server.serve_forever, name=f"devnet-{self.name}", daemon=True
+                target=self._server.serve_forever, args=(0.05,), name=f"devnet-{self.name}", daemon=True
             )
             self._thread.start()
         return self
@@ -202,10 +204,8 @@ class StubServer:
         with self._lock:
             connections = list(self._connections)
         for conn in connections:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self._server.server_close()
 
     def __enter__(self) -> Self:
@@ -389,10 +389,8 @@ class _Handler(BaseHTTPRequestHandler):
     def finish(self) -> None:
         with self.stub._lock:
             self.stub._connections.discard(self.connection)
-        try:
+        with contextlib.suppress(OSError):
             super().finish()
-        except OSError:
-            pass
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read their own output
         pass
@@ -467,7 +465,7 @@ def serve_until_signal(server: StubServer) -> int:
     server.start()
     print(f"listening on {server.url}", flush=True)
     try:
-        while not done.wait(0.5):  # a timed wait so signals are handled promptly on every platform
+        while not done.wait(0.1):  # a timed wait so signals are handled promptly on every platform
             pass
     finally:
         server.stop()
@@ -544,22 +542,19 @@ def control_request(url: str, method: str, path: str, payload: Any = None, timeo
         return json.loads(response.read())
 
 
-def inject_remote_fault(
-    url: str, kind: str, count: int = 1, path_prefix: str | None = None, **extra: Any
-) -> Any:
+def inject_remote_fault(url: str, kind: str, count: int = 1, path_prefix: str | None = None, **extra: Any) -> Any:
     """`inject_fault` for a stand-in in another process (extra: `retry_after`, `delay`)."""
     spec = {"kind": kind, "count": count, "path_prefix": path_prefix, **extra}
     return control_request(url, "POST", "/_devnet/fault", spec)
 
 
-def main(argv: Sequence[str] | None = None, factory: Callable[[str, int], StubServer] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """`python -m devnet.http_stub --port N`: a bare stand-in (health, faults, 404 elsewhere), handy for
     trying a client's error handling by hand."""
     parser = argparse.ArgumentParser(prog="python -m devnet.http_stub", description=main.__doc__)
     add_server_arguments(parser)
     args = parser.parse_args(argv)
-    server = (factory or StubServer)(args.host, args.port)
-    return serve_until_signal(server)
+    return serve_until_signal(StubServer(args.host, args.port))
 
 
 if __name__ == "__main__":

@@ -287,8 +287,14 @@ class RedditData:
 # Seeding.
 # ---------------------------------------------------------------------------------------------------
 
-_NAME_A = "crypto eth defi hodl gas block chain satoshi vitalik moon stake node rollup zk degen".split()
-_NAME_B = "enjoyer maxi wizard fan dev whale anon builder skeptic panda otter ape frog cat".split()
+
+def _words(text: str) -> tuple[str, ...]:
+    """A word list written as one string: easier to read and extend than a column of literals."""
+    return tuple(text.split())
+
+
+_NAME_A = _words("crypto eth defi hodl gas block chain satoshi vitalik moon stake node rollup zk degen")
+_NAME_B = _words("enjoyer maxi wizard fan dev whale anon builder skeptic panda otter ape frog cat")
 _TOPICS = (
     "staking rewards",
     "L2 fees",
@@ -361,7 +367,9 @@ class SeedSpec:
 def _seed(spec: SeedSpec, data: RedditData) -> None:
     """Fill `data`: posts spread over the last `HISTORY_DAYS` days, comment trees after each post."""
     rng = random.Random(spec.seed)
-    authors = sorted({f"{rng.choice(_NAME_A)}_{rng.choice(_NAME_B)}{rng.randrange(1, 999)}" for _ in range(spec.authors)})
+    authors = sorted(
+        {f"{rng.choice(_NAME_A)}_{rng.choice(_NAME_B)}{rng.randrange(1, 999)}" for _ in range(spec.authors)}
+    )
     start = HISTORY_END - HISTORY_DAYS * 86_400
     planned: list[tuple[float, str]] = []
     for name, count in spec.subreddits.items():
@@ -690,7 +698,7 @@ class RedditAPI(StubServer):
                 more = True
             else:
                 page, more = ids[:limit], limit < len(ids)
-            children = [{"kind": "t3", "data": dict(self.data.posts[p].data)} for p in page]
+            children: list[dict[str, Any]] = [{"kind": "t3", "data": dict(self.data.posts[p].data)} for p in page]
         next_after = children[-1]["data"]["name"] if more and children else None
         first_before = children[0]["data"]["name"] if (after or before) and children else None
         return _listing(children, next_after, first_before)
@@ -714,7 +722,9 @@ class RedditAPI(StubServer):
         for comment_id in shown:
             comment = self.data.comments[comment_id]
             replies = self._forest(comment.children, comment.data["name"], depth + 1, cap, sort)
-            things.append({"kind": "t1", "data": {**comment.data, "replies": _listing(replies, None) if replies else ""}})
+            things.append(
+                {"kind": "t1", "data": {**comment.data, "replies": _listing(replies, None) if replies else ""}}
+            )
         if hidden:
             count = sum(1 for _ in self.data.subtree(hidden))
             things.append(
