@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +15,15 @@ from tests.support.postgres import fresh_database, postgres_server
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with postgres_server(tmp_path_factory.mktemp("pg") / "data") as url:
-        yield url
+def pg_admin_url() -> Iterator[str]:
+    # Not under pytest's tmp_path: a concurrent pytest run prunes old tmp dirs, and deleting a
+    # live server's data directory would crash it.
+    workdir = Path(tempfile.mkdtemp(prefix="wm-pg-"))
+    try:
+        with postgres_server(workdir / "data") as url:
+            yield url
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture
