@@ -15,6 +15,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
+from admin.routes import mount_console
 from manager.auth import Principal, require_admin, require_viewer
 from manager.errors import UnknownWorker
 from manager.logs import iso
@@ -188,4 +189,5 @@ def create_app(manager: Manager) -> FastAPI:
     def metrics() -> Response:
         return Response(render(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    mount_console(app, manager)  # the admin console at /workers, built on this API
     return app

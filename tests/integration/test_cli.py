@@ -80,3 +80,41 @@ def test_migrate_is_idempotent(database_url: str, tmp_path: Path):
     second = run_cli("migrate", "--config", str(path))
     assert first.returncode == second.returncode == 0
     assert "applied migrations: 0001_core" in first.stderr and "applied" not in second.stderr
+
+
+def test_unreachable_database_is_retried_and_reported(tmp_path: Path):
+    from tests.support.manager import free_port
+
+    path = tmp_path / "c.yaml"
+    url = f"postgresql://nobody:secretpw@127.0.0.1:{free_port()}/nothing"
+    path.write_text(yaml.safe_dump({"database": {"url": url, "connect_timeout_s": 1.5}, "workers": {}}))
+    result = run_cli("--config", str(path))
+    assert result.returncode == 3
+    assert "cannot reach Postgres" in result.stderr and "retrying" in result.stdout
+    assert "secretpw" not in result.stdout + result.stderr and "Traceback" not in result.stderr
+
+
+def test_run_worker_in_the_foreground(migrated_url: str, tmp_path: Path):
+    import os
+    import signal
+
+    from tests.support.waiting import wait_for
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"database": {"url": migrated_url}, "workers": {"counter": example_worker()}}))
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    proc = subprocess.Popen([sys.executable, "-m", "manager", "run-worker", "counter", "--config", str(path)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    import psycopg
+
+    def items() -> int:
+        with psycopg.connect(migrated_url) as conn:
+            row = conn.execute("SELECT items_processed FROM worker_heartbeats WHERE worker_name='counter'").fetchone()
+        return row[0] if row else 0
+
+    try:
+        wait_for(items, 20, 0.1, "the foreground worker to process items")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and "counter worker stopped" in out

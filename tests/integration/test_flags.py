@@ -92,3 +92,13 @@ def test_every_change_is_audited_with_who(boot_manager):
     assert any("psql" in a for a in actors)  # raw SQL: the role and application name
     audit = m.api("GET", "/api/audit?key=counter_enabled").json()
     assert audit[0]["new_value"] is True and len(audit) >= 2
+
+
+def test_dropped_listener_is_reported_and_recovers(boot_manager):
+    m = boot_manager({"counter": example_worker()})
+    m.wait_worker("counter", lambda w: w["healthy"])
+    m.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'worker-manager:flags'")
+    wait_for(lambda: m.http.get("/healthz").json()["flagListener"]["connected"], 10, what="the listener to reconnect")
+    assert "flag listener lost its database connection" in m.output()
+    m.sql("UPDATE feature_flags SET enabled = false WHERE flag_name = 'counter_enabled'")
+    m.wait_worker("counter", lambda w: w["state"] == "paused", timeout=3)

@@ -104,3 +104,23 @@ def test_operator_stop_and_start(boot_manager):
     wait_gone([first["pid"]], 5)
     assert m.api("POST", "/api/workers/counter/start").status_code == 202
     m.wait_worker("counter", lambda w: w["state"] == "running" and w["pid"])
+
+
+def test_operator_restart_counts_but_spends_no_budget(boot_manager):
+    m = boot_manager({"counter": example_worker()}, healdec={"max_restarts": 1})
+    first = m.wait_worker("counter", lambda w: w["healthy"])
+    for expected in (1, 2):  # more operator restarts than max_restarts: the budget is not touched
+        assert m.api("POST", "/api/workers/counter/restart").status_code == 202
+        w = m.wait_worker("counter", lambda w, n=expected: w["restartCount"] == n and w["state"] == "running")
+        assert w["pid"] != first["pid"]
+    m.wait_worker("counter", lambda w: w["healthy"])
+
+
+def test_worker_output_as_json_lines(boot_manager):
+    import json
+
+    m = boot_manager({"counter": example_worker()}, args=["--log-format", "json"])
+    m.wait_worker("counter", lambda w: w["itemsProcessed"] > 0)
+    records = [json.loads(line) for line in m.output().splitlines() if line.startswith("{")]
+    assert any(r["worker"] == "counter" and "worker started" in r["text"] for r in records)
+    assert all({"worker", "at", "stream", "text"} <= set(r) for r in records)
