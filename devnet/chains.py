@@ -9,7 +9,8 @@ so a sync worker sees real blocks, receipts and Transfer logs; the `ChainSeed` i
 was put there so tests can compare a database with the chain.
 
 The helpers at the bottom (`send_eth`, `transfer_token`, `transfer_nft`, `mint_*`, `mine_blocks`)
-make new activity between a worker's cycles. Senders need no keys: anvil impersonates them.
+make new activity between a worker's cycles. Senders need no keys: nodes from `start_anvil` run with
+`--auto-impersonate`.
 """
 
 from __future__ import annotations
@@ -22,16 +23,20 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Self
 
 from eth_account import Account
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
+from web3.types import Wei
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "contracts" / "artifacts"
@@ -47,6 +52,7 @@ UNIVERSAL_RESOLVER_ADDR = Web3.to_checksum_address("0xeEeEEEeE14D718C2B47D9923De
 
 _LISTENING_RE = re.compile(r"Listening on ([\d.]+):(\d+)")
 _PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 class AnvilError(RuntimeError):
@@ -72,18 +78,22 @@ def anvil_path() -> Path:
     if found:
         return Path(found)
     raise AnvilError(
-        f"anvil not found (looked at $ANVIL_BIN, {TOOLS_ANVIL.relative_to(REPO_ROOT)} and PATH). "
-        "Run `make devnet-deps` (or `make test`, which does it) to install it from npm into .tools/."
+        f"anvil not found (looked at $ANVIL_BIN, {TOOLS_ANVIL} and PATH). "
+        "Run `make tools` (`make test` and `make devnet` do it too) to install it from npm into .tools/."
     )
 
 
-def _die_with_parent() -> None:
-    """preexec hook: SIGKILL anvil when the thread that started it dies, so a SIGKILLed test run or
-    manager never leaves a node behind (Linux prctl; a no-op elsewhere)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
+def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+    """A preexec hook: SIGKILL anvil when the thread that started it dies, so a SIGKILLed test run or
+    manager never leaves a node behind (Linux prctl; libc is loaded before the fork, not in the child)."""
+
+    def hook() -> None:
+        if _libc is not None:
+            _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent_pid:  # the parent died before the prctl took effect
+            os._exit(1)
+
+    return hook
 
 
 @dataclass
@@ -95,6 +105,7 @@ class AnvilNode:
     port: int
     process: subprocess.Popen[str]
     output: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=200))
+    reader: threading.Thread | None = None
     _w3: Web3 | None = None
 
     @property
@@ -109,7 +120,15 @@ class AnvilNode:
     def web3(self) -> Web3:
         """A Web3 client for this node (one per node, reused)."""
         if self._w3 is None:
-            self._w3 = Web3(Web3.HTTPProvider(self.url, request_kwargs={"timeout": 30}))
+            # web3's validation middleware asks eth_chainId before every transaction; a node's chain id
+            # never changes, so caching it halves the round trips of a seeding run.
+            provider = Web3.HTTPProvider(
+                self.url,
+                request_kwargs={"timeout": 30},
+                cache_allowed_requests=True,
+                cacheable_requests={"eth_chainId"},
+            )
+            self._w3 = Web3(provider)
         return self._w3
 
     def rpc(self, method: str, params: list[Any] | None = None) -> Any:
@@ -128,6 +147,10 @@ class AnvilNode:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.reader is not None:
+            self.reader.join(timeout=2)  # it ends at EOF, i.e. as soon as anvil has exited
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         self._w3 = None
 
     def __enter__(self) -> Self:
@@ -152,7 +175,9 @@ def start_anvil(
     want); with it, blocks also come on a timer, as on a live chain. `die_with_parent` ties anvil's
     life to the *calling thread* (Linux parent-death signal): start it from a long-lived thread.
     """
-    args = [str(anvil_path()), "--host", "127.0.0.1", "--port", "0", "--chain-id", str(chain_id)]
+    # --auto-impersonate: any address may send eth_sendTransaction without its key, so the seeder
+    # and the helpers below can act for any wallet (a worker reading the chain cannot tell).
+    args = [str(anvil_path()), "--host", "127.0.0.1", "--port", "0", "--chain-id", str(chain_id), "--auto-impersonate"]
     if block_time is not None:
         args += ["--block-time", str(block_time)]
     args += list(extra_args)
@@ -163,7 +188,7 @@ def start_anvil(
         stdin=subprocess.DEVNULL,
         text=True,
         start_new_session=True,  # Ctrl-C in a terminal goes to the owner, which stops anvil in order
-        preexec_fn=_die_with_parent if die_with_parent else None,  # noqa: PLW1509
+        preexec_fn=_die_with_parent(os.getpid()) if die_with_parent else None,
     )
     output: collections.deque[str] = collections.deque(maxlen=200)
     listening = threading.Event()
@@ -181,7 +206,8 @@ def start_anvil(
                     listening.set()
         listening.set()  # EOF: anvil exited
 
-    threading.Thread(target=drain, name=f"anvil-{chain_id}-stdout", daemon=True).start()
+    reader = threading.Thread(target=drain, name=f"anvil-{chain_id}-stdout", daemon=True)
+    reader.start()
     deadline = time.monotonic() + timeout
     listening.wait(timeout)
     if not found:
@@ -192,7 +218,7 @@ def start_anvil(
         waited = "exited" if time.monotonic() < deadline else f"did not listen within {timeout} s"
         raise AnvilError(f"anvil (chain {chain_id}) {waited}; last output:\n{tail}")
     host, port = found[0]
-    return AnvilNode(chain_id=chain_id, host=host, port=port, process=process, output=output)
+    return AnvilNode(chain_id=chain_id, host=host, port=port, process=process, output=output, reader=reader)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -222,16 +248,11 @@ def rpc(w3: Web3, method: str, params: list[Any]) -> Any:
     return response.get("result")
 
 
-def _send(w3: Web3, tx_hash: bytes) -> str:
+def _send(w3: Web3, tx_hash: HexBytes) -> str:
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30, poll_latency=0.02)
     if receipt["status"] != 1:
         raise AnvilError(f"transaction {receipt['transactionHash'].to_0x_hex()} reverted")
     return receipt["transactionHash"].to_0x_hex()
-
-
-def _impersonate(w3: Web3, address: str) -> None:
-    # Lets eth_sendTransaction come "from" any address without its key, as if unlocked.
-    rpc(w3, "anvil_impersonateAccount", [Web3.to_checksum_address(address)])
 
 
 def deploy(w3: Web3, name: str, *args: Any, sender: str) -> Contract:
@@ -265,7 +286,7 @@ class Wallet:
 
     label: str
     address: str  # checksum
-    private_key: str  # 0x-hex; deterministic, for code that wants to sign itself
+    private_key: str = field(repr=False)  # 0x-hex, deterministic: for code that wants to sign itself
     tracked: bool
 
 
@@ -384,37 +405,40 @@ def seed_chain(node: AnvilNode, *, with_ens: bool | None = None) -> ChainSeed:
     first_block = w3.eth.block_number
     wallets = devnet_wallets()
     alice, bob, carol, dave = (w.address for w in wallets)
-    for w in wallets:
-        _impersonate(w3, w.address)
     txs: list[str] = []
     eth = Web3.to_wei
 
     # ETH: fund from the deployer, then a few wallet-to-wallet payments.
-    for address, amount in ((alice, eth(5, "ether")), (bob, eth(2.5, "ether")), (carol, eth(0.75, "ether")),
-                            (dave, eth(1, "ether"))):
+    for address, amount in (
+        (alice, eth(5, "ether")),
+        (bob, eth(2.5, "ether")),
+        (carol, eth(0.75, "ether")),
+        (dave, eth(1, "ether")),
+    ):
         txs.append(send_eth(w3, deployer, address, amount))
     txs.append(send_eth(w3, alice, bob, eth(0.1, "ether")))
     txs.append(send_eth(w3, bob, dave, eth(0.05, "ether")))
 
     # ERC-20s: mint, then transfers in every direction (tracked <-> tracked, tracked <-> untracked).
-    token_contracts = [deploy(w3, "DevToken", name, symbol, decimals, sender=deployer)
-                       for name, symbol, decimals in TOKEN_SPECS]
+    token_contracts = [
+        deploy(w3, "DevToken", name, symbol, decimals, sender=deployer) for name, symbol, decimals in TOKEN_SPECS
+    ]
     dusd, dgov = (c.address for c in token_contracts)
     usd, gov = 10**6, 10**18
-    for token, to, amount in (
+    for token, to, units in (
         (dusd, alice, 1_250 * usd + 500_000),
         (dusd, bob, 300 * usd),
         (dusd, dave, 10_000 * usd),
         (dgov, alice, 42 * gov + gov // 2),
         (dgov, carol, 7 * gov),
     ):
-        txs.append(mint_tokens(w3, token, to, amount))
-    for token, sender, to, amount in (
+        txs.append(mint_tokens(w3, token, to, units))
+    for token, sender, to, units in (
         (dusd, alice, bob, 100 * usd + 250_000),
         (dusd, dave, carol, 55 * usd),
         (dgov, carol, dave, 1 * gov),
     ):
-        txs.append(transfer_token(w3, token, sender, to, amount))
+        txs.append(transfer_token(w3, token, sender, to, units))
 
     # ERC-721: tokens for each wallet, then one moves between tracked wallets.
     nft = deploy(w3, "DevNft", NFT_NAME, NFT_SYMBOL, sender=deployer)
@@ -431,14 +455,17 @@ def seed_chain(node: AnvilNode, *, with_ens: bool | None = None) -> ChainSeed:
         url=node.url,
         deployer=deployer,
         wallets=wallets,
-        eth_balances={w.address: w3.eth.get_balance(w.address) for w in wallets},
+        eth_balances={w.address: w3.eth.get_balance(Web3.to_checksum_address(w.address)) for w in wallets},
         tokens=tuple(
-            SeededToken(c.address, name, symbol, decimals,
-                        {w.address: c.functions.balanceOf(w.address).call() for w in wallets})
+            SeededToken(
+                c.address, name, symbol, decimals, {w.address: c.functions.balanceOf(w.address).call() for w in wallets}
+            )
             for c, (name, symbol, decimals) in zip(token_contracts, TOKEN_SPECS, strict=True)
         ),
         nft=NftCollection(
-            nft.address, NFT_NAME, NFT_SYMBOL,
+            nft.address,
+            NFT_NAME,
+            NFT_SYMBOL,
             tuple(
                 SeededNft(i, nft.functions.ownerOf(i).call(), nft.functions.tokenURI(i).call())
                 for i in (1, 2, 3, 4, 5, 7)
@@ -461,8 +488,15 @@ def _seed_ens(w3: Web3, deployer: str, wallets: tuple[Wallet, ...], txs: list[st
     alice, bob, carol, dave = (w.address for w in wallets)
     rpc(w3, "anvil_setCode", [ENS_REGISTRY_ADDR, load_artifact("DevEnsRegistry")["deployedBytecode"]])
     root_owner_slot = Web3.keccak(b"\x00" * 32 + (0).to_bytes(32, "big"))  # _owners[0x0], mapping at slot 0
-    rpc(w3, "anvil_setStorageAt", [ENS_REGISTRY_ADDR, root_owner_slot.to_0x_hex(),
-                                   "0x" + bytes(Web3.to_bytes(hexstr=deployer)).rjust(32, b"\x00").hex()])
+    rpc(
+        w3,
+        "anvil_setStorageAt",
+        [
+            ENS_REGISTRY_ADDR,
+            root_owner_slot.to_0x_hex(),
+            "0x" + bytes.fromhex(deployer[2:]).rjust(32, b"\x00").hex(),
+        ],
+    )
     registry = contract_at(w3, "DevEnsRegistry", ENS_REGISTRY_ADDR)
     resolver = deploy(w3, "DevPublicResolver", registry.address, sender=deployer)
     reverse = deploy(w3, "DevReverseRegistrar", registry.address, resolver.address, sender=deployer)
@@ -471,8 +505,7 @@ def _seed_ens(w3: Web3, deployer: str, wallets: tuple[Wallet, ...], txs: list[st
         txs.append(_send(w3, fn.transact({"from": sender})))
 
     call(registry.functions.setSubnodeOwner(b"\x00" * 32, Web3.keccak(text="reverse"), deployer), deployer)
-    call(registry.functions.setSubnodeOwner(namehash("reverse"), Web3.keccak(text="addr"), reverse.address),
-         deployer)
+    call(registry.functions.setSubnodeOwner(namehash("reverse"), Web3.keccak(text="addr"), reverse.address), deployer)
     call(registry.functions.setSubnodeOwner(b"\x00" * 32, Web3.keccak(text="eth"), deployer), deployer)
 
     def register(label: str, owner: str) -> str:
@@ -511,14 +544,16 @@ def _seed_ens(w3: Web3, deployer: str, wallets: tuple[Wallet, ...], txs: list[st
 
 def send_eth(w3: Web3, sender: str, to: str, wei: int) -> str:
     """A plain value transfer."""
-    _impersonate(w3, sender)
-    return _send(w3, w3.eth.send_transaction(
-        {"from": Web3.to_checksum_address(sender), "to": Web3.to_checksum_address(to), "value": wei}))
+    return _send(
+        w3,
+        w3.eth.send_transaction(
+            {"from": Web3.to_checksum_address(sender), "to": Web3.to_checksum_address(to), "value": Wei(wei)}
+        ),
+    )
 
 
 def transfer_token(w3: Web3, token: str, sender: str, to: str, amount: int) -> str:
     """ERC-20 `transfer` of `amount` base units from `sender`."""
-    _impersonate(w3, sender)
     fn = contract_at(w3, "DevToken", token).functions.transfer(Web3.to_checksum_address(to), amount)
     return _send(w3, fn.transact({"from": Web3.to_checksum_address(sender)}))
 
@@ -527,13 +562,11 @@ def mint_tokens(w3: Web3, token: str, to: str, amount: int) -> str:
     """ERC-20 `mint`, sent by the token's minter (its deployer)."""
     contract = contract_at(w3, "DevToken", token)
     minter = contract.functions.minter().call()
-    _impersonate(w3, minter)
     return _send(w3, contract.functions.mint(Web3.to_checksum_address(to), amount).transact({"from": minter}))
 
 
 def transfer_nft(w3: Web3, nft: str, sender: str, to: str, token_id: int) -> str:
     """ERC-721 `transferFrom` by the current owner `sender`."""
-    _impersonate(w3, sender)
     sender = Web3.to_checksum_address(sender)
     fn = contract_at(w3, "DevNft", nft).functions.transferFrom(sender, Web3.to_checksum_address(to), token_id)
     return _send(w3, fn.transact({"from": sender}))
@@ -543,7 +576,6 @@ def mint_nft(w3: Web3, nft: str, to: str, token_id: int, uri: str) -> str:
     """ERC-721 `mint(to, id, uri)`, sent by the collection's minter."""
     contract = contract_at(w3, "DevNft", nft)
     minter = contract.functions.minter().call()
-    _impersonate(w3, minter)
     fn = contract.functions.mint(Web3.to_checksum_address(to), token_id, uri)
     return _send(w3, fn.transact({"from": minter}))
 

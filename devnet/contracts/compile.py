@@ -15,6 +15,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -29,27 +30,35 @@ SETTINGS = {
 }
 
 
+_NODE_COMPILE = """
+const solc = require(process.argv[1]);
+const fs = require("fs");
+fs.writeFileSync(process.argv[2], solc.compile(fs.readFileSync(0, "utf8")));
+console.log(solc.version());
+"""
+
+
 def compile_sources() -> dict[str, dict]:
     """Compile every .sol file here with solc-js and return artifact dicts keyed by contract name."""
     if not SOLCJS.exists():
         sys.exit(f"solc-js not found at {SOLCJS}: run `npm ci --prefix .tools` (see this file's docstring)")
     sources = {p.name: {"content": p.read_text()} for p in sorted(HERE.glob("*.sol"))}
     request = {"language": "Solidity", "sources": sources, "settings": SETTINGS}
-    proc = subprocess.run(
-        ["node", str(SOLCJS), "--standard-json"],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    # solc-js prints a ">>> Cannot retry compilation with SMT…" notice before the JSON on stdout.
-    output = json.loads(proc.stdout[proc.stdout.index("{") :])
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path = Path(tmp) / "out.json"
+        # Through solc-js's JS API into a file: its CLI's `--standard-json` exits before a large piped
+        # stdout is flushed, which truncates the JSON.
+        version = subprocess.run(
+            ["node", "-e", _NODE_COMPILE, str(SOLCJS.parent), str(out_path)],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        output = json.loads(out_path.read_text())
     errors = [e for e in output.get("errors", []) if e["severity"] == "error"]
     if errors:
         sys.exit("\n".join(e["formattedMessage"] for e in errors))
-    version = subprocess.run(
-        ["node", str(SOLCJS), "--version"], capture_output=True, text=True, check=True
-    ).stdout.strip()
     artifacts: dict[str, dict] = {}
     for source_name, contracts in output["contracts"].items():
         for contract_name, out in contracts.items():
