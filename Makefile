@@ -45,13 +45,11 @@ $(VENV)/.installed-test: pyproject.toml constraints.txt $(VENV)/.installed
 	touch $@
 
 # anvil (the Foundry EVM node) from the npm registry package that ships its Linux binary.
-tools: .tools/.installed
-.tools/.installed: devnet/package.json
-	@if [ -f devnet/package.json ]; then \
-	  mkdir -p .tools && cp devnet/package.json .tools/ && \
-	  { [ -f devnet/package-lock.json ] && cp devnet/package-lock.json .tools/ || true; } && \
-	  npm install --prefix .tools --no-audit --no-fund --loglevel=error && touch $@; \
-	fi
+# (solc, for regenerating devnet/contracts, comes with `npm ci --prefix .tools` without --omit=dev.)
+tools: .tools/node_modules/.package-lock.json
+.tools/node_modules/.package-lock.json: devnet/package.json devnet/package-lock.json
+	mkdir -p .tools && cp devnet/package.json devnet/package-lock.json .tools/
+	npm ci --prefix .tools --omit=dev --no-audit --no-fund --loglevel=error
 
 # Debian's Chromium for the browser tests (installed only when running as root and missing).
 browser:

@@ -50,6 +50,7 @@ class HealthEngine:
         self._task: asyncio.Task[None] | None = None
         self._last_prune = 0.0
         self.last_sweep_error: str | None = None
+        self._last_sweep_failure = float("-inf")
         self.sweeps = 0
 
     async def start(self) -> None:
@@ -69,6 +70,7 @@ class HealthEngine:
                 await self.sweep()
             except Exception as exc:  # a failed sweep keeps the last facts; report, go on
                 self.last_sweep_error = str(exc)
+                self._last_sweep_failure = time.monotonic()
                 log.warning("healdec sweep failed: %s", exc)
 
     async def sweep(self) -> None:
@@ -85,9 +87,12 @@ class HealthEngine:
         self.last_sweep_error = None
         self.sweeps += 1
         self._sample_processes()
+        blind_for = time.monotonic() - self._last_sweep_failure
         for runner in self._supervisor.runners.values():
             health = self.health(runner)
-            if health.hung:
+            # While the database was unreachable, workers could not heartbeat either: give them
+            # a full timeout after it returns before calling anyone hung.
+            if health.hung and blind_for > self._config.heartbeat_timeout_s(runner.name):
                 runner.kill_hung(health.reasons[0])
 
     def _sample_processes(self) -> None:
