@@ -34,8 +34,15 @@ def resolve_database_url(config: DatabaseConfig) -> str:
     return start_embedded(Path(config.data_dir))
 
 
-def start_embedded(data_dir: Path) -> str:
-    """Start (or join) the embedded Postgres under `data_dir` and return its URL."""
+EMBEDDED_MAX_CONNECTIONS = 400  # each worker holds two connections; Postgres's default of 100 fits ~45
+
+
+def start_embedded(data_dir: Path, cleanup_mode: str = "stop") -> str:
+    """Start (or join) the embedded Postgres under `data_dir` and return its URL.
+
+    On first start it raises max_connections (a restart through pgserver's own handle), so a
+    fleet of fifty workers fits.
+    """
     # platformdirs warns that XDG_RUNTIME_DIR is unset on servers; harmless for pgserver's lock file.
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     import pgserver  # imported lazily: only the embedded mode needs it
@@ -43,7 +50,17 @@ def start_embedded(data_dir: Path) -> str:
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     server = pgserver.get_server(data_dir, cleanup_mode="stop")
-    return str(server.get_uri("postgres"))
+    url = str(server.get_uri("postgres"))
+    with psycopg.connect(url, autocommit=True) as conn:
+        current = int(conn.execute("SHOW max_connections").fetchone()[0])  # type: ignore[index]
+        if current < EMBEDDED_MAX_CONNECTIONS:
+            conn.execute(f"ALTER SYSTEM SET max_connections = {EMBEDDED_MAX_CONNECTIONS}")
+    if current < EMBEDDED_MAX_CONNECTIONS:
+        server.cleanup()  # the last handle stops the server; the next get_server starts it anew
+        server = pgserver.get_server(data_dir, cleanup_mode="stop")
+        url = str(server.get_uri("postgres"))
+    server.cleanup_mode = cleanup_mode  # what happens when this process lets go of it
+    return url
 
 
 def connect_with_retry(

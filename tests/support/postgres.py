@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import uuid
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,14 +22,15 @@ def postgres_server(workdir: Path) -> Iterator[str]:
     if url:
         yield url
         return
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    from manager.db import start_embedded
+
+    url = start_embedded(workdir, cleanup_mode="delete")
     import pgserver
 
-    server = pgserver.get_server(workdir, cleanup_mode="delete")
     try:
-        yield str(server.get_uri("postgres"))
+        yield url
     finally:
-        server.cleanup()
+        pgserver.get_server(workdir).cleanup()
 
 
 @contextmanager
