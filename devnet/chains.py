@@ -16,17 +16,14 @@ make new activity between a worker's cycles. Senders need no keys: nodes from `s
 from __future__ import annotations
 
 import collections
-import ctypes
 import json
 import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -37,6 +34,8 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.types import Wei
+
+from manager.process import die_with_parent as parent_death_hook
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "contracts" / "artifacts"
@@ -51,8 +50,6 @@ ENS_REGISTRY_ADDR = Web3.to_checksum_address("0x00000000000C2E074eC69A0dFb2997BA
 UNIVERSAL_RESOLVER_ADDR = Web3.to_checksum_address("0xeEeEEEeE14D718C2B47D9923Deab1335E144EeEe")
 
 _LISTENING_RE = re.compile(r"Listening on ([\d.]+):(\d+)")
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 class AnvilError(RuntimeError):
@@ -81,19 +78,6 @@ def anvil_path() -> Path:
         f"anvil not found (looked at $ANVIL_BIN, {TOOLS_ANVIL} and PATH). "
         "Run `make tools` (`make test` and `make devnet` do it too) to install it from npm into .tools/."
     )
-
-
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
-    """A preexec hook: SIGKILL anvil when the thread that started it dies, so a SIGKILLed test run or
-    manager never leaves a node behind (Linux prctl; libc is loaded before the fork, not in the child)."""
-
-    def hook() -> None:
-        if _libc is not None:
-            _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent_pid:  # the parent died before the prctl took effect
-            os._exit(1)
-
-    return hook
 
 
 @dataclass
@@ -188,7 +172,7 @@ def start_anvil(
         stdin=subprocess.DEVNULL,
         text=True,
         start_new_session=True,  # Ctrl-C in a terminal goes to the owner, which stops anvil in order
-        preexec_fn=_die_with_parent(os.getpid()) if die_with_parent else None,
+        preexec_fn=parent_death_hook(os.getpid(), signal.SIGKILL) if die_with_parent else None,
     )
     output: collections.deque[str] = collections.deque(maxlen=200)
     listening = threading.Event()

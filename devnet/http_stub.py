@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import re
 import signal
 import socket
@@ -487,10 +488,13 @@ class StubProcess:
         self.url = ""
 
     def start(self, timeout: float = 15.0) -> Self:
+        from manager.process import die_with_parent
+
         self.process = subprocess.Popen(
             [self.python, "-m", self.module, *self.args],
             stdout=subprocess.PIPE,
             text=True,
+            preexec_fn=die_with_parent(os.getpid()),  # a SIGKILLed manager leaves no stand-in behind
         )
         line_holder: list[str] = []
         reader = threading.Thread(target=lambda: line_holder.append(self._stdout_line()), daemon=True)

@@ -21,12 +21,15 @@ _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") el
 LineSink = Callable[[str, str], None]  # (stream, line) with stream "stdout" | "stderr"
 
 
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
-    """A preexec hook: ask Linux to SIGTERM the child when the manager dies, even by SIGKILL."""
+def die_with_parent(parent_pid: int, sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A preexec hook: ask Linux to signal the child when its parent dies, even by SIGKILL.
+
+    (The signal fires when the *thread* that forked the child exits; spawn from the main thread.)
+    """
 
     def hook() -> None:
         if _libc is not None:
-            _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+            _libc.prctl(_PR_SET_PDEATHSIG, sig)
         if os.getppid() != parent_pid:  # the manager died before the prctl took effect
             os._exit(1)
 
@@ -127,7 +130,7 @@ class ChildProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # its own session and process group: signals reach its children
-            preexec_fn=_die_with_parent(os.getpid()),
+            preexec_fn=die_with_parent(os.getpid()),
             limit=1 << 20,
         )
         child = cls(proc, guardian)
