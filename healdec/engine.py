@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from sql import query
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_S = 3600.0
+STATUS_MAX_AGE_S = 0.1  # ages and uptimes in a cached status reply are at most this old
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,13 @@ class HealthEngine:
         self.last_sweep_error: str | None = None
         self._last_sweep_failure = float("-inf")
         self.sweeps = 0
+        self._status_json: bytes | None = None
+        self._status_at = 0.0
+        for runner in supervisor.runners.values():
+            runner.on_change.append(self._forget_status)
+
+    def _forget_status(self, _runner: WorkerRunner | None = None) -> None:
+        self._status_json = None
 
     async def start(self) -> None:
         await self.sweep()
@@ -84,6 +93,7 @@ class HealthEngine:
                 self._last_prune = time.monotonic()
         self._heartbeats = {row["worker_name"]: row for row in rows}
         self._heartbeats_at = time.monotonic()
+        self._forget_status()
         self.last_sweep_error = None
         self.sweeps += 1
         self._sample_processes()
@@ -200,6 +210,15 @@ class HealthEngine:
 
     def status(self) -> list[dict[str, Any]]:
         return [self.worker_status(r) for r in self._supervisor.runners.values()]
+
+    def status_json(self) -> bytes:
+        """The status list as JSON, rebuilt on any state change or sweep and at most every 0.1 s
+        otherwise, so a busy dashboard costs the manager almost nothing."""
+        now = time.monotonic()
+        if self._status_json is None or now - self._status_at > STATUS_MAX_AGE_S:
+            self._status_json = json.dumps(self.status(), separators=(",", ":")).encode()
+            self._status_at = now
+        return self._status_json
 
     def running_count(self) -> int:
         return sum(1 for r in self._supervisor.runners.values() if r.state is WorkerState.RUNNING)

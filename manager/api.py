@@ -63,10 +63,11 @@ def create_app(manager: Manager) -> FastAPI:
     app.state.auth = manager.auth
     registry = build_registry(manager.engine.status)
 
-    @app.get("/api/workers/status", tags=["workers"])
-    def workers_status() -> list[dict[str, Any]]:
-        """Every configured worker, answered from memory."""
-        return manager.engine.status()
+    @app.get("/api/workers/status", tags=["workers"], response_class=Response,
+             responses={200: {"content": {"application/json": {}}, "description": "one object per worker"}})
+    async def workers_status() -> Response:
+        """Every configured worker, answered from memory (never waits on the database or a worker)."""
+        return Response(manager.engine.status_json(), media_type="application/json")
 
     @app.get("/api/workers/{name}", tags=["workers"])
     async def worker_detail(name: str, request: Request, _: Viewer, lines: int = Query(100, le=300)) -> dict[str, Any]:
@@ -101,17 +102,17 @@ def create_app(manager: Manager) -> FastAPI:
         return JSONResponse({"accepted": action, "worker": manager.engine.worker_status(runner)}, status_code=202)
 
     @app.post("/api/workers/{name}/restart", tags=["workers"], status_code=202)
-    def restart_worker(name: str, request: Request, _: Admin) -> JSONResponse:
+    async def restart_worker(name: str, request: Request, _: Admin) -> JSONResponse:
         """Stop (if running) and start again; also clears `failed` and resets the restart budget."""
         return _act(name, request, "restart")
 
     @app.post("/api/workers/{name}/stop", tags=["workers"], status_code=202)
-    def stop_worker(name: str, request: Request, _: Admin) -> JSONResponse:
+    async def stop_worker(name: str, request: Request, _: Admin) -> JSONResponse:
         """Stop gracefully; it stays `stopped` until started."""
         return _act(name, request, "stop")
 
     @app.post("/api/workers/{name}/start", tags=["workers"], status_code=202)
-    def start_worker(name: str, request: Request, _: Admin) -> JSONResponse:
+    async def start_worker(name: str, request: Request, _: Admin) -> JSONResponse:
         """Start a stopped or failed worker (resets its restart budget)."""
         return _act(name, request, "start")
 
@@ -164,7 +165,7 @@ def create_app(manager: Manager) -> FastAPI:
         ]
 
     @app.get("/healthz", tags=["manager"])
-    def healthz() -> dict[str, Any]:
+    async def healthz() -> dict[str, Any]:
         """The manager's own health: is its view of the database current?"""
         listener = manager.listener
         problems = []
@@ -186,7 +187,7 @@ def create_app(manager: Manager) -> FastAPI:
         }
 
     @app.get("/metrics", tags=["manager"])
-    def metrics() -> Response:
+    async def metrics() -> Response:
         return Response(render(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     mount_console(app, manager)  # the admin console at /workers, built on this API

@@ -82,7 +82,7 @@ def _auth(request: Request) -> Auth:
     return request.app.state.auth  # type: ignore[no-any-return]
 
 
-def require_viewer(request: Request) -> Principal:
+def authenticated(request: Request) -> Principal:
     """Any valid token (admin or viewer); 401 otherwise."""
     who = _auth(request).principal(request)
     if who is None:
@@ -94,9 +94,14 @@ def require_viewer(request: Request) -> Principal:
     return who
 
 
+async def require_viewer(request: Request) -> Principal:
+    """FastAPI dependency: any valid token (async, so it runs on the event loop, not a thread)."""
+    return authenticated(request)
+
+
 async def require_admin(request: Request) -> Principal:
     """The admin token; 401 without a token, 403 for the viewer token or a missing CSRF token."""
-    who = require_viewer(request)
+    who = authenticated(request)
     if who.role is not Role.ADMIN:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the viewer token cannot change anything")
     if who.via == "cookie":
