@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+_SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 
 LineSink = Callable[[str, str], None]  # (stream, line) with stream "stdout" | "stderr"
 
@@ -122,6 +125,12 @@ class ChildProcess:
         guardian: GuardianLink | None = None,
         cwd: str | None = None,
     ) -> ChildProcess:
+        # The parent-death signal is set by util-linux's `setpriv` when present: a preexec hook
+        # would force a full fork() of the manager (~10 ms at 70 MB) instead of vfork (~1.5 ms).
+        if _SETPRIV:
+            argv, preexec = [_SETPRIV, "--pdeathsig", "TERM", "--", *argv], None
+        else:
+            preexec = die_with_parent(os.getpid())
         proc = await asyncio.create_subprocess_exec(
             *argv,
             env=env,
@@ -130,7 +139,7 @@ class ChildProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # its own session and process group: signals reach its children
-            preexec_fn=die_with_parent(os.getpid()),
+            preexec_fn=preexec,
             limit=1 << 20,
         )
         child = cls(proc, guardian)
