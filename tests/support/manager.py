@@ -49,7 +49,8 @@ def example_worker(**overrides: Any) -> dict[str, Any]:
 class ManagerHandle:
     def __init__(self, workdir: Path, database_url: str, workers: dict[str, Any],
                  healdec: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-                 args: list[str] | None = None) -> None:
+                 args: list[str] | None = None, timeout: float | None = None) -> None:
+        self.start_timeout = timeout
         self.workdir = workdir
         self.database_url = database_url
         self.port = free_port()
@@ -71,6 +72,7 @@ class ManagerHandle:
     # ---- lifecycle ----------------------------------------------------------------------
 
     def start(self, timeout: float = 30) -> ManagerHandle:
+        timeout = self.start_timeout or timeout
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "manager", "--config", str(self.config_path), *self.args],

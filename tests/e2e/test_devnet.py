@@ -1,0 +1,33 @@
+"""`python -m manager --devnet`: the whole system on loopback stand-ins, healthy and filling tables."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import yaml
+
+from tests.support.manager import ROOT, wait_gone
+from tests.support.waiting import wait_for
+
+STANDARD = {"farcaster", "reddit", "ethereum", "base", "solana", "ai", "search"}
+
+
+def test_devnet_boots_every_worker_healthy_and_cleans_up(boot_manager):
+    workers = yaml.safe_load((ROOT / "config.yaml").read_text())["workers"]
+    m = boot_manager(workers, args=["--devnet"], timeout=90)
+    assert {w["name"] for w in m.status()} == STANDARD
+
+    def all_healthy() -> bool:
+        return all(w["healthy"] and w["state"] == "running" for w in m.status())
+
+    wait_for(all_healthy, 60, 0.5, "every worker healthy within 60 s of boot")
+    children = m.descendants()
+    names = " ".join(" ".join(p.cmdline()) for p in children)
+    for stand_in in ("devnet.farcaster_hub", "devnet.reddit_api", "devnet.solana_rpc", "devnet.openai_api", "anvil"):
+        assert stand_in in names
+
+    pids = [p.pid for p in children]
+    os.kill(m.proc.pid, signal.SIGKILL)  # even stand-ins die with the manager
+    m.proc.wait(5)
+    wait_gone(pids, 3)
