@@ -4,29 +4,15 @@ charts, read from `cycle_runs` and filled with zeros where a minute saw no cycle
 
 from __future__ import annotations
 
-import re
-from functools import cache
-from importlib import resources
 from typing import Any
 
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from manager.logs import iso
+from sql import query
 
 SERIES = ("cycles", "failed", "items", "itemErrors")
-
-
-@cache
-def queries() -> dict[str, str]:
-    """The console's named queries from `admin/queries.sql` (the format of `sql/queries.sql`)."""
-    text = resources.files(__package__).joinpath("queries.sql").read_text()
-    named: dict[str, str] = {}
-    for block in re.split(r"^-- name: ", text, flags=re.M)[1:]:
-        name, _, body = block.partition("\n")
-        lines = [line for line in body.splitlines() if not line.startswith("--")]
-        named[name.strip()] = "\n".join(lines).strip().rstrip(";")
-    return named
 
 
 def minute_axis(now: float, minutes: int) -> list[float]:
@@ -55,11 +41,11 @@ async def load_trends(pool: AsyncConnectionPool, workers: list[str], minutes: in
                       worker: str | None = None) -> dict[str, Any]:
     """Per-minute series for the last `minutes` minutes, for every worker or for one."""
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(queries()["database_now"])
+        await cur.execute(query("database_now"))
         now_row = await cur.fetchone()
         assert now_row is not None
         axis = minute_axis(float(next(iter(now_row.values()))), minutes)
-        await cur.execute(queries()["cycle_trends"], {"since": axis[0], "worker": worker})
+        await cur.execute(query("cycle_trends"), {"since": axis[0], "worker": worker})
         rows = await cur.fetchall()
     names = [worker] if worker else workers
     return {"minutes": [iso(m) for m in axis], "workers": fill_minutes(rows, axis, names)}

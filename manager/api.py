@@ -153,6 +153,16 @@ def create_app(manager: Manager) -> FastAPI:
         assert row is not None
         return {**_row_json(row), "value": mask_secrets(row["value"], key)}
 
+    @app.delete("/api/settings/{key}", tags=["settings"], status_code=204)
+    async def delete_setting(key: str, who: Admin) -> Response:
+        """Remove a setting: the worker falls back to its config value at its next cycle."""
+        async with manager.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(query("set_actor"), (who.actor,))
+            await cur.execute(query("delete_setting"), (key,))
+            if cur.rowcount == 0:
+                raise HTTPException(404, f"no setting named {key!r}")
+        return Response(status_code=204)
+
     @app.get("/api/audit", tags=["flags", "settings"])
     async def audit(_: Viewer, key: str | None = None, limit: int = Query(100, le=1000)) -> list[dict[str, Any]]:
         """Changes to flags and settings, newest first, however they were made."""

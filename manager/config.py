@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from manager.errors import ConfigError
 
 WORKER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+RESERVED_NAMES = frozenset({"login", "logout", "static", "status", "api"})  # console/API paths
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -109,6 +110,8 @@ class Config(_Strict):
         for name in value:
             if not WORKER_NAME.fullmatch(name):
                 raise ValueError(f"worker name {name!r} must be lowercase letters, digits and _")
+            if name in RESERVED_NAMES:
+                raise ValueError(f"worker name {name!r} is reserved (it would hide a console or API path)")
         return value
 
     def heartbeat_timeout_s(self, name: str) -> float:

@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
@@ -53,13 +54,15 @@ class OutputEcho:
 class WorkerLog:
     """The last `capacity` lines of one worker's output (and the manager's notes about it)."""
 
-    def __init__(self, worker: str, echo: OutputEcho, capacity: int = 300) -> None:
+    def __init__(self, worker: str, echo: OutputEcho, capacity: int = 300,
+                 scrub: Callable[[str], str] | None = None) -> None:
         self.worker = worker
         self._echo = echo
         self._lines: deque[LogLine] = deque(maxlen=capacity)
+        self._scrub = scrub or (lambda text: text)
 
     def add(self, stream: str, text: str) -> None:
-        line = LogLine(time.time(), stream, text)
+        line = LogLine(time.time(), stream, self._scrub(text))
         self._lines.append(line)
         self._echo.write(self.worker, line)
 

@@ -37,3 +37,30 @@ def mask_secrets(value: Any, key: str = "") -> Any:
     if isinstance(value, str) and "://" in value:
         return redact_url(value)
     return value
+
+
+class SecretScrubber:
+    """Replaces known secret values (from secret-looking environment variables and URL
+    passwords) in free text such as worker output, which no key-based masking can reach."""
+
+    MIN_LENGTH = 6  # shorter values would mask ordinary words
+
+    def __init__(self, secrets: set[str]) -> None:
+        ordered = sorted((s for s in secrets if len(s) >= self.MIN_LENGTH), key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(s) for s in ordered)) if ordered else None
+
+    @classmethod
+    def from_environment(cls, env: dict[str, str]) -> SecretScrubber:
+        found = {value for key, value in env.items() if is_secret_key(key) and value}
+        for value in env.values():
+            if "://" in value:
+                try:
+                    password = urlsplit(value).password
+                except ValueError:
+                    password = None
+                if password:
+                    found.add(password)
+        return cls(found)
+
+    def __call__(self, text: str) -> str:
+        return self._pattern.sub(MASK, text) if self._pattern else text

@@ -24,6 +24,7 @@ from manager.config import Config, WorkerConfig
 from manager.events import EventRecorder
 from manager.logs import OutputEcho, WorkerLog
 from manager.process import ChildProcess, ExitStatus, GuardianLink
+from manager.redact import SecretScrubber
 from manager.states import WorkerState, check_transition
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class WorkerRunner:
             healdec.max_restart_delay_ms,
         )
         self.stop_timeout_s = healdec.stop_timeout_s
-        self.log = WorkerLog(name, ctx.echo)
+        self.log = WorkerLog(name, ctx.echo, scrub=SecretScrubber.from_environment(self._env()))
         self.state = WorkerState.STOPPED if self.spec.enabled else WorkerState.DISABLED
         self.flag_enabled = flag_enabled
         self.desired = Desired.RUN if flag_enabled else Desired.PAUSE

@@ -71,6 +71,10 @@ INSERT INTO settings (key, value) VALUES (%s, %s)
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
 RETURNING key, value, updated_at, updated_by;
 
+-- name: delete_setting
+-- Removes a setting (audited by the trigger like any other change).
+DELETE FROM settings WHERE key = %s;
+
 -- name: config_audit
 -- The newest changes to flags and settings, optionally for one key.
 SELECT changed_at, kind, key, operation, old_value, new_value, actor, db_role, application_name
@@ -132,3 +136,21 @@ SELECT value FROM sync_cursors WHERE worker_name = %s AND cursor_key = %s;
 -- Moves a cursor; run inside the transaction that wrote the rows it covers.
 INSERT INTO sync_cursors (worker_name, cursor_key, value) VALUES (%s, %s, %s)
 ON CONFLICT (worker_name, cursor_key) DO UPDATE SET value = EXCLUDED.value, updated_at = clock_timestamp();
+
+-- name: cycle_trends
+-- Cycles, failed cycles, items and item errors per worker and minute since a start minute.
+SELECT worker_name,
+       extract(epoch FROM date_trunc('minute', finished_at))::float8 AS minute,
+       count(*) AS cycles,
+       count(*) FILTER (WHERE NOT ok) AS failed,
+       coalesce(sum(items), 0) AS items,
+       coalesce(sum(item_errors), 0) AS item_errors
+FROM cycle_runs
+WHERE finished_at >= to_timestamp(%(since)s)
+  AND (%(worker)s::text IS NULL OR worker_name = %(worker)s)
+GROUP BY 1, 2
+ORDER BY 1, 2;
+
+-- name: database_now
+-- The database clock, so that trend minutes line up with the times the rows were stamped with.
+SELECT extract(epoch FROM clock_timestamp())::float8;

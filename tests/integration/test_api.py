@@ -39,8 +39,9 @@ def test_viewer_token_reads_but_cannot_change(boot_manager):
 
 def test_worker_detail_has_logs_events_errors_and_masked_config(boot_manager):
     m = boot_manager(
-        {"counter": example_worker(fail_items=[1], api_key="sk-very-secret")},
-        env={"SOME_PASSWORD": "hunter2"},
+        {"counter": example_worker(fail_items=[1], api_key="sk-very-secret"),
+         "leaky": {"command": ["bash", "-c", "echo the password is $SOME_PASSWORD; exec sleep 300"], "heartbeat": False}},
+        env={"SOME_PASSWORD": "hunter2-secret"},
     )
     m.wait_worker("counter", lambda w: w["itemsProcessed"] > 0)
     detail = m.api("GET", "/api/workers/counter").json()
@@ -52,6 +53,9 @@ def test_worker_detail_has_logs_events_errors_and_masked_config(boot_manager):
     assert "sk-very-secret" not in m.http.get("/api/workers/counter", headers={"Authorization": "Bearer test-admin-token"}).text
     assert "sk-very-secret" not in m.output()
     assert m.api("GET", "/api/workers/nope").status_code == 404
+    leaky = m.api("GET", "/api/workers/leaky").json()
+    assert any(line["text"] == "the password is ***" for line in leaky["logs"])
+    assert "hunter2-secret" not in m.output()
 
 
 def test_flags_and_settings_endpoints(boot_manager):
@@ -66,6 +70,10 @@ def test_flags_and_settings_endpoints(boot_manager):
     assert m.api("PUT", "/api/settings/counter_token", json={"value": "s3cret"}).json()["value"] == "***"
     listed = {s["key"]: s["value"] for s in m.api("GET", "/api/settings").json()}
     assert listed == {"counter_subs": ["a", "b"], "counter_token": "***"}
+    assert m.api("DELETE", "/api/settings/counter_subs", token=None).status_code == 401
+    assert m.api("DELETE", "/api/settings/counter_subs").status_code == 204
+    assert m.api("DELETE", "/api/settings/counter_subs").status_code == 404
+    assert [s["key"] for s in m.api("GET", "/api/settings").json()] == ["counter_token"]
 
 
 def test_metrics_healthz_and_docs(boot_manager):

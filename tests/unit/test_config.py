@@ -38,6 +38,7 @@ def test_worker_settings_are_kept_and_stale_default(tmp_path):
         ("api:\n  port: 99999\n", "api.port: Input should be less than or equal to 65535"),
         ("- a\n- b\n", "the top level must be a mapping"),
         ("workers:\n  w:\n    command: []\n", "workers.w.command: must name a program to run"),
+        ("workers:\n  login:\n    module: a\n", "worker name 'login' is reserved"),
     ],
 )
 def test_errors_name_the_key_path(tmp_path, text, message):
