@@ -27,7 +27,7 @@ from manager.config import Config
 from manager.db import connect_with_retry, resolve_database_url
 from manager.errors import ManagerError
 from manager.events import EventRecorder
-from manager.flags import FlagListener
+from manager.flags import FlagListener, read_flags
 from manager.logs import LogLine, OutputEcho
 from manager.process import GuardianLink
 from manager.redact import redact_url
@@ -155,8 +155,7 @@ class Manager:
 
     async def _read_flags(self) -> dict[str, bool]:
         async with self.pool.connection() as conn:
-            cur = await conn.execute(query("flag_states"))
-            return {name: enabled for name, enabled in await cur.fetchall()}
+            return await read_flags(conn)
 
 
 def _manager_line(text: str) -> LogLine:
