@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["supervision"]
+BENCHMARKS = ["supervision", "ingest"]
 
 
 def main() -> None:

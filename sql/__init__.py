@@ -40,15 +40,21 @@ def migrations() -> list[Migration]:
 
 
 @cache
-def queries() -> dict[str, str]:
-    """Named queries from `queries.sql`, keyed by name."""
-    text = resources.files(__package__).joinpath("queries.sql").read_text()
+def queries_from(filename: str) -> dict[str, str]:
+    """Named queries (`-- name: <name>`, a description line, the statement) from a `.sql` file of
+    this package, keyed by name. `queries.sql` is one such file; workers may keep their own."""
+    text = resources.files(__package__).joinpath(filename).read_text()
     named: dict[str, str] = {}
     for block in re.split(r"^-- name: ", text, flags=re.M)[1:]:
         name, _, body = block.partition("\n")
         lines = [line for line in body.splitlines() if not line.startswith("--")]
         named[name.strip()] = "\n".join(lines).strip().rstrip(";")
     return named
+
+
+def queries() -> dict[str, str]:
+    """Named queries from `queries.sql`, keyed by name."""
+    return queries_from("queries.sql")
 
 
 def query(name: str) -> str:

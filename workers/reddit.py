@@ -1,15 +1,446 @@
-"""The reddit worker (placeholder until its sync logic lands): waits for `client_id`, then runs empty cycles."""
+"""The reddit worker: new posts of chosen subreddits and their comment threads into `external_posts`
+(comments threaded by `parent_external_id`, everything under a submission sharing its
+`root_external_id`), and their authors into `profiles`, through PRAW.
+
+Each cycle walks a subreddit's `/new` listing, newest first, one page per transaction, down to a
+little before where the last complete walk began (`revisit_s`, so recent posts are looked at again
+for new comments). A post's comments are fetched when it is new or its `num_comments` changed since
+it was stored. The cursor (`sync_cursors`, key `r/<name>`) records where the last complete walk
+began and, during a walk, the page it has reached, so a restart resumes without gaps.
+
+Credentials come from the environment only: `REDDIT_CLIENT_SECRET` (with `client_id` from the
+config, i.e. `REDDIT_CLIENT_ID`), and optionally `REDDIT_USERNAME` + `REDDIT_PASSWORD` for a script
+app's password grant. Requests are spaced to `requests_per_minute` (Reddit allows 100 a minute per
+client; 60 leaves room) and Reddit's `x-ratelimit-*` headers are obeyed.
+"""
 
 from __future__ import annotations
 
-from workers.base import Worker
-from workers.errors import NotConfigured
+import os
+import re
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import praw
+import praw.exceptions
+import prawcore
+from requests.models import Response
+
+from workers.base import CycleResult, Worker, describe
+from workers.errors import NotConfigured, RateLimited, UpstreamError
+from workers.rate_limits import Pacer, retry_after_seconds
+from workers.social_store import PostRow, ProfileRow, SocialStore, clean_text, to_json
+
+PLATFORM = "reddit"
+SECRET_ENV = "REDDIT_CLIENT_SECRET"
+USERNAME_ENV = "REDDIT_USERNAME"
+PASSWORD_ENV = "REDDIT_PASSWORD"
+SITE = "https://www.reddit.com"
+DELETED = "[deleted]"
+MORECHILDREN_BATCH = 100  # Reddit expands at most 100 comment ids per call
+_SUBREDDIT_NAME = re.compile(r"^[A-Za-z0-9_]{2,21}$")
+
+Thing = dict[str, Any]
 
 
-class RedditWorker(Worker[object]):
+class RedditRejected(Exception):
+    """Reddit refused one request (404, 403, a redirect to search, ...): that subreddit or thread
+    is recorded as failed and skipped; the cycle goes on."""
+
+
+# ---- things → rows (pure functions) --------------------------------------------------------------
+
+
+def _fullname(data: Thing, prefix: str) -> str:
+    name = data["name"]
+    if not isinstance(name, str) or not name.startswith(prefix):
+        raise ValueError(f"expected a {prefix}... fullname, got {name!r}")
+    return name
+
+
+def _author_id(author: Any) -> str | None:
+    return None if author in (None, "", DELETED) else str(author)
+
+
+def post_row(data: Thing) -> PostRow:
+    """A submission (t3). Its link, if it is a link post, is its embed; `url` is its Reddit page."""
+    name = _fullname(data, "t3_")
+    link = data.get("url")
+    embeds = [] if data.get("is_self") or not link else [{"url": link}]
+    return PostRow(
+        platform=PLATFORM,
+        external_id=name,
+        author_external_id=_author_id(data.get("author")),
+        author_name=data.get("author"),
+        title=clean_text(str(data["title"])),
+        body=clean_text(data.get("selftext") or "") or "",
+        url=SITE + data["permalink"] if data.get("permalink") else None,
+        parent_external_id=None,
+        root_external_id=name,
+        channel=data.get("subreddit"),
+        mentions="[]",
+        embeds=to_json(embeds),
+        score=int(data.get("score") or 0),
+        created_epoch=float(data["created_utc"]),
+        raw=to_json(data),
+    )
+
+
+def comment_row(data: Thing) -> PostRow:
+    """A comment (t1): its parent is the post or comment it answers, its root the post."""
+    name = _fullname(data, "t1_")
+    raw = {key: value for key, value in data.items() if key != "replies"}
+    return PostRow(
+        platform=PLATFORM,
+        external_id=name,
+        author_external_id=_author_id(data.get("author")),
+        author_name=data.get("author"),
+        title=None,
+        body=clean_text(str(data["body"])) or "",
+        url=SITE + data["permalink"] if data.get("permalink") else None,
+        parent_external_id=str(data["parent_id"]),
+        root_external_id=str(data["link_id"]),
+        channel=data.get("subreddit"),
+        mentions="[]",
+        embeds="[]",
+        score=int(data.get("score") or 0),
+        created_epoch=float(data["created_utc"]),
+        raw=to_json(raw),
+    )
+
+
+def profile_rows(things: Iterable[Thing]) -> list[ProfileRow]:
+    """One profile per author (deleted accounts have none); Reddit tells only the name and t2 id."""
+    fullnames: dict[str, str | None] = {}
+    for data in things:
+        author = _author_id(data.get("author"))
+        if author is not None:
+            fullnames[author] = fullnames.get(author) or data.get("author_fullname")
+    return [
+        ProfileRow(
+            PLATFORM,
+            author,
+            author,
+            None,
+            None,
+            None,
+            f"{SITE}/user/{author}",
+            to_json({"fullname": fullname} if fullname else {}),
+        )
+        for author, fullname in sorted(fullnames.items())
+    ]
+
+
+def flatten_comments(things: Iterable[Any]) -> tuple[list[Thing], list[str]]:
+    """Comment things (with nested `replies` listings) as a flat list, parents before children,
+    and the ids that `more` objects hold back."""
+    comments: list[Thing] = []
+    more: list[str] = []
+    stack = list(things)[::-1]
+    while stack:
+        thing = stack.pop()
+        kind, data = thing.get("kind"), thing.get("data") or {}
+        if kind == "t1":
+            comments.append(data)
+            replies = data.get("replies")
+            if isinstance(replies, dict):
+                stack.extend(list(replies.get("data", {}).get("children") or [])[::-1])
+        elif kind == "more":
+            more.extend(str(c) for c in data.get("children") or [])  # [] is "continue this thread"
+    return comments, more
+
+
+# ---- PRAW plumbing ---------------------------------------------------------------------------------
+
+
+class RateLimitWindow:
+    """What Reddit's `x-ratelimit-*` headers last said: requests left and when the window resets."""
+
+    def __init__(self) -> None:
+        self.remaining: float | None = None
+        self.reset_at = 0.0  # time.monotonic()
+        self.requestor: prawcore.Requestor | None = None  # the one reporting here; closed with the worker
+
+    def update(self, headers: Any) -> None:
+        if "x-ratelimit-remaining" in headers:
+            try:
+                self.remaining = float(headers["x-ratelimit-remaining"])
+                self.reset_at = time.monotonic() + float(headers.get("x-ratelimit-reset") or 0)
+            except ValueError:
+                pass
+
+    def exhausted_for(self) -> float:
+        """Seconds until requests may go again; 0 when some are left."""
+        if self.remaining is None or self.remaining >= 1:
+            return 0.0
+        return max(0.0, self.reset_at - time.monotonic())
+
+
+class _Requestor(prawcore.Requestor):
+    """prawcore's HTTP requestor with two changes: every request gets this worker's timeout (praw
+    always asks for 16 s), and the rate-limit headers are noted, so the worker waits out a spent
+    window itself (heartbeating, stoppable) instead of prawcore sleeping through it."""
+
+    def __init__(self, *args: Any, timeout: float, window: RateLimitWindow, **kwargs: Any) -> None:
+        super().__init__(*args, timeout=timeout, **kwargs)
+        self.window = window
+        window.requestor = self
+
+    def request(self, *args: Any, timeout: float | None = None, **kwargs: Any) -> Response:
+        response = super().request(*args, timeout=self.timeout, **kwargs)
+        self.window.update(response.headers)
+        return response
+
+
+# ---- the worker ------------------------------------------------------------------------------------
+
+
+class RedditWorker(Worker[Thing]):
+    defaults = {
+        "subreddits": ["ethereum", "web3", "cryptocurrency"],
+        "oauth_url": "https://oauth.reddit.com",
+        "reddit_url": SITE,
+        "user_agent": "python:worker-manager:0.1 (social sync worker)",
+        "page_size": 100,
+        "timeout_s": 16.0,
+        "requests_per_minute": 60,
+        "revisit_s": 43_200,
+        "comment_limit": 500,
+        "more_comments_limit": 32,
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.store = SocialStore()
+        self.pacer = Pacer()
+        self.window = RateLimitWindow()
+        self._reddit: praw.Reddit | None = None
+        self._signature: tuple[Any, ...] = ()
+
     def validate(self) -> None:
         if not self.setting("client_id"):
             raise NotConfigured("client_id is not set (set REDDIT_CLIENT_ID or workers.reddit.client_id)")
+        for key in ("client_secret", "password"):
+            if self.setting(key) is not None:
+                raise NotConfigured(
+                    f"Reddit secrets are read from the environment only: "
+                    f"set REDDIT_{key.upper()}, not workers.reddit.{key}"
+                )
+        if not os.environ.get(SECRET_ENV):
+            raise NotConfigured(f"{SECRET_ENV} is not set (the Reddit app's secret, from the environment)")
+        if bool(os.environ.get(USERNAME_ENV)) != bool(os.environ.get(PASSWORD_ENV)):
+            raise NotConfigured(f"set both {USERNAME_ENV} and {PASSWORD_ENV} for the password grant, or neither")
+        for key in ("oauth_url", "reddit_url"):
+            if not str(self.setting(key) or "").startswith(("http://", "https://")):
+                raise NotConfigured(f"{key} must be an http(s) URL, got {self.setting(key)!r}")
+        if not self._subreddits():
+            raise NotConfigured(
+                "no subreddits to sync: set the reddit_subreddits setting "
+                '(e.g. \'["ethereum", "web3"]\') or workers.reddit.subreddits'
+            )
+
+    def close(self) -> None:
+        if self.window.requestor is not None:
+            self.window.requestor.close()
+            self.window.requestor = None
+        self._reddit = None
+
+    def _subreddits(self) -> list[str]:
+        value = self.setting("subreddits") or []
+        names = value.split(",") if isinstance(value, str) else list(value)
+        return list(dict.fromkeys(str(name).strip().removeprefix("r/") for name in names if str(name).strip()))
+
+    # ---- the cycle ----------------------------------------------------------------------------
+
+    def run_cycle(self) -> CycleResult:
+        self._connect_reddit()
+        self.store.prepare(self.db)
+        total = CycleResult()
+        for name in self._subreddits():
+            if self.stopping:
+                break
+            if not _SUBREDDIT_NAME.match(name):
+                self._item_error(total, f"r/{name}", "not a valid subreddit name")
+                continue
+            try:
+                self.sync_subreddit(name, total)
+            except RedditRejected as exc:
+                self._item_error(total, f"r/{name}", str(exc))
+        return total
+
+    def sync_subreddit(self, name: str, result: CycleResult) -> None:
+        """One walk down r/name/new (or the rest of an interrupted one), a transaction per page;
+        counts go into `result`."""
+        key = f"r/{name.lower()}"
+        cursor = dict(self.load_cursor(key) or {})
+        synced_until = cursor.get("synced_until")  # created_utc of the newest post of the last walk
+        walk = cursor.get("walk") or {}  # {"after": fullname, "top": created_utc} while unfinished
+        floor = None if synced_until is None else float(synced_until) - float(self.setting("revisit_s"))
+        after, top = walk.get("after"), walk.get("top")
+        while not self.stopping:
+            params: dict[str, str | int] = {"limit": int(self.setting("page_size"))}
+            if after:
+                params["after"] = after
+            posts, next_after = self._listing(f"r/{name}/new", params)
+            if top is None and posts:
+                top = max(float(p.get("created_utc") or 0) for p in posts)
+            wanted = [p for p in posts if floor is None or float(p.get("created_utc") or 0) >= floor]
+            things, complete = self._with_comments(wanted, result)
+            # Done at the floor, at the end of the listing, or if Reddit stops moving forward.
+            done = complete and (len(wanted) < len(posts) or not next_after or not posts or next_after == after)
+            with self.transaction() as tx:
+                rows, on_error = self._rows(things, result), self._on_write_error(result)
+                result.items += self.store.write_posts(tx, rows, on_error)
+                result.items += self.store.write_profiles(tx, profile_rows(things), on_error)
+                if complete:
+                    cursor = (
+                        {"synced_until": top if top is not None else synced_until}
+                        if done
+                        else {"synced_until": synced_until, "walk": {"after": next_after, "top": top}}
+                    )
+                    self.save_cursor(tx, cursor, key)
+            self.beat_if_due()
+            if done or not complete:
+                break
+            after = next_after
+
+    def _with_comments(self, posts: list[Thing], result: CycleResult) -> tuple[list[Thing], bool]:
+        """The posts and the comments of those that are new or have new comments. False as the
+        second value when a stop request cut the page short (what was fetched is still returned)."""
+        stored = self.store.comment_counts(self.db, PLATFORM, [str(p.get("name")) for p in posts])
+        things: list[Thing] = []
+        for post in posts:
+            if self.stopping:
+                return things, False
+            things.append(post)
+            count = post.get("num_comments")
+            if count and stored.get(str(post.get("name"))) != count:
+                try:
+                    things += self._comments(post)
+                except RedditRejected as exc:
+                    self._item_error(result, str(post.get("name")), f"comments not fetched: {exc}")
+            self.beat_if_due()
+        return things, True
+
+    def _comments(self, post: Thing) -> list[Thing]:
+        path = f"comments/{post['id']}/"
+        body = self._call(path, {"limit": int(self.setting("comment_limit"))})
+        if not (isinstance(body, list) and len(body) == 2 and isinstance(body[1], dict)):
+            raise UpstreamError(f"unexpected reply from reddit on {path}: not [post, comments]")
+        comments, more = flatten_comments(body[1].get("data", {}).get("children") or [])
+        calls = 0
+        while more and calls < int(self.setting("more_comments_limit")) and not self.stopping:
+            batch, more = more[:MORECHILDREN_BATCH], more[MORECHILDREN_BATCH:]
+            reply = self._call(
+                "api/morechildren", {"link_id": post["name"], "children": ",".join(batch), "api_type": "json"}
+            )
+            try:
+                found, hidden = flatten_comments(reply["json"]["data"]["things"])
+            except (KeyError, TypeError) as exc:
+                raise UpstreamError(f"unexpected reply from reddit on api/morechildren: {describe(exc)}") from exc
+            comments += found
+            more += hidden
+            calls += 1
+        return comments
+
+    def _rows(self, things: list[Thing], result: CycleResult) -> list[PostRow]:
+        rows = []
+        for data in things:
+            try:
+                rows.append(comment_row(data) if str(data.get("name", "")).startswith("t1_") else post_row(data))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                self._item_error(result, str(data.get("name") or data.get("id")), f"malformed item: {describe(exc)}")
+        return rows
+
+    # ---- reddit calls --------------------------------------------------------------------------
+
+    def _connect_reddit(self) -> None:
+        """(Re)build the PRAW client when its settings or credentials changed."""
+        settings = {key: self.setting(key) for key in ("client_id", "oauth_url", "reddit_url", "user_agent")}
+        secrets = (os.environ.get(SECRET_ENV), os.environ.get(USERNAME_ENV), os.environ.get(PASSWORD_ENV))
+        signature = (tuple(settings.items()), secrets, float(self.setting("timeout_s")))
+        if self._reddit is None or signature != self._signature:
+            self.close()
+            login = {"username": secrets[1], "password": secrets[2]} if secrets[1] else {}
+            self._reddit = praw.Reddit(
+                client_id=str(settings["client_id"]),
+                client_secret=secrets[0],
+                user_agent=str(settings["user_agent"]),
+                oauth_url=str(settings["oauth_url"]).rstrip("/"),
+                reddit_url=str(settings["reddit_url"]).rstrip("/"),
+                check_for_updates=False,
+                check_for_async=False,
+                requestor_class=_Requestor,
+                requestor_kwargs={"timeout": signature[2], "window": self.window},
+                **login,
+            )
+            self._signature = signature
+        self.pacer.per_minute = float(self.setting("requests_per_minute") or 0)
+
+    def _listing(self, path: str, params: dict[str, str | int]) -> tuple[list[Thing], str | None]:
+        body = self._call(path, params)
+        try:
+            children = body["data"]["children"]
+            after = body["data"].get("after")
+        except (KeyError, TypeError) as exc:
+            raise UpstreamError(f"unexpected reply from reddit on {path}: not a Listing") from exc
+        return [c["data"] for c in children if isinstance(c, dict) and c.get("kind") == "t3"], after
+
+    def _call(self, path: str, params: dict[str, str | int]) -> Any:
+        """One GET through PRAW (which authenticates, retries 5xx and reads the rate-limit headers),
+        paced, with failures turned into the worker's error types."""
+        assert self._reddit is not None
+        wait = self.window.exhausted_for()
+        if wait > 5:
+            raise RateLimited(f"Reddit's rate-limit window is used up (resets in {wait:.0f} s)", wait)
+        if wait > 0:
+            self.sleep(wait)
+        self.pacer.wait(self.sleep)
+        try:
+            return self._reddit.request(method="GET", path=path, params=params)
+        except prawcore.TooManyRequests as exc:
+            retry = retry_after_seconds(exc.retry_after, self.window.exhausted_for() or 60.0)
+            raise RateLimited(f"reddit rate limit on {path} (HTTP 429)", retry) from exc
+        except prawcore.BadJSON as exc:
+            raise UpstreamError(f"malformed JSON from reddit on {path} ({len(exc.response.content)} bytes)") from exc
+        except prawcore.ServerError as exc:
+            raise UpstreamError(f"reddit error on {path}: HTTP {exc.response.status_code}") from exc
+        except prawcore.RequestException as exc:
+            raise UpstreamError(f"reddit request failed on {path}: {describe(exc.original_exception)}") from exc
+        except prawcore.OAuthException as exc:
+            raise UpstreamError(
+                f"reddit refused the login ({exc.error}): check {USERNAME_ENV} and {PASSWORD_ENV}"
+            ) from exc
+        except prawcore.InvalidToken as exc:
+            raise UpstreamError(f"reddit refused the access token on {path} (HTTP 401)") from exc
+        except (
+            prawcore.NotFound,
+            prawcore.Forbidden,
+            prawcore.Redirect,
+            prawcore.BadRequest,
+            prawcore.UnavailableForLegalReasons,
+            praw.exceptions.PRAWException,
+        ) as exc:
+            raise RedditRejected(f"reddit refused {path}: {describe(exc)}") from exc
+        except prawcore.ResponseException as exc:
+            status = exc.response.status_code
+            if status == 401:  # from the token endpoint: the app's id or secret is wrong
+                raise UpstreamError(
+                    f"reddit refused the app credentials (HTTP 401): check REDDIT_CLIENT_ID and {SECRET_ENV}"
+                ) from exc
+            if status >= 500:
+                raise UpstreamError(f"reddit error on {path}: HTTP {status}") from exc
+            raise RedditRejected(f"reddit refused {path}: HTTP {status}") from exc
+
+    # ---- errors -------------------------------------------------------------------------------
+
+    def _item_error(self, result: CycleResult, item_key: str, message: str) -> None:
+        result.item_errors += 1
+        self.record_error(message, item_key=item_key)
+
+    def _on_write_error(self, result: CycleResult) -> Any:
+        return lambda item_key, message: self._item_error(result, item_key, f"not stored: {message}")
 
 
 if __name__ == "__main__":
