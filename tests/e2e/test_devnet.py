@@ -22,6 +22,12 @@ def test_devnet_boots_every_worker_healthy_and_cleans_up(boot_manager):
         return all(w["healthy"] and w["state"] == "running" for w in m.status())
 
     wait_for(all_healthy, 60, 0.5, "every worker healthy within 60 s of boot")
+
+    def data_flowing() -> bool:
+        rows = dict(m.sql("SELECT platform, count(*) FROM external_posts GROUP BY platform"))
+        return rows.get("farcaster", 0) > 0 and rows.get("reddit", 0) > 0
+
+    wait_for(data_flowing, 60, 0.5, "casts and reddit posts in external_posts")
     children = m.descendants()
     names = " ".join(" ".join(p.cmdline()) for p in children)
     for stand_in in ("devnet.farcaster_hub", "devnet.reddit_api", "devnet.solana_rpc", "devnet.openai_api", "anvil"):
