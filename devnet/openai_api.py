@@ -3,9 +3,9 @@
 It serves the three endpoints the project uses (`POST /v1/embeddings`, `POST /v1/chat/completions`,
 `GET /v1/models`) with the response shapes the unchanged `openai` client parses, and answers
 deterministically: the same text always gets the same vector, summary and sentiment label, so tests
-can assert on exact values. Faults (429 with retry headers, 500, slow, truncated JSON, dropped
-connection) can be injected from Python or, for a stand-in in another process, over HTTP at
-`POST /_devnet/fault`.
+can assert on exact values. The server, fault injection (429 with retry headers, 500, slow, truncated
+JSON, dropped connection; from Python or over `POST /_devnet/fault`) and the request log come from
+the shared `devnet.http_stub.StubServer`; this module adds the routes and OpenAI's error shapes.
 
 Embeddings are feature-hashed bags of words and character trigrams: texts sharing words (or, through
 trigrams, misspelt words) land near each other, which is enough for similarity search to behave
@@ -22,18 +22,23 @@ import json
 import math
 import os
 import re
-import signal
 import sys
-import threading
 import time
-from collections import defaultdict, deque
-from dataclasses import asdict, dataclass, field
+from collections import defaultdict
 from functools import lru_cache
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+
+from devnet.http_stub import (
+    Fault,
+    Request,
+    Response,
+    StubServer,
+    add_server_arguments,
+    retry_after_headers,
+    serve_until_signal,
+)
 
 DEFAULT_DIMENSIONS = 256
 MAX_DIMENSIONS = 4096
@@ -177,9 +182,7 @@ def _message_text(content: Any) -> str:
         return content
     if isinstance(content, list):
         return "\n".join(
-            str(part.get("text", ""))
-            for part in content
-            if isinstance(part, dict) and part.get("type") == "text"
+            str(part.get("text", "")) for part in content if isinstance(part, dict) and part.get("type") == "text"
         )
     return ""
 
@@ -216,11 +219,7 @@ def embeddings_response(request: dict[str, Any], default_dimensions: int) -> dic
     """The body for `POST /v1/embeddings`, honouring `encoding_format` and `dimensions`."""
     texts, prompt_tokens = _embedding_inputs(request.get("input"))
     dimensions = request.get("dimensions", default_dimensions)
-    if (
-        not isinstance(dimensions, int)
-        or isinstance(dimensions, bool)
-        or not 1 <= dimensions <= MAX_DIMENSIONS
-    ):
+    if not isinstance(dimensions, int) or isinstance(dimensions, bool) or not 1 <= dimensions <= MAX_DIMENSIONS:
         raise ApiError(400, f"Invalid 'dimensions': {dimensions!r}.", param="dimensions")
     encoding = request.get("encoding_format") or "float"
     if encoding not in ("float", "base64"):
@@ -277,9 +276,7 @@ def chat_response(request: dict[str, Any]) -> dict[str, Any]:
     if request.get("stream"):
         raise ApiError(400, "The devnet stand-in does not stream.", param="stream")
     texts = [_message_text(m.get("content")) if isinstance(m, dict) else "" for m in messages]
-    user_texts = [
-        t for m, t in zip(messages, texts, strict=True) if isinstance(m, dict) and m.get("role") == "user"
-    ]
+    user_texts = [t for m, t in zip(messages, texts, strict=True) if isinstance(m, dict) and m.get("role") == "user"]
     subject = _subject(user_texts[-1] if user_texts else texts[-1])
     wants_sentiment = any(_SENTIMENT_ASK_RE.search(t) for t in texts)
     summary, label = summarize(subject), sentiment_label(subject)
@@ -374,55 +371,19 @@ def _model(name: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Faults.
-# ---------------------------------------------------------------------------------------------------
-
-# Canonical kind for each accepted spelling, so callers can say "429" or "rate_limit".
-FAULT_KINDS = {
-    "rate_limit": "rate_limit",
-    "429": "rate_limit",
-    "server_error": "server_error",
-    "500": "server_error",
-    "slow": "slow",
-    "truncated": "truncated",
-    "truncate": "truncated",
-    "disconnect": "disconnect",
-}
-
-
-@dataclass
-class Fault:
-    """A fault answered to the next `remaining` requests whose path starts with `path_prefix`."""
-
-    kind: str
-    remaining: int = 1
-    path_prefix: str = "/v1/"
-    retry_after: float = 0.01  # seconds, sent as retry-after-ms and (rounded up) retry-after
-    delay: float = 1.0  # seconds, for `slow`
-
-
-# ---------------------------------------------------------------------------------------------------
-# Server.
+# Server: routes and OpenAI-shaped errors on the shared stand-in base.
 # ---------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class RecordedRequest:
-    """One request as the stand-in saw it, for tests that count calls or check retries."""
-
-    method: str
-    path: str
-    status: int
-    retry_count: str | None  # the client's x-stainless-retry-count header
-    at: float = field(default_factory=time.time)
-
-
-class OpenAIStub:
-    """The stand-in server: `start()`, `stop()`, `url`, `base_url`, `inject_fault(...)`.
+class OpenAIStub(StubServer):
+    """The stand-in server: `start()`, `stop()`, `url`, `base_url`, `inject_fault(...)` (from `StubServer`).
 
     `api_key=None` accepts any (or no) key; otherwise requests need `Authorization: Bearer <api_key>`.
-    Port 0 picks a free port. Usable as a context manager.
+    Port 0 picks a free port. Injected 429s and 500s carry OpenAI's error body, and 429s also its
+    `x-ratelimit-*` headers, so the client raises `RateLimitError` / `InternalServerError`.
     """
+
+    name: ClassVar[str] = "openai"
 
     def __init__(
         self,
@@ -432,255 +393,72 @@ class OpenAIStub:
         api_key: str | None = None,
         dimensions: int = DEFAULT_DIMENSIONS,
     ) -> None:
-        self.host = host
+        super().__init__(host, port)
         self.api_key = api_key
         self.dimensions = dimensions
-        self.requests: deque[RecordedRequest] = deque(maxlen=10_000)
-        self._faults: list[Fault] = []
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()  # wakes `slow` handlers so stop() never waits on them
-        self._server = ThreadingHTTPServer((host, port), _make_handler(self))
-        self._server.daemon_threads = True
-        self._server.block_on_close = False
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def base_url(self) -> str:
         """What to pass as the client's `base_url` (or `OPENAI_BASE_URL`)."""
         return self.url + "/v1"
 
-    def start(self) -> OpenAIStub:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="devnet-openai", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> OpenAIStub:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def inject_fault(
-        self,
-        kind: str,
-        count: int = 1,
-        path_prefix: str = "/v1/",
-        retry_after: float = 0.01,
-        delay: float = 1.0,
-    ) -> None:
-        """Answer the next `count` matching requests with a fault instead of the real response.
-
-        Kinds: `rate_limit` (429, OpenAI's body, retry-after-ms / retry-after / x-ratelimit-* headers),
-        `server_error` (500), `slow` (wait `delay` seconds, then answer normally), `truncated` (200 with
-        half a JSON body), `disconnect` (close the connection without answering). Faults queue in order.
-        """
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; one of {sorted(FAULT_KINDS)}")
-        if count < 1:
-            raise ValueError("count must be at least 1")
-        with self._lock:
-            self._faults.append(Fault(FAULT_KINDS[kind], count, path_prefix, retry_after, delay))
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def pending_faults(self) -> list[Fault]:
-        with self._lock:
-            return [Fault(**asdict(f)) for f in self._faults]
-
-    def request_count(self, path_prefix: str = "/v1/") -> int:
-        """How many requests (faulted or not) reached a path under `path_prefix`."""
-        return sum(1 for r in list(self.requests) if r.path.startswith(path_prefix))
-
-    def _take_fault(self, path: str) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if path.startswith(fault.path_prefix):
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        self._faults.remove(fault)
-                    return fault
-        return None
-
-
-def _make_handler(stub: OpenAIStub) -> type[BaseHTTPRequestHandler]:
-    class Handler(_Handler):
-        pass
-
-    Handler.stub = stub
-    return Handler
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Routes one request. HTTP/1.1 keep-alive, because the openai client (httpx) reuses connections."""
-
-    protocol_version = "HTTP/1.1"
-    server_version = "devnet-openai/1"
-    stub: OpenAIStub
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read their own output
-        pass
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def _dispatch(self, method: str) -> None:
-        path = self.path.split("?", 1)[0].rstrip("/") or "/"
-        body = self._read_body()
-        if path.startswith("/_devnet/"):
-            self._control(method, path, body)
-            return
-        status = 200
+    def handle(self, request: Request) -> Response:
         try:
-            if not self._authorised():
-                raise ApiError(401, self._auth_message(), code="invalid_api_key")
-            fault = self.stub._take_fault(path)
-            if fault is not None and fault.kind != "slow":
-                status = self._fault(fault)
-                return
-            if fault is not None:
-                self.stub._stopping.wait(fault.delay)
-            status, payload = 200, self._route(method, path, body)
-            self._send_json(status, payload)
+            self._check_key(request)
+            return Response.json(self._route(request))
         except ApiError as err:
-            status = err.status
-            self._send_json(err.status, err.body)
-        finally:
-            retries = self.headers.get("x-stainless-retry-count")
-            self.stub.requests.append(RecordedRequest(method, path, status, retries))
+            return Response.json(err.body, err.status)
 
-    def _route(self, method: str, path: str, body: bytes) -> dict[str, Any]:
+    def fault_response(self, fault: Fault, request: Request) -> Response:
+        if fault.kind == "429":
+            reset_ms = max(1, round(fault.retry_after * 1000))
+            headers = {
+                **retry_after_headers(fault),
+                "x-ratelimit-limit-requests": "60",
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-requests": f"{reset_ms}ms",
+            }
+            message = "Rate limit reached for requests (devnet fault). Please try again later."
+            error = ApiError(429, message, type_="requests", code="rate_limit_exceeded")
+            return Response.json(error.body, 429, headers)
+        error = ApiError(500, "The server had an error while processing your request.", type_="server_error")
+        return Response.json(error.body, 500)
+
+    def describe(self) -> dict[str, Any]:
+        return {"dimensions": self.dimensions, "key_required": self.api_key is not None}
+
+    def _route(self, request: Request) -> dict[str, Any]:
+        method, path = request.method, request.path.rstrip("/")
         if method == "POST" and path == "/v1/embeddings":
-            return embeddings_response(_parse_json(body), self.stub.dimensions)
+            return embeddings_response(_json_object(request), self.dimensions)
         if method == "POST" and path == "/v1/chat/completions":
-            return chat_response(_parse_json(body))
+            return chat_response(_json_object(request))
         if method == "GET" and path == "/v1/models":
             return models_response()
         if method == "GET" and path.startswith("/v1/models/"):
             name = path.removeprefix("/v1/models/")
             if name not in (*CHAT_MODELS, *EMBEDDING_MODELS):
-                raise ApiError(
-                    404, f"The model '{name}' does not exist", param="model", code="model_not_found"
-                )
+                raise ApiError(404, f"The model '{name}' does not exist", param="model", code="model_not_found")
             return _model(name)
         raise ApiError(404, f"Unknown request URL: {method} {path}.", code="unknown_url")
 
-    def _authorised(self) -> bool:
-        if self.stub.api_key is None:
-            return True
-        return self.headers.get("Authorization", "") == f"Bearer {self.stub.api_key}"
-
-    def _auth_message(self) -> str:
-        given = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    def _check_key(self, request: Request) -> None:
+        if self.api_key is None:
+            return
+        given = (request.header("Authorization") or "").removeprefix("Bearer ").strip()
+        if given == self.api_key:
+            return
         if not given:
-            return "You didn't provide an API key. Provide it as 'Authorization: Bearer YOUR_KEY'."
-        # Like the real API, never echo a key back whole.
-        shown = given[:3] + "*" * max(0, len(given) - 7) + given[-4:] if len(given) > 7 else "***"
-        return f"Incorrect API key provided: {shown}."
-
-    def _fault(self, fault: Fault) -> int:
-        if fault.kind == "rate_limit":
-            headers = {
-                "retry-after-ms": str(max(1, round(fault.retry_after * 1000))),
-                "retry-after": str(max(1, math.ceil(fault.retry_after))),
-                "x-ratelimit-limit-requests": "60",
-                "x-ratelimit-remaining-requests": "0",
-                "x-ratelimit-reset-requests": f"{max(1, round(fault.retry_after * 1000))}ms",
-            }
-            error = ApiError(
-                429,
-                "Rate limit reached for requests (devnet fault). Please try again later.",
-                type_="requests",
-                code="rate_limit_exceeded",
-            )
-            self._send_json(429, error.body, headers)
-            return 429
-        if fault.kind == "server_error":
-            error = ApiError(
-                500, "The server had an error while processing your request.", type_="server_error"
-            )
-            self._send_json(500, error.body)
-            return 500
-        if fault.kind == "truncated":
-            whole = json.dumps({"object": "list", "data": [{"object": "embedding", "index": 0}]}).encode()
-            self._send_raw(200, whole[: len(whole) // 2], {"Content-Type": "application/json"})
-            return 200
-        self.close_connection = True  # disconnect: no status line at all
-        return 0
-
-    def _control(self, method: str, path: str, body: bytes) -> None:
-        """`/_devnet/*`: fault injection and request log for a stand-in running in another process."""
-        try:
-            if path == "/_devnet/fault" and method == "POST":
-                spec = _parse_json(body)
-                try:
-                    self.stub.inject_fault(
-                        str(spec.get("kind", "")),
-                        int(spec.get("count", 1)),
-                        str(spec.get("path_prefix", "/v1/")),
-                        float(spec.get("retry_after", 0.01)),
-                        float(spec.get("delay", 1.0)),
-                    )
-                except (TypeError, ValueError) as err:
-                    raise ApiError(400, str(err)) from err
-                self._send_json(200, {"faults": [asdict(f) for f in self.stub.pending_faults()]})
-            elif path == "/_devnet/fault" and method == "GET":
-                self._send_json(200, {"faults": [asdict(f) for f in self.stub.pending_faults()]})
-            elif path == "/_devnet/fault" and method == "DELETE":
-                self.stub.clear_faults()
-                self._send_json(200, {"faults": []})
-            elif path == "/_devnet/requests" and method == "GET":
-                self._send_json(200, {"requests": [asdict(r) for r in list(self.stub.requests)]})
-            else:
-                raise ApiError(404, f"Unknown devnet control URL: {method} {path}.")
-        except ApiError as err:
-            self._send_json(err.status, err.body)
-
-    def _read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        self._send_raw(
-            status, json.dumps(payload).encode(), {"Content-Type": "application/json", **(headers or {})}
-        )
-
-    def _send_raw(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-        self.send_response(status, HTTPStatus(status).phrase)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("x-request-id", f"req_devnet{len(self.stub.requests)}")
-        self.end_headers()
-        self.wfile.write(body)
+            message = "You didn't provide an API key. Provide it as 'Authorization: Bearer YOUR_KEY'."
+        else:  # like the real API, never echo a key back whole
+            shown = given[:3] + "*" * max(0, len(given) - 7) + given[-4:] if len(given) > 7 else "***"
+            message = f"Incorrect API key provided: {shown}."
+        raise ApiError(401, message, code="invalid_api_key")
 
 
-def _parse_json(body: bytes) -> dict[str, Any]:
+def _json_object(request: Request) -> dict[str, Any]:
     try:
-        parsed = json.loads(body or b"{}")
+        parsed = json.loads(request.body or b"{}")
     except ValueError as err:
         raise ApiError(400, f"We could not parse the JSON body of your request: {err}.") from err
     if not isinstance(parsed, dict):
@@ -689,10 +467,9 @@ def _parse_json(body: bytes) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m devnet.openai_api --port N`: serve until SIGTERM or SIGINT."""
-    parser = argparse.ArgumentParser(prog="python -m devnet.openai_api", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
+    """`python -m devnet.openai_api --port N [--api-key KEY]`: serve until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m devnet.openai_api", description=main.__doc__)
+    add_server_arguments(parser)
     parser.add_argument(
         "--api-key",
         default=os.environ.get("DEVNET_OPENAI_API_KEY") or None,
@@ -700,18 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--dimensions", type=int, default=DEFAULT_DIMENSIONS, help="default embedding size")
     args = parser.parse_args(argv)
-
-    stub = OpenAIStub(args.host, args.port, api_key=args.api_key, dimensions=args.dimensions)
-    done = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: done.set())
-    stub.start()
-    print(f"listening on {stub.url}", flush=True)
-    try:
-        done.wait()
-    finally:
-        stub.stop()
-    return 0
+    return serve_until_signal(OpenAIStub(args.host, args.port, api_key=args.api_key, dimensions=args.dimensions))
 
 
 if __name__ == "__main__":

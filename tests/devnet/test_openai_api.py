@@ -135,9 +135,7 @@ def test_chat_json_mode_and_plain_summary(stub: OpenAIStub) -> None:
         "summary": "What is the sentiment of: this rug pull was a total scam",
         "sentiment": "negative",
     }
-    plain = c.chat.completions.create(
-        model=CHAT_MODEL, messages=[{"role": "user", "content": "Validators met."}]
-    )
+    plain = c.chat.completions.create(model=CHAT_MODEL, messages=[{"role": "user", "content": "Validators met."}])
     assert plain.choices[0].message.content == "Validators met."
 
 
@@ -190,8 +188,8 @@ def test_one_rate_limit_is_retried_through(stub: OpenAIStub) -> None:
         model=CHAT_MODEL, messages=[{"role": "user", "content": "hello"}]
     )
     assert response.choices[0].message.content == "hello"
-    statuses = [(r.status, r.retry_count) for r in list(stub.requests)[-2:]]
-    assert statuses == [(429, "0"), (200, "1")]
+    statuses = [(r.status, r.fault) for r in list(stub.requests)[-2:]]
+    assert statuses == [(429, "429"), (200, None)]
 
 
 def test_faults_injected_over_http(stub: OpenAIStub) -> None:
