@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["supervision", "ingest"]
+BENCHMARKS = ["supervision", "ingest", "chains"]
 
 
 def main() -> None:

@@ -4,9 +4,10 @@ Ethereum and BASE are both anvil (npm `@foundry-rs/anvil-linux-amd64`, installed
 started with the real chain ids 1 and 8453. `seed_chain` deploys the ERC-20 / ERC-721 contracts
 compiled from `devnet/contracts/*.sol` (the committed JSON artifacts, so no compiler is needed),
 moves ETH, tokens and NFTs between a few deterministic wallets, and on chain 1 sets up ENS so that
-`w3.ens.name(addr)` works end to end, forward check included. Everything is an ordinary transaction,
-so a sync worker sees real blocks, receipts and Transfer logs; the `ChainSeed` it returns says what
-was put there so tests can compare a database with the chain.
+`w3.ens.name(addr)` works end to end, forward check included. It also puts Multicall3 at its
+canonical address, as every real chain has it, so sync workers batch reads as in production. The rest
+is ordinary transactions, so a sync worker sees real blocks, receipts and Transfer logs; the
+`ChainSeed` it returns says what was put there so tests can compare a database with the chain.
 
 The helpers at the bottom (`send_eth`, `transfer_token`, `transfer_nft`, `mint_*`, `mine_blocks`)
 make new activity between a worker's cycles. Senders need no keys: nodes from `start_anvil` run with
@@ -48,6 +49,8 @@ BASE_CHAIN_ID = 8453
 # Where web3.py (ens.constants) looks for the ENS registry and the UniversalResolver on mainnet.
 ENS_REGISTRY_ADDR = Web3.to_checksum_address("0x00000000000C2E074eC69A0dFb2997BA6C7d2e1e")
 UNIVERSAL_RESOLVER_ADDR = Web3.to_checksum_address("0xeEeEEEeE14D718C2B47D9923Deab1335E144EeEe")
+# Multicall3's canonical address, the same on Ethereum, BASE and most EVM chains.
+MULTICALL3_ADDR = Web3.to_checksum_address("0xcA11bde05977b3631167028862bE2a173976CA11")
 
 _LISTENING_RE = re.compile(r"Listening on ([\d.]+):(\d+)")
 
@@ -430,6 +433,8 @@ def seed_chain(node: AnvilNode, *, with_ens: bool | None = None) -> ChainSeed:
         txs.append(mint_nft(w3, nft.address, owner, token_id, NFT_URI.format(id=token_id)))
     txs.append(transfer_nft(w3, nft.address, alice, bob, 3))
 
+    install_multicall3(w3)
+
     ens: EnsSetup | None = None
     if with_ens if with_ens is not None else chain_id == ETHEREUM_CHAIN_ID:
         ens = _seed_ens(w3, deployer, wallets, txs)
@@ -460,6 +465,13 @@ def seed_chain(node: AnvilNode, *, with_ens: bool | None = None) -> ChainSeed:
         first_block=first_block,
         last_block=w3.eth.block_number,
     )
+
+
+def install_multicall3(w3: Web3) -> str:
+    """Put Multicall3 (the read side, `devnet/contracts/DevMulticall3.sol`) at its canonical address,
+    as every real chain the workers sync has it there; returns the address. No transaction, no block."""
+    rpc(w3, "anvil_setCode", [MULTICALL3_ADDR, load_artifact("DevMulticall3")["deployedBytecode"]])
+    return MULTICALL3_ADDR
 
 
 def _seed_ens(w3: Web3, deployer: str, wallets: tuple[Wallet, ...], txs: list[str]) -> EnsSetup:

@@ -155,6 +155,12 @@ class RecordedRequest:
 # ---------------------------------------------------------------------------------------------------
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: a client that opens more connections at once (solana-py
+    # with concurrent requests) has SYNs dropped and stalls for a 1 s retransmit. Real nodes queue more.
+    request_queue_size = 128
+
+
 class StubServer:
     """A loopback HTTP stand-in. Subclasses implement `handle`; see the module docstring.
 
@@ -171,7 +177,7 @@ class StubServer:
         self._lock = threading.Lock()
         self._stopping = threading.Event()  # wakes `slow` handlers so stop() never waits on them
         self._connections: set[socket.socket] = set()
-        self._server = ThreadingHTTPServer((host, port), _handler_class(self))
+        self._server = _Server((host, port), _handler_class(self))
         self._server.daemon_threads = True
         self._server.block_on_close = False
         self._thread: threading.Thread | None = None
