@@ -103,6 +103,7 @@ def start_devnet(say: Callable[[str], None]) -> DevnetStack:
                 "confirmations": 1,
                 "interval_ms": 5000,
             }
+        stack.worker_settings["base"]["ens_rpc_url"] = chains["ethereum"][0].url  # names live on mainnet
         stack.env = {
             "REDDIT_CLIENT_SECRET": REDDIT_CLIENT[1],
             "OPENAI_API_KEY": OPENAI_KEY,

@@ -28,6 +28,13 @@ def test_devnet_boots_every_worker_healthy_and_cleans_up(boot_manager):
         return rows.get("farcaster", 0) > 0 and rows.get("reddit", 0) > 0
 
     wait_for(data_flowing, 60, 0.5, "casts and reddit posts in external_posts")
+
+    def chains_synced() -> bool:
+        (evm,) = m.sql("SELECT count(DISTINCT chain) FROM evm_native_balances")[0]
+        (sol,) = m.sql("SELECT count(*) FROM solana_balances")[0]
+        return evm == 2 and sol > 0
+
+    wait_for(chains_synced, 60, 0.5, "Ethereum, BASE and Solana balances")
     children = m.descendants()
     names = " ".join(" ".join(p.cmdline()) for p in children)
     for stand_in in ("devnet.farcaster_hub", "devnet.reddit_api", "devnet.solana_rpc", "devnet.openai_api", "anvil"):
