@@ -89,7 +89,9 @@ def troubled(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
             handle.close()
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop running in this thread while it lives,
+# which would break later tests that call asyncio.run() (the Solana worker does).
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium)")
