@@ -22,6 +22,7 @@ from manager.logs import iso
 from manager.metrics import build_registry, render
 from manager.redact import mask_secrets
 from manager.runner import WorkerRunner
+from manager.search_api import mount_search
 from sql import query
 
 if TYPE_CHECKING:
@@ -200,5 +201,6 @@ def create_app(manager: Manager) -> FastAPI:
     async def metrics() -> Response:
         return Response(render(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    mount_search(app, manager)  # GET /api/search over the search worker's indexes
     mount_console(app, manager)  # the admin console at /workers, built on this API
     return app

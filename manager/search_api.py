@@ -1,0 +1,100 @@
+"""GET /api/search: ranked posts or profiles with highlights, fuzzy on typos, by tag, and by meaning.
+
+Searching itself is workers/search_query.py over the search worker's indexes. Semantic search
+embeds the query with the ai worker's provider settings (its config, live `ai_*` settings rows, the
+key from the environment), reusing the embedding cache so a repeated query costs nothing; with no
+provider configured it is skipped (mode=semantic answers 503). Results are user content, not
+operational status, so the endpoint needs a token (admin or viewer), unlike /api/workers/status.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Query
+from psycopg import AsyncConnection
+
+from manager.auth import Principal, require_viewer
+from sql import queries_from, query
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from manager.app import Manager
+    from workers.ai_client import AiSettings
+
+# workers.ai, workers.ai_client (openai, numpy) and workers.search_query are imported on the first
+# search, not at boot: openai alone would add half a second to every manager start.
+
+Viewer = Annotated[Principal, Depends(require_viewer)]
+AI_MODULE = "workers.ai"
+
+
+def _ai_worker_name(manager: Manager) -> str | None:
+    """The configured worker running workers.ai (`ai` if several do)."""
+    names = [name for name, spec in manager.config.workers.items() if spec.module == AI_MODULE]
+    return "ai" if "ai" in names else (names[0] if names else None)
+
+
+async def _ai_settings(manager: Manager, conn: AsyncConnection[Any]) -> AiSettings | None:
+    """The ai worker's provider settings as it would see them now, or None if it has none."""
+    from workers.ai import AiWorker
+    from workers.ai_client import AiSettings
+
+    name = _ai_worker_name(manager)
+    if name is None:
+        return None
+    spec = manager.config.workers[name]
+    cur = await conn.execute(query("worker_settings"), {"prefix": f"{name}_"})
+    live = {key: value for key, value in await cur.fetchall()}
+    environ = {**os.environ, **manager.extra_env, **spec.env}
+    try:
+        return AiSettings.from_config({**AiWorker.defaults, **spec.own_settings(), **live}, environ)
+    except Exception:  # NotConfigured, or a setting of the wrong type: no semantic search
+        return None
+
+
+def _embedder(settings: AiSettings, conn: AsyncConnection[Any]) -> Any:
+    import numpy as np
+
+    from workers.ai_client import content_hash, embed_query
+
+    async def embed(text: str) -> np.ndarray:
+        key = {"model": settings.embedding_model, "dims": int(settings.dimensions), "content_hash": content_hash(text)}
+        cur = await conn.execute(queries_from("search.sql")["query_embedding"], key)
+        row = await cur.fetchone()
+        if row:
+            return np.asarray([float(x) for x in row[0].strip("[]").split(",")], dtype=np.float32)
+        vector, usage = await embed_query(settings, text)
+        literal = "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
+        await conn.execute(queries_from("search.sql")["cache_query_embedding"], {**key, "embedding": literal})
+        await conn.execute(queries_from("ai.sql")["record_usage"], usage.row("search-api"))
+        return vector
+
+    return embed
+
+
+def mount_search(app: FastAPI, manager: Manager) -> None:
+    @app.get("/api/search", tags=["search"])
+    async def search(
+        _: Viewer,
+        q: Annotated[str, Query(min_length=1, max_length=500, description="words, \"phrases\", -not, OR, "
+                                "#hashtag, $cashtag, @mention, domain:example.com")],
+        kind: Literal["posts", "profiles"] = "posts",
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        mode: Literal["auto", "text", "fuzzy", "tag", "semantic", "hybrid"] = "auto",
+    ) -> dict[str, Any]:
+        """Ranked results with `<mark>` highlights; each says how it matched (`matchedBy`)."""
+        from workers.search_query import Search, SearchUnavailable
+
+        async with manager.pool.connection() as conn:
+            settings = await _ai_settings(manager, conn)
+            embedder = _embedder(settings, conn) if settings else None
+            try:
+                return await Search(conn, q, kind=kind, limit=limit, mode=mode, embedder=embedder,
+                                    dims=int(settings.dimensions) if settings else None).run()
+            except ValueError as exc:
+                raise HTTPException(400, str(exc)) from None
+            except SearchUnavailable as exc:
+                raise HTTPException(503, f"semantic search unavailable: {exc}") from None

@@ -1,0 +1,244 @@
+-- Named queries of the search worker (workers/search.py) and of GET /api/search
+-- (workers/search_query.py). Each block: `-- name: <name>`, a description line, then the statement.
+-- Schema and the SQL functions used here: migrations/0006_search.sql.
+
+-- name: changed_posts
+-- Posts changed after the cursor (updated_at, id), oldest first, that no open transaction can still overtake.
+SELECT id, updated_at FROM external_posts
+WHERE (updated_at, id) > (%(after_updated_at)s::timestamptz, %(after_id)s)
+  AND updated_at < (SELECT sync_read_horizon())
+ORDER BY updated_at, id
+LIMIT %(limit)s;
+
+-- name: index_posts
+-- Builds the search documents of the given posts; a document already built from the same version is left alone.
+INSERT INTO search_posts AS s (post_id, created_at, source_updated_at, tsv)
+SELECT p.id, p.created_at, p.updated_at, search_post_document(p.title, p.body)
+FROM external_posts p WHERE p.id = ANY(%(ids)s)
+ON CONFLICT (post_id) DO UPDATE
+  SET created_at = excluded.created_at, source_updated_at = excluded.source_updated_at,
+      tsv = excluded.tsv, indexed_at = now()
+  WHERE s.source_updated_at IS DISTINCT FROM excluded.source_updated_at;
+
+-- name: clear_post_tags
+-- Forgets the tags of the given posts before they are extracted again (a tag can disappear in an edit).
+DELETE FROM post_tags WHERE post_id = ANY(%(ids)s);
+
+-- name: tag_posts
+-- Extracts hashtags, cashtags, mentions and linked domains of the given posts.
+INSERT INTO post_tags (kind, tag, post_id, created_at)
+SELECT t.kind, t.tag, p.id, p.created_at
+FROM external_posts p, search_extract_tags(p.title, p.body, p.url, p.embeds, p.mentions) t
+WHERE p.id = ANY(%(ids)s)
+ON CONFLICT DO NOTHING;
+
+-- name: learn_post_lexemes
+-- Adds the words of the given posts' documents to the typo-correction lexicon and counts them.
+-- New lexemes only are inserted (an upsert would burn an identity value per existing lexeme);
+-- their trigrams go to search_lexeme_trigrams unless pg_trgm indexes the lexicon.
+WITH counts AS (
+  SELECT w.lexeme, count(*)::int AS ndoc
+  FROM search_posts s, unnest(s.tsv) AS w
+  WHERE s.post_id = ANY(%(ids)s) AND w.lexeme ~ '^[a-z][a-z0-9]{2,31}$'
+  GROUP BY w.lexeme
+), counted AS (
+  UPDATE search_lexemes l SET ndoc = l.ndoc + c.ndoc FROM counts c WHERE l.lexeme = c.lexeme
+), added AS (
+  INSERT INTO search_lexemes (lexeme, ndoc, ntrigrams)
+  SELECT c.lexeme, c.ndoc, cardinality(search_trigrams(c.lexeme)) FROM counts c
+  WHERE NOT EXISTS (SELECT 1 FROM search_lexemes l WHERE l.lexeme = c.lexeme)
+  ON CONFLICT (lexeme) DO NOTHING
+  RETURNING id, lexeme
+)
+INSERT INTO search_lexeme_trigrams (trigram, lexeme_id)
+SELECT unnest(search_trigrams(lexeme)), id FROM added WHERE NOT search_uses_pg_trgm();
+
+-- name: changed_profiles
+-- Profiles changed after the cursor (updated_at, id), with the same open-transaction guard as posts.
+SELECT id, updated_at FROM profiles
+WHERE (updated_at, id) > (%(after_updated_at)s::timestamptz, %(after_id)s)
+  AND updated_at < (SELECT sync_read_horizon())
+ORDER BY updated_at, id
+LIMIT %(limit)s;
+
+-- name: index_profiles
+-- Builds the search documents of the given profiles.
+INSERT INTO search_profiles AS s (profile_id, source_updated_at, tsv)
+SELECT p.id, p.updated_at, search_profile_document(p.username, p.display_name, p.bio)
+FROM profiles p WHERE p.id = ANY(%(ids)s)
+ON CONFLICT (profile_id) DO UPDATE
+  SET source_updated_at = excluded.source_updated_at, tsv = excluded.tsv, indexed_at = now()
+  WHERE s.source_updated_at IS DISTINCT FROM excluded.source_updated_at;
+
+-- name: learn_profile_lexemes
+-- Adds the words of the given profiles' documents to the typo-correction lexicon (names included).
+WITH counts AS (
+  SELECT w.lexeme, count(*)::int AS ndoc
+  FROM search_profiles s, unnest(s.tsv) AS w
+  WHERE s.profile_id = ANY(%(ids)s) AND w.lexeme ~ '^[a-z][a-z0-9]{2,31}$'
+  GROUP BY w.lexeme
+), counted AS (
+  UPDATE search_lexemes l SET ndoc = l.ndoc + c.ndoc FROM counts c WHERE l.lexeme = c.lexeme
+), added AS (
+  INSERT INTO search_lexemes (lexeme, ndoc, ntrigrams)
+  SELECT c.lexeme, c.ndoc, cardinality(search_trigrams(c.lexeme)) FROM counts c
+  WHERE NOT EXISTS (SELECT 1 FROM search_lexemes l WHERE l.lexeme = c.lexeme)
+  ON CONFLICT (lexeme) DO NOTHING
+  RETURNING id, lexeme
+)
+INSERT INTO search_lexeme_trigrams (trigram, lexeme_id)
+SELECT unnest(search_trigrams(lexeme)), id FROM added WHERE NOT search_uses_pg_trgm();
+
+-- name: exact_query
+-- The tsquery for what a user typed, as typed (web-search syntax), in text form to bind into the searches.
+SELECT websearch_to_tsquery('english', %(q)s)::text;
+
+-- name: widened_query
+-- The fallback tsquery: unknown or rare words widened to likely corrections, the last word also as a prefix.
+SELECT search_query(%(q)s, %(prefix_last)s)::text;
+
+-- name: search_posts
+-- Ranked posts for a tsquery with highlights (params: q, scan, window, limit, exclude).
+-- Recency-bounded ranking that no plan choice can make slow: walk at most `scan` newest posts
+-- (index order) testing tsv @@ q; only if that finds fewer than `limit`, take the newest `window`
+-- matches from the GIN index (bounded by the number of matches, which is then small for
+-- uniformly used words). ts_rank (normalised by document length) runs on at most `window` rows
+-- instead of every match: the answer is the best-ranked among the most recent matches.
+WITH newest AS (
+  SELECT post_id, created_at, tsv FROM search_posts
+  ORDER BY created_at DESC, post_id DESC
+  LIMIT %(scan)s
+), walk AS MATERIALIZED (
+  SELECT post_id, created_at, tsv FROM newest WHERE tsv @@ %(q)s::tsquery LIMIT %(window)s
+), gin AS MATERIALIZED (
+  -- "+ interval '0 s'" hides the b-tree order, so this is always the GIN bitmap + top-N sort
+  SELECT post_id, created_at, tsv FROM search_posts
+  WHERE tsv @@ %(q)s::tsquery AND (SELECT count(*) FROM walk) < %(limit)s + cardinality(%(exclude)s::bigint[])
+  ORDER BY created_at + interval '0 s' DESC, post_id DESC
+  LIMIT %(window)s
+), recent AS (
+  SELECT * FROM walk WHERE (SELECT count(*) FROM walk) >= %(limit)s + cardinality(%(exclude)s::bigint[])
+  UNION ALL
+  SELECT * FROM gin
+), top AS (
+  SELECT post_id, created_at, ts_rank(tsv, %(q)s::tsquery, 1) AS rank FROM recent
+  WHERE post_id <> ALL(%(exclude)s::bigint[])
+  ORDER BY rank DESC, created_at DESC
+  LIMIT %(limit)s
+)
+SELECT p.id, p.platform, p.external_id, p.author_external_id, p.author_name, p.title, p.url, p.channel,
+       p.created_at, top.rank::float8 AS score,
+       ts_headline('english', coalesce(p.title || E'\n', '') || p.body, %(q)s::tsquery,
+                   'MaxFragments=2, MaxWords=18, MinWords=6, StartSel=<mark>, StopSel=</mark>') AS headline
+FROM top JOIN external_posts p ON p.id = top.post_id
+ORDER BY top.rank DESC, top.created_at DESC;
+
+-- name: search_posts_naive
+-- The baseline bench/search.py compares against: ts_rank over every match, top `limit`, same highlights.
+WITH top AS (
+  SELECT post_id, created_at, ts_rank(tsv, %(q)s::tsquery, 1) AS rank
+  FROM search_posts WHERE tsv @@ %(q)s::tsquery
+  ORDER BY rank DESC, created_at DESC
+  LIMIT %(limit)s
+)
+SELECT p.id, top.rank::float8 AS score,
+       ts_headline('english', coalesce(p.title || E'\n', '') || p.body, %(q)s::tsquery,
+                   'MaxFragments=2, MaxWords=18, MinWords=6, StartSel=<mark>, StopSel=</mark>') AS headline
+FROM top JOIN external_posts p ON p.id = top.post_id
+ORDER BY top.rank DESC, top.created_at DESC;
+
+-- name: search_profiles
+-- Ranked profiles for a tsquery (few enough rows that ranking every match is cheap), with highlights.
+SELECT p.id, p.platform, p.external_id, p.username, p.display_name, p.avatar_url, p.url,
+       ts_rank(s.tsv, %(q)s::tsquery, 1)::float8 AS score,
+       ts_headline('english', coalesce(p.display_name, p.username, '') || ' — ' || coalesce(p.bio, ''),
+                   %(q)s::tsquery, 'MaxWords=24, MinWords=8, StartSel=<mark>, StopSel=</mark>') AS headline
+FROM search_profiles s JOIN profiles p ON p.id = s.profile_id
+WHERE s.tsv @@ %(q)s::tsquery AND p.id <> ALL(%(exclude)s::bigint[])
+ORDER BY score DESC, p.id
+LIMIT %(limit)s;
+
+-- name: posts_by_tag
+-- The newest posts carrying one tag (kind: hashtag, cashtag, mention, domain; tag without its sigil).
+SELECT p.id, p.platform, p.external_id, p.author_external_id, p.author_name, p.title, p.url, p.channel,
+       p.created_at, 1.0::float8 AS score,
+       ts_headline('simple', coalesce(p.title || E'\n', '') || p.body, plainto_tsquery('simple', %(tag)s),
+                   'MaxFragments=2, MaxWords=18, MinWords=6, StartSel=<mark>, StopSel=</mark>') AS headline
+FROM post_tags t JOIN external_posts p ON p.id = t.post_id
+WHERE t.kind = %(kind)s AND t.tag = lower(%(tag)s)
+ORDER BY t.created_at DESC, t.post_id DESC
+LIMIT %(limit)s;
+
+-- name: posts_by_tags
+-- The newest posts carrying every one of several tags (parallel arrays kinds[] and tags[]).
+WITH wanted AS (
+  SELECT DISTINCT w.kind, lower(w.tag) AS tag FROM unnest(%(kinds)s::text[], %(tags)s::text[]) AS w (kind, tag)
+), hits AS (
+  SELECT t.post_id, max(t.created_at) AS created_at
+  FROM post_tags t JOIN wanted w ON w.kind = t.kind AND w.tag = t.tag
+  GROUP BY t.post_id
+  HAVING count(*) = (SELECT count(*) FROM wanted)
+  ORDER BY created_at DESC, post_id DESC
+  LIMIT %(limit)s
+)
+SELECT p.id, p.platform, p.external_id, p.author_external_id, p.author_name, p.title, p.url, p.channel,
+       p.created_at, 1.0::float8 AS score,
+       ts_headline('simple', coalesce(p.title || E'\n', '') || p.body,
+                   plainto_tsquery('simple', array_to_string(%(tags)s::text[], ' ')),
+                   'MaxFragments=2, MaxWords=18, MinWords=6, StartSel=<mark>, StopSel=</mark>') AS headline
+FROM hits JOIN external_posts p ON p.id = hits.post_id
+ORDER BY hits.created_at DESC, hits.post_id DESC;
+
+-- name: top_tags
+-- The most used tags of one kind among posts since a time, for a "trending" list.
+SELECT tag, count(*) AS posts FROM post_tags
+WHERE kind = %(kind)s AND created_at >= %(since)s
+GROUP BY tag ORDER BY posts DESC, tag LIMIT %(limit)s;
+
+-- name: semantic_ready
+-- Whether the ai worker's tables exist and hold embeddings of this size (else semantic search is skipped).
+SELECT to_regclass('ai_posts') IS NOT NULL AS ready;
+
+-- name: semantic_posts
+-- Posts nearest to a query embedding by cosine distance ({dims} is the embedding size, for the HNSW index).
+WITH nearest AS (
+  SELECT a.post_id, a.embedding::vector({dims}) <=> %(embedding)s::vector({dims}) AS distance
+  FROM ai_posts a
+  WHERE a.dims = {dims} AND a.embedding IS NOT NULL
+  ORDER BY a.embedding::vector({dims}) <=> %(embedding)s::vector({dims})
+  LIMIT %(limit)s + cardinality(%(exclude)s::bigint[])
+)
+SELECT p.id, p.platform, p.external_id, p.author_external_id, p.author_name, p.title, p.url, p.channel,
+       p.created_at, (1 - n.distance)::float8 AS score,
+       left(coalesce(p.title || E'\n', '') || p.body, 200) AS headline
+FROM nearest n JOIN external_posts p ON p.id = n.post_id
+WHERE p.id <> ALL(%(exclude)s::bigint[])
+ORDER BY n.distance
+LIMIT %(limit)s;
+
+-- name: semantic_profiles
+-- Profiles nearest to a query embedding by cosine distance ({dims} as above).
+WITH nearest AS (
+  SELECT a.profile_id, a.embedding::vector({dims}) <=> %(embedding)s::vector({dims}) AS distance
+  FROM ai_profiles a
+  WHERE a.dims = {dims} AND a.embedding IS NOT NULL
+  ORDER BY a.embedding::vector({dims}) <=> %(embedding)s::vector({dims})
+  LIMIT %(limit)s + cardinality(%(exclude)s::bigint[])
+)
+SELECT p.id, p.platform, p.external_id, p.username, p.display_name, p.avatar_url, p.url,
+       (1 - n.distance)::float8 AS score,
+       left(coalesce(p.display_name, p.username, '') || ' — ' || coalesce(p.bio, ''), 200) AS headline
+FROM nearest n JOIN profiles p ON p.id = n.profile_id
+WHERE p.id <> ALL(%(exclude)s::bigint[])
+ORDER BY n.distance
+LIMIT %(limit)s;
+
+-- name: query_embedding
+-- A search query's embedding if this text was embedded before by the same model and size (text form).
+SELECT embedding::text FROM ai_embedding_cache WHERE model = %(model)s AND dims = %(dims)s AND content_hash = %(content_hash)s;
+
+-- name: cache_query_embedding
+-- Keeps a search query's embedding, so repeating the search costs no provider call.
+INSERT INTO ai_embedding_cache (model, dims, content_hash, embedding)
+VALUES (%(model)s, %(dims)s, %(content_hash)s, %(embedding)s::vector)
+ON CONFLICT DO NOTHING;

@@ -1,0 +1,176 @@
+"""The search worker's indexes and the searches over them, on a real Postgres (no pg_trgm here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from workers.search import SearchWorker
+from workers.search_query import Search, parse_tags
+
+POSTS = [  # (external_id, title, body, minutes ago)
+    ("0x01", None, "Ethereum gas fees are brutal today #ethereum $ETH https://etherscan.io/tx/1", 90),
+    ("0x02", None, "Vitalik wrote a long post about scaling, rollups, blobs, data availability and, at the end, "
+                   "a short note on ethereum", 80),
+    ("0x03", None, "ethereum ethereum ethereum: the merge, staking and gas", 70),
+    ("0x04", None, "Solana validators restarted after the outage #solana $SOL", 60),
+    ("0x05", None, "My cat chased a kitten around the garden", 50),
+    ("0x06", None, "gm frens, who is minting the new NFT on https://zora.co/collect? cc @dwr.eth", 40),
+    ("t3_07", "Ethereum roadmap", "What comes after the surge", 30),
+    ("0x08", None, "Base fees stay tiny compared to ethereum mainnet", 20),
+]
+PROFILES = [
+    ("3", "dwr.eth", "Dan Romero", "Working on Farcaster"),
+    ("5650", "vitalik.eth", "Vitalik Buterin", "Ethereum researcher"),
+]
+
+
+def seed(url: str) -> dict[str, int]:
+    ids = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        for external_id, title, body, minutes in POSTS:
+            platform = "reddit" if external_id.startswith("t3_") else "farcaster"
+            row = conn.execute(
+                "INSERT INTO external_posts (platform, external_id, author_name, title, body, created_at) "
+                "VALUES (%s, %s, 'someone', %s, %s, now() - make_interval(mins => %s)) RETURNING id",
+                (platform, external_id, title, body, minutes),
+            ).fetchone()
+            assert row is not None
+            ids[external_id] = row[0]
+        for external_id, username, name, bio in PROFILES:
+            conn.execute(
+                "INSERT INTO profiles (platform, external_id, username, display_name, bio) "
+                "VALUES ('farcaster', %s, %s, %s, %s)",
+                (external_id, username, name, bio),
+            )
+    return ids
+
+
+def index(url: str, **config: Any) -> int:
+    worker = SearchWorker(name="search", config=config, database_url=url)
+    try:
+        return worker.run_cycle().items
+    finally:
+        for conn in (worker._data, worker._control):
+            if conn is not None:
+                conn.close()
+
+
+async def search(url: str, q: str, **kwargs: Any) -> dict[str, Any]:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        return await Search(conn, q, **kwargs).run()
+
+
+def ids_of(answer: dict[str, Any]) -> list[int]:
+    return [r["id"] for r in answer["results"]]
+
+
+@pytest.fixture
+def corpus(migrated_url: str) -> dict[str, int]:
+    ids = seed(migrated_url)
+    assert index(migrated_url) == len(POSTS) + len(PROFILES)
+    return ids
+
+
+def test_tags_are_parsed_from_the_query() -> None:
+    tags, rest = parse_tags("#ETH $sol @dwr.eth site:www.Zora.co github.com gas fees")
+    assert [(t.kind, t.tag) for t in tags] == [
+        ("hashtag", "eth"), ("cashtag", "sol"), ("mention", "dwr.eth"), ("domain", "zora.co"), ("domain", "github.com"),
+    ]
+    assert rest == "gas fees"
+
+
+async def test_finds_by_words_ranked_with_highlights(migrated_url: str, corpus: dict[str, int]) -> None:
+    answer = await search(migrated_url, "gas fees")
+    assert ids_of(answer) == [corpus["0x01"]]  # the only post with both words
+    assert "<mark>gas</mark>" in answer["results"][0]["headline"].lower()
+    assert all(r["matchedBy"] == "text" for r in answer["results"])
+
+    ranked = ids_of(await search(migrated_url, "ethereum", mode="text"))
+    assert set(ranked) == {corpus[k] for k in ("0x01", "0x02", "0x03", "t3_07", "0x08")}
+    # the title match and the post about little else outrank a passing mention at the end of a long post
+    assert ranked.index(corpus["t3_07"]) < ranked.index(corpus["0x02"])
+    assert ranked.index(corpus["0x03"]) < ranked.index(corpus["0x02"])
+
+
+async def test_finds_by_prefix_and_by_misspelling(migrated_url: str, corpus: dict[str, int]) -> None:
+    prefix = await search(migrated_url, "vita")
+    assert ids_of(prefix) == [corpus["0x02"]]
+    assert prefix["results"][0]["matchedBy"] == "fuzzy"
+
+    typo = await search(migrated_url, "etherium")
+    assert "'ethereum'" in typo["widenedQuery"]
+    assert set(ids_of(typo)) >= {corpus["0x01"], corpus["0x03"], corpus["t3_07"]}
+    assert "<mark>" in typo["results"][0]["headline"]
+
+    two = await search(migrated_url, "solanna validaters")
+    assert ids_of(two) == [corpus["0x04"]]
+
+    assert (await search(migrated_url, "etherium", mode="text"))["results"] == []  # text mode: no widening
+
+
+async def test_finds_by_tag(migrated_url: str, corpus: dict[str, int]) -> None:
+    for q, key in (("#ethereum", "0x01"), ("$ETH", "0x01"), ("$sol", "0x04"), ("@dwr.eth", "0x06"),
+                   ("zora.co", "0x06"), ("domain:etherscan.io", "0x01")):
+        answer = await search(migrated_url, q, mode="tag")
+        assert ids_of(answer) == [corpus[key]], q
+        assert answer["results"][0]["matchedBy"] == "tag"
+    # auto: the tagged post first, then posts that merely use the word
+    auto = await search(migrated_url, "#ethereum")
+    assert ids_of(auto)[0] == corpus["0x01"]
+    assert {r["matchedBy"] for r in auto["results"][1:]} == {"text"}
+    both = await search(migrated_url, "#ethereum $eth", mode="tag")
+    assert ids_of(both) == [corpus["0x01"]]
+
+
+async def test_profiles_by_name_bio_and_typo(migrated_url: str, corpus: dict[str, int]) -> None:
+    assert [r["username"] for r in (await search(migrated_url, "romero", kind="profiles"))["results"]] == ["dwr.eth"]
+    typo = await search(migrated_url, "farcastr", kind="profiles")
+    assert [r["username"] for r in typo["results"]] == ["dwr.eth"]
+    assert [r["username"] for r in (await search(migrated_url, "ethereum", kind="profiles"))["results"]] == [
+        "vitalik.eth"
+    ]
+
+
+async def test_index_follows_edits_and_deletes(migrated_url: str, corpus: dict[str, int]) -> None:
+    assert index(migrated_url) == 0  # nothing changed: nothing re-indexed
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        conn.execute("UPDATE external_posts SET body = 'Now it is about bitcoin #btc', updated_at = now() "
+                     "WHERE external_id = '0x05'")
+        conn.execute("DELETE FROM external_posts WHERE external_id = '0x04'")
+    assert index(migrated_url) == 1
+    assert ids_of(await search(migrated_url, "kitten")) == []
+    assert ids_of(await search(migrated_url, "bitcoin", mode="text")) == [corpus["0x05"]]
+    assert ids_of(await search(migrated_url, "#btc", mode="tag")) == [corpus["0x05"]]
+    assert ids_of(await search(migrated_url, "$sol", mode="tag")) == []
+    assert ids_of(await search(migrated_url, "validators", mode="text")) == []
+
+
+def test_a_late_commit_is_not_skipped(migrated_url: str) -> None:
+    """A writer's rows carry its transaction's start time: a transaction that began before the
+    indexer's cursor moved, and commits after, must still be indexed."""
+    seed(migrated_url)
+    with psycopg.connect(migrated_url) as slow:
+        slow.execute("INSERT INTO external_posts (platform, external_id, body, created_at) "
+                     "VALUES ('farcaster', '0xlate', 'a slow writer mentions avalanche', now())")
+        with psycopg.connect(migrated_url, autocommit=True) as fast:
+            fast.execute("INSERT INTO external_posts (platform, external_id, body, created_at) "
+                         "VALUES ('farcaster', '0xfast', 'a quick writer mentions polkadot', now())")
+        indexed = index(migrated_url)
+        assert indexed == len(PROFILES) + len(POSTS)  # neither row past the open transaction's start
+        slow.commit()
+    assert index(migrated_url) == 2
+    with psycopg.connect(migrated_url) as conn:
+        bodies = {r[0] for r in conn.execute("SELECT p.body FROM search_posts s JOIN external_posts p ON p.id = s.post_id")}
+    assert {"a slow writer mentions avalanche", "a quick writer mentions polkadot"} <= bodies
+
+
+def test_small_batches_resume_from_the_cursor(migrated_url: str) -> None:
+    seed(migrated_url)
+    assert index(migrated_url, batch_size=3) == len(POSTS) + len(PROFILES)
+    with psycopg.connect(migrated_url) as conn:
+        assert conn.execute("SELECT count(*) FROM search_posts").fetchone() == (len(POSTS),)
+        cursors = dict(conn.execute("SELECT cursor_key, value->>'id' FROM sync_cursors WHERE worker_name = 'search'"))
+    assert cursors == {"posts": str(len(POSTS)), "profiles": str(len(PROFILES))}
