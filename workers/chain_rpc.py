@@ -14,7 +14,6 @@ One transport for everything the worker asks a node, web3.py's ENS lookups inclu
 
 from __future__ import annotations
 
-import email.utils
 import itertools
 import json
 import threading
@@ -27,6 +26,7 @@ from web3.providers.base import JSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse
 
 from workers.errors import RateLimited, UpstreamError
+from workers.rate_limits import retry_after_seconds
 
 # JSON-RPC error codes providers use for "slow down" (EIP-1474 -32005 limit exceeded; some send 429).
 RATE_LIMIT_CODES = {-32005, 429, -32090}
@@ -46,21 +46,6 @@ class RpcCallError(UpstreamError):
         self.data = error.get("data")
         self.rpc_message = str(error.get("message", ""))
         super().__init__(f"{method}: {self.rpc_message} (code {self.code})")
-
-
-def retry_after_seconds(value: str | None, default: float = 1.0) -> float:
-    """`Retry-After` as seconds: a number, or an HTTP date (RFC 9110)."""
-    if not value:
-        return default
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return default
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _rate_limit_error(error: dict[str, Any]) -> RateLimited | None:
@@ -135,7 +120,7 @@ class JsonRpcClient:
                 if response.status_code == 429:
                     raise RateLimited(
                         f"{what}: HTTP 429 from {self._host()}",
-                        retry_after_seconds(response.headers.get("Retry-After")),
+                        retry_after_seconds(response.headers.get("Retry-After"), 1.0),
                     )
                 if response.status_code in TRANSIENT_HTTP:
                     raise _Retryable(f"{what}: HTTP {response.status_code} from {self._host()}")

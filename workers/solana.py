@@ -44,8 +44,8 @@ from solders.signature import Signature
 from sql import queries_from
 from workers.base import CycleResult, Worker, describe
 from workers.chain_metaplex import MetadataError, decode_metadata, metadata_address
-from workers.chain_rpc import retry_after_seconds
 from workers.errors import NotConfigured, RateLimited, UpstreamError
+from workers.rate_limits import retry_after_seconds
 
 T = TypeVar("T")
 
@@ -162,7 +162,7 @@ class SolanaWorker(Worker[Any]):
                 if isinstance(cause, httpx2.HTTPStatusError) and cause.response.status_code == 429:
                     raise RateLimited(
                         f"{what}: HTTP 429 from the Solana node",
-                        retry_after_seconds(cause.response.headers.get("Retry-After")),
+                        retry_after_seconds(cause.response.headers.get("Retry-After"), 1.0),
                     ) from None
                 error = UpstreamError(f"{what}: {describe(cause) if cause else describe(exc)}")
             except RPCException as exc:

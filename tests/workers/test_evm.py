@@ -19,6 +19,7 @@ from web3 import Web3
 from devnet import chains
 from devnet.chains import AnvilNode, ChainSeed
 from devnet.rpc_proxy import RpcProxy
+from tests.support.db import rows
 from workers.errors import NotConfigured, RateLimited, UpstreamError
 from workers.evm import EvmWorker
 
@@ -71,10 +72,6 @@ def worker(db: str, seed: ChainSeed, name: str = "ethereum", **overrides: Any) -
     w.validate()
     return w
 
-
-def rows(url: str, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(statement, params).fetchall()
 
 
 def table_counts(url: str) -> dict[str, int]:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,9 +14,11 @@ import pytest
 
 from devnet.farcaster_hub import CAST_ADD, NETWORK, FarcasterHub, make_message, unix_time
 from sql import apply_migrations
-from tests.support.manager import ROOT, TOKEN
+from tests.support.db import last_cycle, rows
+from tests.support.manager import TOKEN
 from tests.support.postgres import fresh_database
 from tests.support.waiting import wait_for
+from tests.support.workers import start_worker
 from workers.errors import NotConfigured, UpstreamError
 from workers.farcaster import API_KEY_ENV, FarcasterWorker
 
@@ -53,10 +51,6 @@ def make_worker(url: str, hub_url: str, fids: list[int], **config: Any) -> Farca
     return worker
 
 
-def rows(url: str, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(statement, params).fetchall()
-
 
 def counts(url: str) -> dict[str, int]:
     return {
@@ -83,12 +77,6 @@ def hub_counts(hub: FarcasterHub, fids: list[int]) -> dict[str, int]:
         "reactions": sum(len(hub.reactions(f)) for f in fids),
     }
 
-
-def start_worker(url: str, config: dict[str, Any], tmp_path: Path) -> subprocess.Popen[bytes]:
-    """`python -m workers.farcaster` as the manager runs it (its output in tmp_path/worker.log)."""
-    env = {**os.environ, "WORKER_NAME": "farcaster", "DATABASE_URL": url, "WORKER_CONFIG": json.dumps(config)}
-    with (tmp_path / "worker.log").open("ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "workers.farcaster"], cwd=ROOT, env=env, stdout=log, stderr=log)
 
 
 # --- syncing ------------------------------------------------------------------------------------------
@@ -207,7 +195,7 @@ def test_kill_9_mid_sync_then_restart_matches_an_uninterrupted_run(hub, migrated
     config = {"hub_url": hub.url, "fids": hub.fids[:6], "follow_expansion_limit": 2, "page_size": 10}
     total = hub_counts(hub, [*hub.fids[:6]])["casts"]
     hub.inject_fault("slow", count=100_000, path_prefix="/v1/", delay=0.01)  # so there is a "mid"
-    proc = start_worker(migrated_url, config, tmp_path)
+    proc = start_worker("farcaster", migrated_url, config, tmp_path)
     try:
         wait_for(lambda: counts(migrated_url)["casts"] >= 40, 30, 0.01, "the sync to be under way")
     finally:
@@ -228,7 +216,7 @@ def test_kill_9_mid_sync_then_restart_matches_an_uninterrupted_run(hub, migrated
 def test_sigterm_mid_sync_finishes_the_page_and_exits_0(hub, migrated_url, tmp_path):
     config = {"hub_url": hub.url, "fids": hub.fids, "page_size": 10}
     hub.inject_fault("slow", count=100_000, delay=0.02)
-    proc = start_worker(migrated_url, config, tmp_path)
+    proc = start_worker("farcaster", migrated_url, config, tmp_path)
     try:
         wait_for(lambda: counts(migrated_url)["casts"] >= 40, 30, 0.01, "the sync to be under way")
         proc.send_signal(signal.SIGTERM)
@@ -244,9 +232,6 @@ def test_sigterm_mid_sync_finishes_the_page_and_exits_0(hub, migrated_url, tmp_p
 
 # --- faults -------------------------------------------------------------------------------------------
 
-
-def last_cycle(url: str) -> tuple[bool, str | None]:
-    return rows(url, "SELECT ok, error FROM cycle_runs ORDER BY id DESC LIMIT 1")[0]
 
 
 @pytest.mark.parametrize(

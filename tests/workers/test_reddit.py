@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -17,9 +12,11 @@ import pytest
 
 from devnet.reddit_api import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PASSWORD, DEFAULT_USERNAME, RedditAPI
 from sql import apply_migrations
-from tests.support.manager import ROOT, TOKEN
+from tests.support.db import last_cycle, rows
+from tests.support.manager import TOKEN
 from tests.support.postgres import fresh_database
 from tests.support.waiting import wait_for
+from tests.support.workers import start_worker
 from workers.errors import NotConfigured, RateLimited, UpstreamError
 from workers.reddit import PASSWORD_ENV, SECRET_ENV, USERNAME_ENV, RedditWorker
 
@@ -60,10 +57,6 @@ def make_worker(database_url: str, api_url: str, **extra: Any) -> RedditWorker:
     return worker
 
 
-def rows(url: str, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(statement, params).fetchall()
-
 
 def counts(url: str) -> dict[str, int]:
     ((posts, comments),) = rows(
@@ -88,12 +81,6 @@ def expected_counts(api: RedditAPI, subreddits: list[str] = SYNCED) -> dict[str,
 def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
     return {name: rows(url, statement) for name, statement in SNAPSHOT.items()}
 
-
-def start_worker(url: str, config: dict[str, Any], tmp_path: Path) -> subprocess.Popen[bytes]:
-    """`python -m workers.reddit` as the manager runs it (its output in tmp_path/worker.log)."""
-    env = {**os.environ, "WORKER_NAME": "reddit", "DATABASE_URL": url, "WORKER_CONFIG": json.dumps(config)}
-    with (tmp_path / "worker.log").open("ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "workers.reddit"], cwd=ROOT, env=env, stdout=log, stderr=log)
 
 
 # --- syncing ------------------------------------------------------------------------------------------
@@ -187,7 +174,7 @@ def test_kill_9_mid_sync_then_restart_matches_an_uninterrupted_run(api, migrated
     config = worker_config(api.url, page_size=5)
     total = expected_counts(api)["posts"]
     api.inject_fault("slow", count=100_000, delay=0.02)  # so there is a "mid"
-    proc = start_worker(migrated_url, config, tmp_path)
+    proc = start_worker("reddit", migrated_url, config, tmp_path)
     try:
         wait_for(lambda: counts(migrated_url)["posts"] >= 15, 30, 0.01, "the sync to be under way")
     finally:
@@ -208,7 +195,7 @@ def test_kill_9_mid_sync_then_restart_matches_an_uninterrupted_run(api, migrated
 def test_sigterm_mid_sync_finishes_the_page_and_exits_0(api, migrated_url, tmp_path):
     config = worker_config(api.url, page_size=5)
     api.inject_fault("slow", count=100_000, delay=0.02)
-    proc = start_worker(migrated_url, config, tmp_path)
+    proc = start_worker("reddit", migrated_url, config, tmp_path)
     try:
         wait_for(lambda: counts(migrated_url)["posts"] >= 15, 30, 0.01, "the sync to be under way")
         proc.send_signal(signal.SIGTERM)
@@ -224,9 +211,6 @@ def test_sigterm_mid_sync_finishes_the_page_and_exits_0(api, migrated_url, tmp_p
 
 # --- faults and rate limits -----------------------------------------------------------------------------
 
-
-def last_cycle(url: str) -> tuple[bool, str | None]:
-    return rows(url, "SELECT ok, error FROM cycle_runs ORDER BY id DESC LIMIT 1")[0]
 
 
 # prawcore retries 5xx, timeouts and dropped connections twice itself: three faults outlast it.

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-import psycopg
 import pytest
 from solders.pubkey import Pubkey
 
 from devnet.solana_ledger import LAMPORTS_PER_SOL, SolanaLedger, metadata_address
 from devnet.solana_rpc import SolanaRpcServer
+from tests.support.db import rows
 from workers.errors import NotConfigured, RateLimited, UpstreamError
 from workers.solana import SolanaWorker
 
@@ -52,10 +52,6 @@ def worker(db: str, srv: SolanaRpcServer, **overrides: Any) -> SolanaWorker:
     w.validate()
     return w
 
-
-def rows(url: str, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(statement, params).fetchall()
 
 
 def table_counts(url: str) -> dict[str, int]:
