@@ -35,6 +35,21 @@ def test_devnet_boots_every_worker_healthy_and_cleans_up(boot_manager):
         return evm == 2 and sol > 0
 
     wait_for(chains_synced, 60, 0.5, "Ethereum, BASE and Solana balances")
+
+    def processed() -> bool:
+        (ai,) = m.sql("SELECT count(*) FROM ai_posts")[0]
+        (indexed,) = m.sql("SELECT count(*) FROM search_posts")[0]
+        return ai > 0 and indexed > 0
+
+    wait_for(processed, 60, 0.5, "embeddings and search documents for the synced posts")
+    (word,) = m.sql(
+        "SELECT (regexp_match(p.coalesce_text, '[A-Za-z]{6,}'))[1] FROM search_posts s, LATERAL "
+        "(SELECT coalesce(title, '') || ' ' || body AS coalesce_text FROM external_posts WHERE id = s.post_id) p "
+        "WHERE p.coalesce_text ~ '[A-Za-z]{6,}' LIMIT 1"
+    )[0]
+    found = m.api("GET", "/api/search", params={"q": word, "kind": "posts"})
+    assert found.status_code == 200, found.text
+    assert found.json()["results"], f"searching {word!r} found nothing"
     children = m.descendants()
     names = " ".join(" ".join(p.cmdline()) for p in children)
     for stand_in in ("devnet.farcaster_hub", "devnet.reddit_api", "devnet.solana_rpc", "devnet.openai_api", "anvil"):
