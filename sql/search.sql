@@ -90,24 +90,26 @@ INSERT INTO search_lexeme_trigrams (trigram, lexeme_id)
 SELECT unnest(search_trigrams(lexeme)), id FROM added WHERE NOT search_uses_pg_trgm();
 
 -- name: exact_query
--- The tsquery for what a user typed, as typed (web-search syntax), in text form to bind into the searches.
-SELECT websearch_to_tsquery('english', %(q)s)::text;
+-- The tsquery for what a user typed, as typed (web-search syntax), in text form to bind into the searches,
+-- and how many of the newest %(scan)s posts are expected to match it (decides `walk` in search_posts).
+SELECT websearch_to_tsquery('english', %(q)s)::text, search_expected_recent(%(q)s, %(scan)s);
 
 -- name: widened_query
 -- The fallback tsquery: unknown or rare words widened to likely corrections, the last word also as a prefix.
 SELECT search_query(%(q)s, %(prefix_last)s)::text;
 
 -- name: search_posts
--- Ranked posts for a tsquery with highlights (params: q, scan, window, limit, exclude).
--- Recency-bounded ranking that no plan choice can make slow: walk at most `scan` newest posts
--- (index order) testing tsv @@ q; only if that finds fewer than `limit`, take the newest `window`
--- matches from the GIN index (bounded by the number of matches, which is then small for
--- uniformly used words). ts_rank (normalised by document length) runs on at most `window` rows
--- instead of every match: the answer is the best-ranked among the most recent matches.
+-- Ranked posts for a tsquery with highlights (params: q, walk, scan, window, limit, exclude).
+-- Recency-bounded ranking that no plan choice can make slow: when `walk` (the query's words are
+-- common enough to fill a page from the newest posts), walk at most `scan` newest posts (index
+-- order) testing tsv @@ q; if that finds fewer than `limit`, or without `walk`, take the newest
+-- `window` matches from the GIN index (bounded by the number of matches, which is then small).
+-- ts_rank (normalised by document length) runs on at most `window` rows instead of every match:
+-- the answer is the best-ranked among the most recent matches.
 WITH newest AS (
   SELECT post_id, created_at, tsv FROM search_posts
   ORDER BY created_at DESC, post_id DESC
-  LIMIT %(scan)s
+  LIMIT CASE WHEN %(walk)s THEN %(scan)s ELSE 0 END
 ), walk AS MATERIALIZED (
   SELECT post_id, created_at, tsv FROM newest WHERE tsv @@ %(q)s::tsquery LIMIT %(window)s
 ), gin AS MATERIALIZED (

@@ -38,7 +38,7 @@ from psycopg.types.json import Jsonb
 
 from sql import queries_from
 from workers.ai_client import AiClient, AiSettings, Rejected, Usage, content_hash
-from workers.base import CycleResult, Worker
+from workers.base import CycleResult, Worker, describe
 from workers.errors import NotConfigured, UpstreamError
 
 START = {"updated_at": "-infinity", "id": 0}
@@ -170,8 +170,10 @@ class AiWorker(Worker[Work]):
         "chat_model": "gpt-4o-mini",
         "summaries": True,
         "max_input_chars": 8000,
-        "max_retries": 1,
-        "timeout_s": 30,
+        # The client's own retries sleep inside the call, deaf to heartbeats (a 429's retry-after can
+        # be a minute): by default the worker's loop does the waiting, heartbeating as it goes.
+        "max_retries": 0,
+        "timeout_s": 20,
         "embedding_price_per_1k": 0.00002,
         "chat_input_price_per_1k": 0.00015,
         "chat_output_price_per_1k": 0.0006,
@@ -215,7 +217,12 @@ class AiWorker(Worker[Work]):
         if not self._vector_ready:
             ready = (self.db.execute(_q("schema_ready")).fetchone() or (False,))[0]
             if not ready:
-                ready = (self.db.execute(_q("install_schema")).fetchone() or (False,))[0]
+                try:
+                    ready = (self.db.execute(_q("install_schema")).fetchone() or (False,))[0]
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    raise
+                except psycopg.Error as exc:  # e.g. no privilege to CREATE EXTENSION
+                    raise NotConfigured(f"cannot install the ai tables: {describe(exc)}") from exc
             if not ready:
                 raise NotConfigured("pgvector is not available on this Postgres server (CREATE EXTENSION vector)")
             self._vector_ready = True

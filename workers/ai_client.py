@@ -47,8 +47,8 @@ class AiSettings:
     embedding_model: str = "text-embedding-3-small"
     dimensions: int = 256
     chat_model: str = "gpt-4o-mini"
-    max_retries: int = 1
-    timeout_s: float = 30.0
+    max_retries: int = 0
+    timeout_s: float = 20.0
     max_input_chars: int = 8000
     embedding_price_per_1k: float = 0.00002  # USD per 1K input tokens
     chat_input_price_per_1k: float = 0.00015

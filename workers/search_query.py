@@ -4,10 +4,10 @@ Used by GET /api/search (manager/search_api.py) and bench/search.py, on the inde
 worker keeps (sql/search.sql). Modes:
 
 - `auto` (default): tags alone (`#tag`, `$cashtag`, `@mention`, `domain:x.com` or a bare domain)
-  list the newest posts carrying them; otherwise full-text with the exact words, ranked; when that
-  fills less than a page, the query widened for typos and with its last word as a prefix adds its
-  matches after the exact ones; when nothing at all matched, the nearest posts by embedding (if an
-  embedder is available) stand in;
+  list the newest posts carrying them (then posts using the words); otherwise full-text with the
+  exact words, ranked; when that finds fewer than `FUZZY_BELOW`, the query widened for typos and
+  with its last word as a prefix adds its matches after the exact ones; when nothing at all
+  matched, the nearest posts by embedding (if an embedder is available) stand in;
 - `text` (exact words only), `fuzzy` (the widened query only), `tag`, `semantic` (embedding only),
   `hybrid` (text and semantic lists fused by reciprocal rank).
 
@@ -34,6 +34,10 @@ KINDS = ("posts", "profiles")
 SCAN_NEWEST = 5000  # posts walked newest-first before asking the GIN index (see search_posts)
 RANK_WINDOW = 1000  # matches ranked at most
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.)
+# In auto mode typos are corrected only when the exact words found fewer results than this: a
+# typo of a common word matches a few posts (typos recur), a rare but real word a dozen or more,
+# which should not be drowned by its look-alikes.
+FUZZY_BELOW = 10
 
 _TAG_TOKEN = re.compile(
     r"""^(?:\#(?P<hashtag>[^\W\d_][\w]{0,63})
@@ -109,6 +113,7 @@ class Search:
         self.embedder, self.dims = embedder, dims
         self.results: list[dict[str, Any]] = []
         self.notes: dict[str, Any] = {}
+        self._expected_recent: float | None = None
 
     @property
     def found(self) -> list[int]:
@@ -132,7 +137,7 @@ class Search:
         elif self.mode != "tag":
             if self.missing > 0 and self.mode in ("auto", "text"):
                 await self._text(fuzzy=False)
-            if self.missing > 0 and self.mode in ("auto", "fuzzy"):
+            if self.mode == "fuzzy" or (self.mode == "auto" and len(self.results) < min(self.limit, FUZZY_BELOW)):
                 await self._text(fuzzy=True)
             if not self.results and self.mode == "auto" and self.embedder is not None:
                 await self._semantic(required=False)
@@ -163,19 +168,21 @@ class Search:
         self.results += [_item(r, "posts", "tag") for r in rows]
 
     async def _text(self, *, fuzzy: bool) -> None:
-        exact = self.notes.get("tsquery")
-        if exact is None:
-            exact = self.notes["tsquery"] = await self._scalar(_q("exact_query"), {"q": self.q})
-        tsquery = exact
+        if "tsquery" not in self.notes:
+            cur = await self.conn.execute(_q("exact_query"), {"q": self.q, "scan": SCAN_NEWEST})
+            self.notes["tsquery"], self._expected_recent = await cur.fetchone() or ("", None)
+        exact = tsquery = self.notes["tsquery"]
+        walk = self._expected_recent is None or self._expected_recent >= self.limit
         if fuzzy:
             tsquery = await self._scalar(_q("widened_query"), {"q": self.q, "prefix_last": True})
             if self.mode == "auto" and tsquery == exact:
                 return  # nothing to widen: the exact search already said everything
             self.notes["widenedQuery"] = tsquery
+            walk = True  # alternatives and prefixes: no cheap estimate, and the walk is bounded anyway
         if not tsquery:
             return  # only stop words
         rows = await self._rows(_q(f"search_{self.kind}"), {
-            "q": tsquery, "scan": SCAN_NEWEST, "window": RANK_WINDOW, "limit": self.missing, "exclude": self.found,
+            "q": tsquery, "walk": walk, "scan": SCAN_NEWEST, "window": RANK_WINDOW, "limit": self.missing, "exclude": self.found,
         })
         self.results += [_item(r, self.kind, "fuzzy" if fuzzy else "text") for r in rows]
 
