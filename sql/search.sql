@@ -153,7 +153,7 @@ ORDER BY top.rank DESC, top.created_at DESC;
 -- Ranked profiles for a tsquery (few enough rows that ranking every match is cheap), with highlights.
 SELECT p.id, p.platform, p.external_id, p.username, p.display_name, p.avatar_url, p.url,
        ts_rank(s.tsv, %(q)s::tsquery, 1)::float8 AS score,
-       ts_headline('english', coalesce(p.display_name, p.username, '') || ' — ' || coalesce(p.bio, ''),
+       ts_headline('english', concat_ws(' ', p.display_name, '@' || p.username) || ' — ' || coalesce(p.bio, ''),
                    %(q)s::tsquery, 'MaxWords=24, MinWords=8, StartSel=<mark>, StopSel=</mark>') AS headline
 FROM search_profiles s JOIN profiles p ON p.id = s.profile_id
 WHERE s.tsv @@ %(q)s::tsquery AND p.id <> ALL(%(exclude)s::bigint[])

@@ -107,11 +107,12 @@ def topic_label(texts: list[str], words: int = 3) -> str | None:
 
 
 class Topics:
-    """The topic centroids of one model and size, assigned to within a batch's transaction."""
+    """The topic centroids of one model and size, kept in memory between batches (the worker is
+    their only writer) and dropped whenever a transaction or an item fails, to be read again."""
 
     def __init__(self, tx: psycopg.Connection[Any], model: str, dims: int) -> None:
         self.model, self.dims = model, dims
-        rows = tx.execute(_q("topics"), {"model": model, "dims": dims}).fetchall()
+        rows = tx.execute(_q("topics"), {"model": model, "dims": dims}, binary=True).fetchall()
         self.ids: list[int] = [r[0] for r in rows]
         self.centroids = [_unit(np.asarray(r[1].to_numpy(), dtype=np.float64)) for r in rows]
         self.sizes: list[int] = [max(int(r[2]), 1) for r in rows]
@@ -152,6 +153,7 @@ class Topics:
         for topic_id in sorted(self.touched):
             texts = [r[0] for r in tx.execute(_q("topic_texts"), (topic_id,))]
             tx.execute(_q("label_topic"), (topic_label(texts), topic_id))
+        self.touched.clear()
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -293,15 +295,17 @@ class AiWorker(Worker[Work]):
         finished = items[:done]
         complete = True
         if finished:
-            with self.transaction() as tx:
-                if stream == "posts":
-                    self._topics = Topics(tx, self.client.settings.embedding_model, int(self.client.settings.dimensions))
-                result, complete = self.run_items(finished, tx, write)
-                if stream == "posts" and self._topics is not None:
-                    self._topics.save(tx)
-                if complete:
-                    last = finished[-1]
-                    self.save_cursor(tx, {"updated_at": last.updated_at.isoformat(), "id": last.id}, stream)
+            try:
+                with self.transaction() as tx:
+                    result, complete = self.run_items(finished, tx, write)
+                    if stream == "posts" and self._topics is not None:
+                        self._topics.save(tx)
+                    if complete:
+                        last = finished[-1]
+                        self.save_cursor(tx, {"updated_at": last.updated_at.isoformat(), "id": last.id}, stream)
+            except BaseException:
+                self._topics = None  # rolled back: the database has the truth
+                raise
             total.add(result)
         if interrupted is not None:
             raise interrupted
@@ -419,15 +423,20 @@ class AiWorker(Worker[Work]):
     # ---- writes (inside the batch transaction, one savepoint per item) ----------------------------
 
     def _write_post(self, item: Work, tx: psycopg.Connection[Any]) -> int:
+        try:
+            return self._write_post_results(item, tx)
+        except BaseException:
+            self._topics = None  # the item's savepoint undoes its topic changes: read them again
+            raise
+
+    def _write_post_results(self, item: Work, tx: psycopg.Connection[Any]) -> int:
         s = self.client.settings
         topic_id = None
-        if item.embedding is not None and self._topics is not None:
-            try:
-                topic_id = self._topics.assign(tx, item.embedding, float(self.setting("topic_similarity")),
-                                               int(self.setting("max_topics")))
-            except Exception:
-                self._topics = Topics(tx, s.embedding_model, int(s.dimensions))  # drop state the savepoint undoes
-                raise
+        if item.embedding is not None:
+            if self._topics is None or (self._topics.model, self._topics.dims) != (s.embedding_model, s.dimensions):
+                self._topics = Topics(tx, s.embedding_model, int(s.dimensions))
+            topic_id = self._topics.assign(tx, item.embedding, float(self.setting("topic_similarity")),
+                                           int(self.setting("max_topics")))
         tx.execute(_q("upsert_post"), {
             "post_id": item.id, "source_updated_at": item.updated_at, "content_hash": item.hash,
             "model": s.embedding_model if item.embedding is not None else None,
