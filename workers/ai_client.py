@@ -10,7 +10,6 @@ retry-after, an outage is `UpstreamError`, and a request refused for its content
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import json
 import os
@@ -24,6 +23,7 @@ import numpy as np
 import openai
 
 from workers.errors import NotConfigured, RateLimited, UpstreamError
+from workers.rate_limits import retry_after_seconds
 
 SENTIMENTS = ("positive", "negative", "neutral", "mixed")
 
@@ -125,15 +125,10 @@ def retry_after_s(response_headers: Mapping[str, str], default: float = 5.0) -> 
     try:
         if "retry-after-ms" in headers:
             return max(0.0, float(headers["retry-after-ms"]) / 1000)
-        if "retry-after" in headers:
-            value = headers["retry-after"]
-            try:
-                return max(0.0, float(value))
-            except ValueError:
-                when = email.utils.parsedate_to_datetime(value)
-                return max(0.0, when.timestamp() - time.time())
-    except (TypeError, ValueError):
+    except ValueError:
         pass
+    if headers.get("retry-after"):
+        return retry_after_seconds(headers["retry-after"], default)
     resets = [_duration_s(headers[k]) for k in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens") if k in headers]
     known = [r for r in resets if r is not None]
     return max(known) if known else default

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from devnet.openai_api import OpenAIStub, embed
+from tests.support.db import rows
 from tests.support.waiting import wait_for
 from workers.ai import AiWorker, topic_label
 from workers.ai_client import AiSettings, Rejected, parse_summary, retry_after_s
@@ -75,11 +76,6 @@ def make_worker(url: str, stub: OpenAIStub, **config: Any) -> AiWorker:
     worker = AiWorker(name="ai", config={"base_url": stub.base_url, "max_retries": 0, **config}, database_url=url)
     worker.heartbeat("starting")
     return worker
-
-
-def rows(url: str, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(statement, params).fetchall()
 
 
 def calls(stub: OpenAIStub) -> tuple[int, int]:
