@@ -24,7 +24,6 @@ logged. No base URL or key, or no pgvector on the server, is reported as lastErr
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -249,17 +248,8 @@ class AiWorker(Worker[Work]):
     def run_cycle(self) -> CycleResult:
         """Alternate post and profile batches until both are drained or `max_cycle_s` is up."""
         self.client  # noqa: B018 - validates (settings, schema) when run without the loop, as in tests
-        total = CycleResult()
-        deadline = time.monotonic() + float(self.setting("max_cycle_s"))
         streams = {"posts": self.posts_batch, "profiles": self.profiles_batch}
-        while streams and not self.stopping:
-            for name, batch in list(streams.items()):
-                if not batch(total):
-                    del streams[name]
-                self.beat_if_due()
-            if time.monotonic() >= deadline:
-                break
-        return total
+        return self.drain_streams(streams, float(self.setting("max_cycle_s")))
 
     def _changed(self, name: str) -> tuple[list[tuple[Any, ...]], int]:
         cursor = self.load_cursor(name) or START

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -52,6 +52,7 @@ class CycleResult:
     items: int = 0
     item_errors: int = 0
     notes: dict[str, Any] = field(default_factory=dict)
+    more_pending: bool = False  # the cycle stopped with work left: start the next one at once
 
     def add(self, other: CycleResult) -> None:
         self.items += other.items
@@ -244,6 +245,26 @@ class Worker(Generic[Item]):
             cursor = batch.cursor
         return total
 
+    def drain_streams(self, streams: Mapping[str, Callable[[CycleResult], bool]], max_cycle_s: float) -> CycleResult:
+        """One batch per stream in turn until every stream is drained or `max_cycle_s` is up.
+
+        Each callable handles one batch (its own transaction and cursor), adds to the result and
+        returns whether more may be waiting. Work left when time runs out is flagged
+        `more_pending`, so a backlog drains without waiting out the interval between cycles.
+        """
+        total = CycleResult()
+        deadline = time.monotonic() + max_cycle_s
+        pending = dict(streams)
+        while pending and not self.stopping:
+            for name, batch in list(pending.items()):
+                if not batch(total):
+                    del pending[name]
+                self.beat_if_due()
+            if time.monotonic() >= deadline:
+                break
+        total.more_pending = bool(pending) and not self.stopping
+        return total
+
     # ---- the loop -------------------------------------------------------------------------------
 
     def log(self, text: str, err: bool = False) -> None:
@@ -299,6 +320,8 @@ class Worker(Generic[Item]):
         self._rate_limited_s = 0.0
         try:
             result = self.run_cycle()
+            if result.more_pending:
+                wait_s = 0.0
         except RateLimited as exc:
             ok, error = False, f"rate limited by upstream: {exc} (retrying in {exc.retry_after_s:.0f} s)"
             self._rate_limited_s = exc.retry_after_s

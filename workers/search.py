@@ -11,7 +11,7 @@ migrations/0006_search.sql; searching is workers/search_query.py, served at GET 
 
 from __future__ import annotations
 
-import time
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -39,17 +39,8 @@ class SearchWorker(Worker[int]):
 
     def run_cycle(self) -> CycleResult:
         """Alternate post and profile batches until both are drained or `max_cycle_s` is up."""
-        total = CycleResult()
-        deadline = time.monotonic() + float(self.setting("max_cycle_s"))
-        pending = list(STREAMS)
-        while pending and not self.stopping:
-            for stream in list(pending):
-                if not self.index_batch(stream, total):
-                    pending.remove(stream)
-                self.beat_if_due()
-            if time.monotonic() >= deadline:
-                break
-        return total
+        streams = {name: functools.partial(self.index_batch, name) for name in STREAMS}
+        return self.drain_streams(streams, float(self.setting("max_cycle_s")))
 
     def index_batch(self, stream: str, total: CycleResult) -> bool:
         """Index the next batch of one stream; returns whether more may be waiting."""
