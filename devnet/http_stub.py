@@ -161,6 +161,50 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
 
 
+@dataclass
+class RpcFault:
+    """A JSON-RPC error fault: answer the next `remaining` calls (of `method`, or any) with this error."""
+
+    remaining: int
+    method: str | None = None
+    code: int = -32005
+    message: str = "devnet fault"
+    data: Any = None
+
+
+class RpcFaults:
+    """The pending JSON-RPC error faults of a JSON-RPC stand-in (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[RpcFault] = []
+
+    def add(self, fault: RpcFault) -> None:
+        if fault.remaining < 1:
+            raise ValueError("count must be at least 1")
+        with self._lock:
+            self._faults.append(fault)
+
+    def take(self, method: str) -> RpcFault | None:
+        """The fault that answers this call, if any (spending one of its uses)."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.method in (None, method):
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def pending(self) -> list[RpcFault]:
+        with self._lock:
+            return list(self._faults)
+
+
 class StubServer:
     """A loopback HTTP stand-in. Subclasses implement `handle`; see the module docstring.
 

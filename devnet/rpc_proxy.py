@@ -18,18 +18,9 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from typing import Any
 
-from devnet.http_stub import Request, Response, StubServer
-
-
-@dataclass
-class RpcFault:
-    remaining: int
-    method: str | None
-    code: int
-    message: str
+from devnet.http_stub import Request, Response, RpcFault, RpcFaults, StubServer
 
 
 class RpcProxy(StubServer):
@@ -41,7 +32,7 @@ class RpcProxy(StubServer):
         super().__init__(host, port)
         self.upstream = upstream
         self.max_log_range: int | None = None
-        self._rpc_faults: list[RpcFault] = []
+        self.rpc_faults = RpcFaults()
         self._count_lock = threading.Lock()
         self.http_posts = 0
         self.calls = 0
@@ -56,28 +47,16 @@ class RpcProxy(StubServer):
         self, method: str | None = None, count: int = 1, code: int = -32005, message: str = "limit exceeded"
     ) -> None:
         """Answer the next `count` calls of `method` (None: any) with a JSON-RPC error."""
-        with self._count_lock:
-            self._rpc_faults.append(RpcFault(count, method, code, message))
+        self.rpc_faults.add(RpcFault(count, method, code, message))
 
     def clear_faults(self) -> None:
         super().clear_faults()
-        with self._count_lock:
-            self._rpc_faults.clear()
+        self.rpc_faults.clear()
         self.max_log_range = None
-
-    def _take_rpc_fault(self, method: str) -> RpcFault | None:
-        with self._count_lock:
-            for fault in self._rpc_faults:
-                if fault.method in (None, method):
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        self._rpc_faults.remove(fault)
-                    return fault
-        return None
 
     def _refusal(self, call: dict[str, Any]) -> dict[str, Any] | None:
         method = str(call.get("method"))
-        fault = self._take_rpc_fault(method)
+        fault = self.rpc_faults.take(method)
         if fault is not None:
             return {"jsonrpc": "2.0", "id": call.get("id"), "error": {"code": fault.code, "message": fault.message}}
         if method == "eth_getLogs" and self.max_log_range is not None:

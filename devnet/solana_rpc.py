@@ -23,9 +23,8 @@ import argparse
 import base64
 import json
 import sys
-import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from solders.pubkey import Pubkey
@@ -35,6 +34,8 @@ from devnet.http_stub import (
     Fault,
     Request,
     Response,
+    RpcFault,
+    RpcFaults,
     StubServer,
     add_server_arguments,
     retry_after_headers,
@@ -80,17 +81,6 @@ class RpcError(Exception):
         if self.data is not None:
             error["data"] = self.data
         return error
-
-
-@dataclass
-class RpcFault:
-    """`rpc_error` fault: answer the next `remaining` calls (of `method`, or any) with this error."""
-
-    remaining: int
-    method: str | None = None
-    code: int = NODE_UNHEALTHY
-    message: str = "Node is behind by 42 slots"
-    data: Any = None
 
 
 def _params(params: Any, required: int, maximum: int) -> list[Any]:
@@ -143,8 +133,7 @@ class SolanaRpcServer(StubServer):
     def __init__(self, host: str = "127.0.0.1", port: int = 0, ledger: SolanaLedger | None = None) -> None:
         super().__init__(host, port)
         self.ledger = ledger if ledger is not None else seeded_ledger()
-        self._rpc_faults: list[RpcFault] = []
-        self._rpc_lock = threading.Lock()
+        self.rpc_faults = RpcFaults()
         self.methods: dict[str, Callable[[Any], Any]] = {
             "getHealth": self._get_health,
             "getVersion": self._get_version,
@@ -177,33 +166,19 @@ class SolanaRpcServer(StubServer):
         """The base faults, plus `rpc_error` (HTTP 200 with a JSON-RPC error; `method` narrows it)."""
         if kind != "rpc_error":
             return super().inject_fault(kind, count, path_prefix, retry_after, delay)
-        if count < 1:
-            raise ValueError("count must be at least 1")
-        fault = RpcFault(count, method)
+        fault = RpcFault(count, method, NODE_UNHEALTHY, "Node is behind by 42 slots")
         if code is not None:
             fault.code, fault.message, fault.data = int(code), message or "devnet fault", None
         elif message is not None:
             fault.message = message
         elif fault.code == NODE_UNHEALTHY:
             fault.data = {"numSlotsBehind": 42}
-        with self._rpc_lock:
-            self._rpc_faults.append(fault)
+        self.rpc_faults.add(fault)
         return Fault("rpc_error", count, path_prefix)
 
     def clear_faults(self) -> None:
         super().clear_faults()
-        with self._rpc_lock:
-            self._rpc_faults.clear()
-
-    def _take_rpc_fault(self, method: str) -> RpcFault | None:
-        with self._rpc_lock:
-            for fault in self._rpc_faults:
-                if fault.method in (None, method):
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        self._rpc_faults.remove(fault)
-                    return fault
-        return None
+        self.rpc_faults.clear()
 
     def fault_response(self, fault: Fault, request: Request) -> Response:
         """429/500 with a JSON-RPC body, as hosted providers send them."""
@@ -239,7 +214,7 @@ class SolanaRpcServer(StubServer):
             return _error_envelope(RpcError(INVALID_REQUEST, "Invalid request"), ident)
         ident, method = item.get("id"), item["method"]
         try:
-            fault = self._take_rpc_fault(method)
+            fault = self.rpc_faults.take(method)
             if fault is not None:
                 raise RpcError(fault.code, fault.message, fault.data)
             handler = self.methods.get(method)
@@ -268,8 +243,7 @@ class SolanaRpcServer(StubServer):
                     )
                 except (TypeError, ValueError) as err:
                     return Response.json({"error": str(err)}, 400)
-                with self._rpc_lock:
-                    return Response.json({"rpc_faults": [asdict(f) for f in self._rpc_faults]})
+                return Response.json({"rpc_faults": [asdict(f) for f in self.rpc_faults.pending()]})
             return None  # the base handles the HTTP-level kinds
         if path == "/_devnet/seed" and method == "GET":
             return Response.json(self.seed_summary())
