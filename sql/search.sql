@@ -33,25 +33,8 @@ WHERE p.id = ANY(%(ids)s)
 ON CONFLICT DO NOTHING;
 
 -- name: learn_post_lexemes
--- Adds the words of the given posts' documents to the typo-correction lexicon and counts them.
--- New lexemes only are inserted (an upsert would burn an identity value per existing lexeme);
--- their trigrams go to search_lexeme_trigrams unless pg_trgm indexes the lexicon.
-WITH counts AS (
-  SELECT w.lexeme, count(*)::int AS ndoc
-  FROM search_posts s, unnest(s.tsv) AS w
-  WHERE s.post_id = ANY(%(ids)s) AND w.lexeme ~ '^[a-z][a-z0-9]{2,31}$'
-  GROUP BY w.lexeme
-), counted AS (
-  UPDATE search_lexemes l SET ndoc = l.ndoc + c.ndoc FROM counts c WHERE l.lexeme = c.lexeme
-), added AS (
-  INSERT INTO search_lexemes (lexeme, ndoc, ntrigrams)
-  SELECT c.lexeme, c.ndoc, cardinality(search_trigrams(c.lexeme)) FROM counts c
-  WHERE NOT EXISTS (SELECT 1 FROM search_lexemes l WHERE l.lexeme = c.lexeme)
-  ON CONFLICT (lexeme) DO NOTHING
-  RETURNING id, lexeme
-)
-INSERT INTO search_lexeme_trigrams (trigram, lexeme_id)
-SELECT unnest(search_trigrams(lexeme)), id FROM added WHERE NOT search_uses_pg_trgm();
+-- Adds the words of the given posts' documents to the typo-correction lexicon (search_learn_lexemes, migration 0007).
+SELECT search_learn_lexemes(ARRAY(SELECT tsv FROM search_posts WHERE post_id = ANY(%(ids)s)));
 
 -- name: changed_profiles
 -- Profiles changed after the cursor (updated_at, id), with the same open-transaction guard as posts.
@@ -71,23 +54,8 @@ ON CONFLICT (profile_id) DO UPDATE
   WHERE s.source_updated_at IS DISTINCT FROM excluded.source_updated_at;
 
 -- name: learn_profile_lexemes
--- Adds the words of the given profiles' documents to the typo-correction lexicon (names included).
-WITH counts AS (
-  SELECT w.lexeme, count(*)::int AS ndoc
-  FROM search_profiles s, unnest(s.tsv) AS w
-  WHERE s.profile_id = ANY(%(ids)s) AND w.lexeme ~ '^[a-z][a-z0-9]{2,31}$'
-  GROUP BY w.lexeme
-), counted AS (
-  UPDATE search_lexemes l SET ndoc = l.ndoc + c.ndoc FROM counts c WHERE l.lexeme = c.lexeme
-), added AS (
-  INSERT INTO search_lexemes (lexeme, ndoc, ntrigrams)
-  SELECT c.lexeme, c.ndoc, cardinality(search_trigrams(c.lexeme)) FROM counts c
-  WHERE NOT EXISTS (SELECT 1 FROM search_lexemes l WHERE l.lexeme = c.lexeme)
-  ON CONFLICT (lexeme) DO NOTHING
-  RETURNING id, lexeme
-)
-INSERT INTO search_lexeme_trigrams (trigram, lexeme_id)
-SELECT unnest(search_trigrams(lexeme)), id FROM added WHERE NOT search_uses_pg_trgm();
+-- Adds the words of the given profiles' documents (names included) to the lexicon (search_learn_lexemes, migration 0007).
+SELECT search_learn_lexemes(ARRAY(SELECT tsv FROM search_profiles WHERE profile_id = ANY(%(ids)s)));
 
 -- name: exact_query
 -- The tsquery for what a user typed, as typed (web-search syntax), in text form to bind into the searches,
