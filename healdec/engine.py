@@ -50,7 +50,7 @@ class HealthEngine:
         self._processes: dict[int, psutil.Process] = {}
         self._samples: dict[str, ProcessSample] = {}
         self._task: asyncio.Task[None] | None = None
-        self._last_prune = 0.0
+        self._last_prune = float("-inf")  # prune on the first sweep, then hourly
         self.last_sweep_error: str | None = None
         self._last_sweep_failure = float("-inf")
         self.sweeps = 0

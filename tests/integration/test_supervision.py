@@ -124,3 +124,15 @@ def test_worker_output_as_json_lines(boot_manager):
     records = [json.loads(line) for line in m.output().splitlines() if line.startswith("{")]
     assert any(r["worker"] == "counter" and "worker started" in r["text"] for r in records)
     assert all({"worker", "at", "stream", "text"} <= set(r) for r in records)
+
+
+def test_old_history_is_pruned_after_the_retention_period(boot_manager, migrated_url):
+    m = boot_manager({"counter": example_worker()}, healdec={"events_retention_days": 1}, start=False)
+    m.sql("INSERT INTO supervision_events (worker_name, occurred_at, event) VALUES "
+          "('counter', now() - interval '3 days', 'started'), ('counter', now() - interval '1 hour', 'exited')")
+    m.sql("INSERT INTO worker_errors (worker_name, occurred_at, message) VALUES ('counter', now() - interval '3 days', 'old')")
+    m.start()
+    m.wait_worker("counter", lambda w: w["healthy"])
+    events = m.sql("SELECT event FROM supervision_events WHERE occurred_at < now() - interval '10 minutes'")
+    assert events == [("exited",)]  # the 3-day-old one is gone, the recent one kept
+    assert m.sql("SELECT count(*) FROM worker_errors WHERE message = 'old'") == [(0,)]
