@@ -39,6 +39,10 @@ class ProcessSample:
     rss_bytes: int
 
 
+def _scrubbed(runner: WorkerRunner, text: str | None) -> str | None:
+    return runner.scrub(text) if text else text
+
+
 class HealthEngine:
     def __init__(self, config: Config, supervisor: Supervisor, pool: AsyncConnectionPool) -> None:
         self._config = config
@@ -179,7 +183,7 @@ class HealthEngine:
             "pid": runner.pid,
             "lastRun": iso(row.get("last_run")),
             "lastSuccess": iso(row.get("last_success")),
-            "lastError": row.get("last_error") if runner.spec.heartbeat else runner.crash_note,
+            "lastError": _scrubbed(runner, row.get("last_error") if runner.spec.heartbeat else runner.crash_note),
             "errorRate": error_rate(row.get("failed_last_hour", 0), row.get("cycles_last_hour", 0)),
             "restartCount": runner.restart_count,
             "uptimeSeconds": round(uptime, 3) if uptime is not None else None,
@@ -187,7 +191,7 @@ class HealthEngine:
             "rssBytes": sample.rss_bytes if sample else None,
             "itemsProcessed": int(row.get("items_processed") or 0),
             "verdict": health.verdict.value,
-            "reasons": health.reasons,
+            "reasons": [runner.scrub(reason) for reason in health.reasons],
             # beyond the documented minimum:
             "configEnabled": runner.spec.enabled,
             "flag": runner.flag_name,

@@ -81,7 +81,9 @@ def create_app(manager: Manager) -> FastAPI:
         try:
             async with manager.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(query("recent_worker_errors"), (name, 50))
-                detail["errors"] = [_row_json(r) for r in await cur.fetchall()]
+                detail["errors"] = [
+                    {**_row_json(r), "message": runner.scrub(r["message"])} for r in await cur.fetchall()
+                ]
                 await cur.execute(query("recent_supervision_events"), (name, 100))
                 detail["events"] = [_row_json(r) for r in await cur.fetchall()]
                 await cur.execute(query("worker_settings"), {"prefix": f"{name}_"})

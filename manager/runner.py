@@ -90,7 +90,8 @@ class WorkerRunner:
             healdec.max_restart_delay_ms,
         )
         self.stop_timeout_s = healdec.stop_timeout_s
-        self.log = WorkerLog(name, ctx.echo, scrub=SecretScrubber.from_environment(self._env()))
+        self.scrub = SecretScrubber.from_environment(self._env())  # for anything the worker reports
+        self.log = WorkerLog(name, ctx.echo, scrub=self.scrub)
         self.state = WorkerState.STOPPED if self.spec.enabled else WorkerState.DISABLED
         self.flag_enabled = flag_enabled
         self.desired = Desired.RUN if flag_enabled else Desired.PAUSE

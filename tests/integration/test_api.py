@@ -40,7 +40,8 @@ def test_viewer_token_reads_but_cannot_change(boot_manager):
 def test_worker_detail_has_logs_events_errors_and_masked_config(boot_manager):
     m = boot_manager(
         {"counter": example_worker(fail_items=[1], api_key="sk-very-secret"),
-         "leaky": {"command": ["bash", "-c", "echo the password is $SOME_PASSWORD; exec sleep 300"], "heartbeat": False}},
+         "leaky": {"command": ["bash", "-c", "echo the password is $SOME_PASSWORD; exec sleep 300"], "heartbeat": False},
+         "blabber": example_worker(interval_ms=60000)},  # one cycle, then quiet: our row stays
         env={"SOME_PASSWORD": "hunter2-secret"},
     )
     m.wait_worker("counter", lambda w: w["itemsProcessed"] > 0)
@@ -56,6 +57,15 @@ def test_worker_detail_has_logs_events_errors_and_masked_config(boot_manager):
     leaky = m.api("GET", "/api/workers/leaky").json()
     assert any(line["text"] == "the password is ***" for line in leaky["logs"])
     assert "hunter2-secret" not in m.output()
+    # an error message carrying a secret (as a library's exception text might) is scrubbed too
+    m.wait_worker("blabber", lambda w: w["itemsProcessed"] > 0)
+    m.sql("UPDATE worker_heartbeats SET last_error = 'auth failed for hunter2-secret' WHERE worker_name = 'blabber'")
+    m.sql("INSERT INTO worker_errors (worker_name, message) VALUES ('blabber', 'token hunter2-secret refused')")
+    blabber = m.wait_worker("blabber", lambda w: w["lastError"] is not None, what="the planted error")
+    assert blabber["lastError"] == "auth failed for ***"
+    detail = m.api("GET", "/api/workers/blabber").json()
+    assert [e["message"] for e in detail["errors"]] == ["token *** refused"]
+    assert "hunter2-secret" not in m.http.get("/api/workers/status").text
 
 
 def test_flags_and_settings_endpoints(boot_manager):
