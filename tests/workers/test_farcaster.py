@@ -13,12 +13,10 @@ import psycopg
 import pytest
 
 from devnet.farcaster_hub import CAST_ADD, NETWORK, FarcasterHub, make_message, unix_time
-from sql import apply_migrations
 from tests.support.db import last_cycle, rows
 from tests.support.manager import TOKEN
-from tests.support.postgres import fresh_database
 from tests.support.waiting import wait_for
-from tests.support.workers import start_worker
+from tests.support.workers import kill_mid_sync, resume_matches_fresh_run, start_worker
 from workers.errors import NotConfigured, UpstreamError
 from workers.farcaster import API_KEY_ENV, FarcasterWorker
 
@@ -195,21 +193,12 @@ def test_kill_9_mid_sync_then_restart_matches_an_uninterrupted_run(hub, migrated
     config = {"hub_url": hub.url, "fids": hub.fids[:6], "follow_expansion_limit": 2, "page_size": 10}
     total = hub_counts(hub, [*hub.fids[:6]])["casts"]
     hub.inject_fault("slow", count=100_000, path_prefix="/v1/", delay=0.01)  # so there is a "mid"
-    proc = start_worker("farcaster", migrated_url, config, tmp_path)
-    try:
-        wait_for(lambda: counts(migrated_url)["casts"] >= 40, 30, 0.01, "the sync to be under way")
-    finally:
-        proc.kill()
-        proc.wait()
+    kill_mid_sync("farcaster", migrated_url, config, tmp_path, lambda: counts(migrated_url)["casts"] >= 40)
     hub.clear_faults()
     assert 0 < counts(migrated_url)["casts"] < total, "killed mid-sync"
 
-    FarcasterWorker(name="farcaster", config=config, database_url=migrated_url).run_cycle()  # the restart
-    with fresh_database(pg_admin_url) as other:
-        with psycopg.connect(other) as conn:
-            apply_migrations(conn)
-        FarcasterWorker(name="farcaster", config=config, database_url=other).run_cycle()
-        assert snapshot(migrated_url) == snapshot(other)
+    resume_matches_fresh_run(lambda url: FarcasterWorker(name="farcaster", config=config, database_url=url),
+                             migrated_url, pg_admin_url, snapshot)
     assert counts(migrated_url)["casts"] > total  # expansion fids came in as well
 
 

@@ -7,16 +7,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 
 from devnet.reddit_api import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PASSWORD, DEFAULT_USERNAME, RedditAPI
-from sql import apply_migrations
 from tests.support.db import last_cycle, rows
 from tests.support.manager import TOKEN
-from tests.support.postgres import fresh_database
 from tests.support.waiting import wait_for
-from tests.support.workers import start_worker
+from tests.support.workers import kill_mid_sync, resume_matches_fresh_run, start_worker
 from workers.errors import NotConfigured, RateLimited, UpstreamError
 from workers.reddit import PASSWORD_ENV, SECRET_ENV, USERNAME_ENV, RedditWorker
 
@@ -174,21 +171,12 @@ def test_kill_9_mid_sync_then_restart_matches_an_uninterrupted_run(api, migrated
     config = worker_config(api.url, page_size=5)
     total = expected_counts(api)["posts"]
     api.inject_fault("slow", count=100_000, delay=0.02)  # so there is a "mid"
-    proc = start_worker("reddit", migrated_url, config, tmp_path)
-    try:
-        wait_for(lambda: counts(migrated_url)["posts"] >= 15, 30, 0.01, "the sync to be under way")
-    finally:
-        proc.kill()
-        proc.wait()
+    kill_mid_sync("reddit", migrated_url, config, tmp_path, lambda: counts(migrated_url)["posts"] >= 15)
     api.clear_faults()
     assert 0 < counts(migrated_url)["posts"] < total, "killed mid-sync"
 
-    RedditWorker(name="reddit", config=config, database_url=migrated_url).run_cycle()  # the restart
-    with fresh_database(pg_admin_url) as other:
-        with psycopg.connect(other) as conn:
-            apply_migrations(conn)
-        RedditWorker(name="reddit", config=config, database_url=other).run_cycle()
-        assert snapshot(migrated_url) == snapshot(other)
+    resume_matches_fresh_run(lambda url: RedditWorker(name="reddit", config=config, database_url=url),
+                             migrated_url, pg_admin_url, snapshot)
     assert counts(migrated_url) == expected_counts(api)
 
 
