@@ -544,7 +544,9 @@ class StubProcess:
             [self.python, "-m", self.module, *self.args],
             stdout=subprocess.PIPE,
             text=True,
-            preexec_fn=die_with_parent(os.getpid()),  # a SIGKILLed manager leaves no stand-in behind
+            # SIGKILL, not SIGTERM: a stand-in holds nothing worth a graceful stop, and a graceful
+            # HTTP server shutdown can wait on a client's open keep-alive connection.
+            preexec_fn=die_with_parent(os.getpid(), signal.SIGKILL),  # no stand-in outlives the manager
         )
         line_holder: list[str] = []
         reader = threading.Thread(target=lambda: line_holder.append(self._stdout_line()), daemon=True)

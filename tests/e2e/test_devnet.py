@@ -42,10 +42,11 @@ def test_devnet_boots_every_worker_healthy_and_cleans_up(boot_manager):
         return ai > 0 and indexed > 0
 
     wait_for(processed, 60, 0.5, "embeddings and search documents for the synced posts")
+    # a word that the index really holds as a word (not, say, part of a URL's host name)
     (word,) = m.sql(
-        "SELECT (regexp_match(p.coalesce_text, '[A-Za-z]{6,}'))[1] FROM search_posts s, LATERAL "
-        "(SELECT coalesce(title, '') || ' ' || body AS coalesce_text FROM external_posts WHERE id = s.post_id) p "
-        "WHERE p.coalesce_text ~ '[A-Za-z]{6,}' LIMIT 1"
+        "SELECT w[1] FROM search_posts s JOIN external_posts p ON p.id = s.post_id, "
+        "regexp_matches(p.body, '\\m([a-z]{6,})\\M', 'g') AS w "
+        "WHERE s.tsv @@ plainto_tsquery('english', w[1]) LIMIT 1"
     )[0]
     found = m.api("GET", "/api/search", params={"q": word, "kind": "posts"})
     assert found.status_code == 200, found.text

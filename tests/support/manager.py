@@ -164,8 +164,19 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def _describe(pid: int) -> str:
+    try:
+        return f"{pid} {' '.join(psutil.Process(pid).cmdline())[:80]}"
+    except psutil.Error:
+        return str(pid)
+
+
 def wait_gone(pids: list[int], timeout: float) -> None:
-    wait_for(lambda: not any(pid_alive(p) for p in pids), timeout, 0.02, f"pids {pids} to exit")
+    try:
+        wait_for(lambda: not any(pid_alive(p) for p in pids), timeout, 0.02, "the processes to exit")
+    except AssertionError:
+        survivors = [_describe(p) for p in pids if pid_alive(p)]
+        raise AssertionError(f"still alive after {timeout} s: {survivors}") from None
 
 
 def elapsed(since: float) -> float:
