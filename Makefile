@@ -20,7 +20,7 @@ test: setup-test tools browser lint
 
 lint: setup-test
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy manager healdec workers sql
+	$(VENV)/bin/mypy manager healdec workers sql admin
 
 format: setup-test
 	$(VENV)/bin/ruff format .

@@ -1,5 +1,5 @@
-"""The console's routes: login and logout, the overview at `/workers`, one page per worker at
-`/workers/{name}`, its static assets, and the read-only `/api/trends` its charts draw from.
+"""The console's pages: login and logout, the overview at `/workers`, one page per worker at
+`/workers/{name}`, and its static assets. The JSON its scripts poll is the API's (`manager.http`).
 
 Pages are rendered on the server (Jinja2) and kept live by a little JavaScript that polls the JSON
 API with the same session cookie. Every change goes through the API's admin-only endpoints, which
@@ -14,25 +14,20 @@ import hmac
 import re
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from psycopg.rows import dict_row
 
 from admin import present
-from admin.trends import load_trends
-from manager.auth import SESSION_COOKIE, SESSION_MAX_AGE_S, Principal, Role, require_viewer
+from manager.auth import SESSION_COOKIE, SESSION_MAX_AGE_S, Auth, Principal, Role
 from manager.errors import UnknownWorker
-from manager.logs import iso
+from manager.fleet import StatusView
 from manager.redact import mask_secrets
-from sql import query
-
-if TYPE_CHECKING:
-    from manager.app import Manager
+from manager.store import Store
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -51,19 +46,12 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 
-Viewer = Annotated[Principal, Depends(require_viewer)]
-
-
 def _asset_version() -> str:
     """A short hash of the static files, appended to their URLs so a new release is never cached stale."""
     digest = hashlib.sha256()
     for path in sorted(STATIC.iterdir()):
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:10]
-
-
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: iso(v.timestamp()) if hasattr(v, "timestamp") else v for k, v in row.items()}
 
 
 def _safe_next(target: str | None) -> str:
@@ -78,12 +66,11 @@ def _secure(response: Response) -> Response:
     return response
 
 
-def mount_console(app: FastAPI, manager: Manager) -> None:
-    """Adds the console's routes and static files to the API's app."""
+def mount_console(app: FastAPI, view: StatusView, store: Store, auth: Auth) -> None:
+    """Adds the console's pages and static files to the API's app."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(asset_version=_asset_version(), status_of=present.status_of)
     templates.env.filters.update(present.FILTERS)
-    auth = manager.auth
     router = APIRouter(include_in_schema=False)
 
     def page(request: Request, template: str, who: Principal | None, status_code: int = 200,
@@ -111,11 +98,8 @@ def mount_console(app: FastAPI, manager: Manager) -> None:
 
     async def flags_and_settings() -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
         try:
-            async with manager.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(query("list_flags"))
-                flags = [_jsonable(r) for r in await cur.fetchall()]
-                await cur.execute(query("list_settings"))
-                settings = [_jsonable(r) for r in await cur.fetchall()]
+            flags = await store.flags()
+            settings = await store.settings()
         except Exception as exc:  # the page still shows what memory knows
             return [], [], str(exc).splitlines()[0] if str(exc) else repr(exc)
         for row in settings:
@@ -172,7 +156,7 @@ def mount_console(app: FastAPI, manager: Manager) -> None:
         if isinstance(who, Response):
             return who
         flags, settings, db_error = await flags_and_settings()
-        workers = manager.engine.status()
+        workers = view.status()
         return page(request, "overview.html", who, workers=workers, summary=present.summary(workers),
                     flags=flags, settings=settings, db_error=db_error)
 
@@ -182,21 +166,11 @@ def mount_console(app: FastAPI, manager: Manager) -> None:
         if isinstance(who, Response):
             return who
         try:
-            runner = manager.supervisor.get(name)
+            worker = view.worker(name)
         except UnknownWorker:
             return page(request, "message.html", who, 404, title="No such worker",
                         message=f"There is no worker named “{name}” in this manager's configuration.")
-        return page(request, "worker.html", who, worker=manager.engine.worker_status(runner))
-
-    # ---- data for the charts ------------------------------------------------------------------
-
-    @app.get("/api/trends", tags=["workers"])
-    async def trends(_: Viewer, minutes: int = Query(30, ge=2, le=360), worker: str | None = None) -> dict[str, Any]:
-        """Per-minute cycles, failed cycles, items and item errors of every worker (or of one), oldest first."""
-        names = list(manager.supervisor.runners)
-        if worker is not None and worker not in names:
-            raise HTTPException(404, f"no worker named {worker!r}")
-        return await load_trends(manager.pool, names, minutes, worker)
+        return page(request, "worker.html", who, worker=worker)
 
     app.include_router(router)
     app.mount("/workers/static", StaticFiles(directory=str(STATIC)), name="console-static")

@@ -57,7 +57,6 @@ class HealthEngine:
         self._last_prune = float("-inf")  # prune on the first sweep, then hourly
         self.last_sweep_error: str | None = None
         self._last_sweep_failure = float("-inf")
-        self.sweeps = 0
         self._status_json: bytes | None = None
         self._status_at = 0.0
         for runner in supervisor.runners.values():
@@ -99,7 +98,6 @@ class HealthEngine:
         self._heartbeats_at = time.monotonic()
         self._forget_status()
         self.last_sweep_error = None
-        self.sweeps += 1
         self._sample_processes()
         blind_for = time.monotonic() - self._last_sweep_failure
         for runner in self._supervisor.runners.values():

@@ -1,68 +1,42 @@
-"""The manager process: boots the parts in order, runs until SIGTERM/SIGINT, stops them in reverse.
+"""The manager process: starts its parts in order, runs until SIGTERM/SIGINT, stops them in reverse.
 
-Order: database (embedded if needed) → migrations → flag seeding → orphan guardian → event writer
-→ supervisor (workers) → flag listener → Healdec sweep → HTTP. Shutdown reverses it, so workers
-are stopped gracefully while the database is still there to record it.
+Order: database (embedded if needed) → migrations → flag seeding, then the long-running parts:
+connection pool → orphan guardian → event recorder → supervisor (workers) → flag listener →
+Healdec engine → HTTP. One owner (`manager.lifecycle.Lifecycle`) stops every part that started,
+in reverse, on every way out, so workers are stopped gracefully while the database is still there
+to record it, even when a later part fails to start.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 from typing import Any
 
-import uvicorn
-from psycopg_pool import AsyncConnectionPool
-
 from healdec.engine import HealthEngine
-from manager.api import create_app
 from manager.auth import Auth
 from manager.config import Config
 from manager.db import connect_with_retry, resolve_database_url
 from manager.errors import ManagerError
 from manager.events import EventRecorder
 from manager.flags import FlagListener, read_flags
+from manager.fleet import Fleet
+from manager.http import Services, create_app
+from manager.http.server import HttpServer
+from manager.lifecycle import Lifecycle
 from manager.logs import LogLine, OutputEcho
 from manager.process import GuardianLink
 from manager.redact import redact_url
 from manager.runner import RunnerContext
+from manager.store import Store
 from manager.supervisor import Supervisor
-from sql import apply_migrations, query
+from sql import MigrationChanged, apply_migrations, query
 
 log = logging.getLogger("manager")
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own signal handling: the manager owns SIGTERM/SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[no-untyped-def,override]
-        yield
-
-
-def bind_api_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on sockets that say so, and
-    # without it keep-alive clients wait out delayed ACKs (~40 ms per response).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ManagerError(
-            f"cannot listen on {host}:{port}: {exc.strerror}; is another manager running? "
-            "(change api.port in the config)"
-        ) from None
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
 
 
 def prepare_database(config: Config, say: Any = print) -> str:
@@ -76,7 +50,10 @@ def prepare_database(config: Config, say: Any = print) -> str:
         on_retry=lambda reason, delay: say(f"database not reachable ({reason}); retrying in {delay:.1f} s"),
     )
     with conn:
-        applied = apply_migrations(conn)
+        try:
+            applied = apply_migrations(conn)
+        except MigrationChanged as exc:
+            raise ManagerError(str(exc)) from None
         if applied:
             say(f"applied migrations: {', '.join(applied)}")
         with conn.transaction():
@@ -90,7 +67,7 @@ def prepare_database(config: Config, say: Any = print) -> str:
 
 
 class Manager:
-    """The running system; the API reads its parts."""
+    """The running system: owns the parts' lifecycle; the API sees it through `manager.fleet`."""
 
     def __init__(self, config: Config, database_url: str, *, log_format: str = "text",
                  extra_env: dict[str, str] | None = None) -> None:
@@ -98,12 +75,6 @@ class Manager:
         self.database_url = database_url
         self.auth, self.token_generated = Auth.from_environment()
         self.echo = OutputEcho(log_format)
-        self.pool = AsyncConnectionPool(
-            database_url, min_size=1, max_size=4, open=False,
-            kwargs={"autocommit": True, "application_name": "worker-manager:api"},
-        )
-        self.events = EventRecorder(self.pool)
-        self.guardian = GuardianLink()
         self.extra_env = extra_env or {}
         self.started_monotonic = time.monotonic()
         self._stopping = asyncio.Event()
@@ -118,44 +89,35 @@ class Manager:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_shutdown)
-        sock = bind_api_socket(self.config.api.host, self.config.api.port)
-        await self.pool.open()
-        flags = await self._read_flags()
-        self.guardian.start()
-        await self.events.start()
-        ctx = RunnerContext(self.config, self.database_url, self.events, self.echo, self.guardian, self.extra_env)
-        self.supervisor = Supervisor(ctx, flags)
-        self.listener = FlagListener(self.database_url, self.supervisor.apply_flags, self.config.healdec.flag_reread_s)
-        self.engine = HealthEngine(self.config, self.supervisor, self.pool)
-        self.supervisor.start()
-        await self.listener.start()
-        await self.engine.start()
-        server = _EmbeddedServer(
-            uvicorn.Config(create_app(self), log_level="warning", access_log=False, lifespan="off")
-        )
-        api = asyncio.create_task(server.serve(sockets=[sock]), name="http")
-        host, port = sock.getsockname()[:2]
-        self.say(f"API listening on http://{host}:{port} (status: /api/workers/status, console: /workers)")
-        if self.token_generated:
-            self.say(f"ADMIN_TOKEN was not set; this run's admin token is: {self.auth.admin_token}")
-        try:
+        config = self.config
+        async with Lifecycle(self.say) as parts:
+            store = Store(self.database_url)
+            await parts.start("database pool", store)
+            async with store.connection() as conn:
+                flags = await read_flags(conn)
+            guardian = GuardianLink()
+            await parts.start("orphan guardian", guardian)
+            events = EventRecorder(store.pool)
+            await parts.start("event recorder", events)
+            ctx = RunnerContext(config, self.database_url, events, self.echo, guardian, self.extra_env)
+            supervisor = Supervisor(ctx, flags)
+            await parts.start("workers", supervisor)
+            listener = FlagListener(self.database_url, supervisor.apply_flags, config.healdec.flag_reread_s)
+            await parts.start("flag listener", listener)
+            engine = HealthEngine(config, supervisor, store.pool)
+            await parts.start("healdec", engine)
+            fleet = Fleet(supervisor, engine, events, listener, self.started_monotonic)
+            app = create_app(Services(fleet, fleet, store, self.auth, config, self.extra_env))
+            http = HttpServer(app, config.api.host, config.api.port)
+            await parts.start("http", http)
+            assert http.address is not None
+            host, port = http.address
+            self.say(f"API listening on http://{host}:{port} (status: /api/workers/status, console: /workers)")
+            if self.token_generated:
+                self.say(f"ADMIN_TOKEN was not set; this run's admin token is: {self.auth.admin_token}")
             await self._stopping.wait()
-        finally:
-            self.say("shutting down: stopping workers")
-            server.should_exit = True
-            await self.supervisor.stop()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(api, timeout=3)
-            await self.listener.stop()
-            await self.engine.stop()
-            await self.events.stop()
-            self.guardian.stop()
-            await self.pool.close()
-            self.say("stopped")
-
-    async def _read_flags(self) -> dict[str, bool]:
-        async with self.pool.connection() as conn:
-            return await read_flags(conn)
+            self.say("shutting down")
+        self.say("stopped")
 
 
 def _manager_line(text: str) -> LogLine:

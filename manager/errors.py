@@ -35,3 +35,9 @@ class ManagerNotRunning(ManagerError):
     """The CLI could not reach the running manager's HTTP API."""
 
     exit_code = 3
+
+
+class WorkerConflict(ManagerError):
+    """A command cannot be carried out in the worker's present state (the API answers 409)."""
+
+    exit_code = 1

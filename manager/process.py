@@ -68,7 +68,7 @@ class GuardianLink:
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "manager.guardian"], stdin=subprocess.PIPE, close_fds=True
         )
@@ -85,7 +85,7 @@ class GuardianLink:
     def forget(self, pgid: int) -> None:
         self._send(f"-{pgid}")
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         """Tell the guardian the workers are stopped and let it exit."""
         if self._proc is None:
             return
@@ -94,7 +94,7 @@ class GuardianLink:
             assert self._proc.stdin is not None
             self._proc.stdin.close()
         try:
-            self._proc.wait(timeout=5)
+            await asyncio.to_thread(self._proc.wait, 5)
         except subprocess.TimeoutExpired:
             self._proc.kill()
         self._proc = None

@@ -18,7 +18,7 @@ class Supervisor:
             for name in ctx.config.workers
         }
 
-    def start(self) -> None:
+    async def start(self) -> None:
         for runner in self.runners.values():
             runner.start()
 

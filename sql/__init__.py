@@ -65,11 +65,27 @@ def query(name: str) -> str:
         raise KeyError(f"no query named {name!r} in sql/queries.sql") from None
 
 
+class MigrationChanged(RuntimeError):
+    """An applied migration's file no longer matches what was applied."""
+
+
+def _check_unchanged(migration: Migration, recorded: str) -> None:
+    """Refuse to run on a schema built from a different version of an applied migration: the
+    database would silently lack what the edited file now says."""
+    if recorded != migration.checksum:
+        raise MigrationChanged(
+            f"migration {migration.version}_{migration.name}.sql was changed after it was applied "
+            f"(recorded checksum {recorded}, file now {migration.checksum}); restore the file and put "
+            "the change in a new migration"
+        )
+
+
 def apply_migrations(conn: psycopg.Connection[Any]) -> list[str]:
     """Apply the migrations not yet recorded; returns the versions applied.
 
     Safe to run from several processes at once (an advisory lock serialises them) and on every
-    boot (applied versions are skipped). Each migration runs in its own transaction.
+    boot (applied versions are skipped, after checking that their files are unchanged: a changed
+    one raises MigrationChanged). Each migration runs in its own transaction.
     """
     conn.autocommit = True
     conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATIONS_LOCK_ID,))
@@ -79,10 +95,11 @@ def apply_migrations(conn: psycopg.Connection[Any]) -> list[str]:
             " version text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        done = dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
         applied = []
         for migration in migrations():
             if migration.version in done:
+                _check_unchanged(migration, done[migration.version])
                 continue
             with conn.transaction():
                 conn.execute(migration.sql.encode())

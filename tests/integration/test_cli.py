@@ -82,6 +82,25 @@ def test_migrate_is_idempotent(database_url: str, tmp_path: Path):
     assert "applied migrations: 0001_core" in first.stderr and "applied" not in second.stderr
 
 
+def test_migrate_refuses_when_an_applied_migration_changed(migrated_url: str, tmp_path: Path):
+    import psycopg
+
+    from sql import migrations
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"database": {"url": migrated_url}, "workers": {}}))
+    with psycopg.connect(migrated_url, autocommit=True) as conn:  # as if 0001_core.sql was edited since
+        conn.execute("UPDATE schema_migrations SET checksum = 'edited-before' WHERE version = '0001'")
+    result = run_cli("migrate", "--config", str(path))
+    assert result.returncode == 1
+    assert "migration 0001_core.sql was changed after it was applied" in result.stderr
+    assert "new migration" in result.stderr and "Traceback" not in result.stderr
+    with psycopg.connect(migrated_url, autocommit=True) as conn:  # restored: accepted again
+        core = next(m for m in migrations() if m.version == "0001")
+        conn.execute("UPDATE schema_migrations SET checksum = %s WHERE version = '0001'", (core.checksum,))
+    assert run_cli("migrate", "--config", str(path)).returncode == 0
+
+
 def test_unreachable_database_is_retried_and_reported(tmp_path: Path):
     from tests.support.manager import free_port
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
+from pathlib import Path
 
-from tests.support.manager import example_worker, wait_gone
+import pytest
+
+from tests.support.manager import ManagerHandle, example_worker, wait_gone
 
 WORKERS = {
     "counter": example_worker(),
@@ -41,3 +45,36 @@ def test_sigkill_of_the_manager_leaves_no_orphans(boot_manager):
     os.kill(m.proc.pid, signal.SIGKILL)
     m.proc.wait(5)
     wait_gone(children, 2.0)
+
+
+# The long-running parts in the order the manager starts them; HTTP comes last.
+STARTED_BEFORE_HTTP = ["database pool", "orphan guardian", "event recorder", "workers", "flag listener", "healdec"]
+
+
+def test_a_failure_late_in_startup_stops_the_started_workers_in_reverse(tmp_path: Path, database_url: str):
+    m = ManagerHandle(tmp_path, database_url, {"counter": example_worker()})
+    with socket.socket() as squatter:  # the API port is taken: HTTP, the last part, cannot start
+        squatter.bind(("127.0.0.1", m.port))
+        squatter.listen()
+        try:
+            with pytest.raises(AssertionError, match="manager exited with 1"):
+                m.start()
+        finally:
+            m.close()
+    output = m.output()
+    assert f"cannot listen on 127.0.0.1:{m.port}" in output
+    stops = [line.removeprefix("[manager] stopping ") for line in output.splitlines() if line.startswith("[manager] stopping ")]
+    assert stops == list(reversed(STARTED_BEFORE_HTTP))
+    # the worker had started and was stopped by the shutdown while the event recorder still ran
+    events = m.sql("SELECT event, pid, detail->>'reason' FROM supervision_events WHERE worker_name = 'counter' "
+                   "ORDER BY id")
+    assert events[0][0] == "started" and events[-1][0] == "exited" and events[-1][2] == "shutdown", events
+    wait_gone([events[0][1]], 2)
+
+
+def test_sigterm_stops_the_parts_in_reverse_order(boot_manager):
+    m = boot_manager({"counter": example_worker()})
+    m.wait_worker("counter", lambda w: w["state"] == "running")
+    assert m.terminate(timeout=15) == 0
+    stops = [line.removeprefix("[manager] stopping ") for line in m.output().splitlines() if line.startswith("[manager] stopping ")]
+    assert stops == ["http", *reversed(STARTED_BEFORE_HTTP)]

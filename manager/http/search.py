@@ -12,43 +12,43 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query
 from psycopg import AsyncConnection
 
-from manager.auth import Principal, require_viewer
+from manager.http.deps import Services, ServicesDep, Viewer
 from sql import queries_from, query
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from manager.app import Manager
     from workers.ai_client import AiSettings
 
 # workers.ai, workers.ai_client (openai, numpy) and workers.search_query are imported on the first
 # search, not at boot: openai alone would add half a second to every manager start.
 
-Viewer = Annotated[Principal, Depends(require_viewer)]
 AI_MODULE = "workers.ai"
 
+router = APIRouter(tags=["search"])
 
-def _ai_worker_name(manager: Manager) -> str | None:
+
+def _ai_worker_name(services: Services) -> str | None:
     """The configured worker running workers.ai (`ai` if several do)."""
-    names = [name for name, spec in manager.config.workers.items() if spec.module == AI_MODULE]
+    names = [name for name, spec in services.config.workers.items() if spec.module == AI_MODULE]
     return "ai" if "ai" in names else (names[0] if names else None)
 
 
-async def _ai_settings(manager: Manager, conn: AsyncConnection[Any]) -> AiSettings | None:
+async def _ai_settings(services: Services, conn: AsyncConnection[Any]) -> AiSettings | None:
     """The ai worker's provider settings as it would see them now, or None if it has none."""
     from workers.ai import AiWorker
     from workers.ai_client import AiSettings
 
-    name = _ai_worker_name(manager)
+    name = _ai_worker_name(services)
     if name is None:
         return None
-    spec = manager.config.workers[name]
+    spec = services.config.workers[name]
     cur = await conn.execute(query("worker_settings"), {"prefix": f"{name}_"})
     live = {key: value for key, value in await cur.fetchall()}
-    environ = {**os.environ, **manager.extra_env, **spec.env}
+    environ = {**os.environ, **services.extra_env, **spec.env}
     try:
         return AiSettings.from_config({**AiWorker.defaults, **spec.own_settings(), **live}, environ)
     except Exception:  # NotConfigured, or a setting of the wrong type: no semantic search
@@ -75,26 +75,39 @@ def _embedder(settings: AiSettings, conn: AsyncConnection[Any]) -> Any:
     return embed
 
 
-def mount_search(app: FastAPI, manager: Manager) -> None:
-    @app.get("/api/search", tags=["search"])
-    async def search(
-        _: Viewer,
-        q: Annotated[str, Query(min_length=1, max_length=500, description="words, \"phrases\", -not, OR, "
-                                "#hashtag, $cashtag, @mention, domain:example.com")],
-        kind: Literal["posts", "profiles"] = "posts",
-        limit: Annotated[int, Query(ge=1, le=100)] = 20,
-        mode: Literal["auto", "text", "fuzzy", "tag", "semantic", "hybrid"] = "auto",
-    ) -> dict[str, Any]:
-        """Ranked results with `<mark>` highlights; each says how it matched (`matchedBy`)."""
-        from workers.search_query import Search, SearchUnavailable
+@router.get("/api/search")
+async def search(
+    _: Viewer,
+    services: ServicesDep,
+    q: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=500,
+            description='words, "phrases", -not, OR, #hashtag, $cashtag, @mention, domain:example.com',
+        ),
+    ],
+    kind: Literal["posts", "profiles"] = "posts",
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    mode: Literal["auto", "text", "fuzzy", "tag", "semantic", "hybrid"] = "auto",
+) -> dict[str, Any]:
+    """Ranked results with `<mark>` highlights; each says how it matched (`matchedBy`)."""
+    from workers.search_query import Search, SearchUnavailable
 
-        async with manager.pool.connection() as conn:
-            settings = await _ai_settings(manager, conn)
-            embedder = _embedder(settings, conn) if settings else None
-            try:
-                return await Search(conn, q, kind=kind, limit=limit, mode=mode, embedder=embedder,
-                                    dims=int(settings.dimensions) if settings else None).run()
-            except ValueError as exc:
-                raise HTTPException(400, str(exc)) from None
-            except SearchUnavailable as exc:
-                raise HTTPException(503, f"semantic search unavailable: {exc}") from None
+    async with services.store.connection() as conn:
+        settings = await _ai_settings(services, conn)
+        embedder = _embedder(settings, conn) if settings else None
+        try:
+            return await Search(
+                conn,
+                q,
+                kind=kind,
+                limit=limit,
+                mode=mode,
+                embedder=embedder,
+                dims=int(settings.dimensions) if settings else None,
+            ).run()
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        except SearchUnavailable as exc:
+            raise HTTPException(503, f"semantic search unavailable: {exc}") from None

@@ -1,0 +1,27 @@
+"""/api/flags: list the feature flags (viewer) and set one (admin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from manager.http.deps import Admin, StoreDep, Viewer
+
+router = APIRouter(prefix="/api/flags", tags=["flags"])
+
+
+class FlagUpdate(BaseModel):
+    enabled: bool
+
+
+@router.get("")
+async def list_flags(_: Viewer, store: StoreDep) -> list[dict[str, Any]]:
+    return await store.flags()
+
+
+@router.put("/{flag_name}")
+async def put_flag(flag_name: str, update: FlagUpdate, who: Admin, store: StoreDep) -> dict[str, Any]:
+    """Set a flag; `<worker>_enabled` pauses or resumes that worker within a second."""
+    return await store.set_flag(who.actor, flag_name, update.enabled)

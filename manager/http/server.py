@@ -1,0 +1,72 @@
+"""The HTTP server as one of the manager's parts: binds the port at start, drains at stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from fastapi import FastAPI
+
+from manager.errors import ManagerError
+
+DRAIN_S = 3.0  # how long open requests may take to finish at shutdown
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the manager owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind_api_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on sockets that say so, and
+    # without it keep-alive clients wait out delayed ACKs (~40 ms per response).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ManagerError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; is another manager running? "
+            "(change api.port in the config)"
+        ) from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class HttpServer:
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        self._app = app
+        self._host, self._port = host, port
+        self._server: _EmbeddedServer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.address: tuple[str, int] | None = None
+
+    async def start(self) -> None:
+        sock = bind_api_socket(self._host, self._port)
+        self.address = sock.getsockname()[:2]
+        self._server = _EmbeddedServer(
+            uvicorn.Config(
+                self._app,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=int(DRAIN_S),
+            )
+        )
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="http")
+
+    async def stop(self) -> None:
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._task, timeout=DRAIN_S + 1)

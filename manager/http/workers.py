@@ -1,0 +1,79 @@
+"""/api/workers: every worker's status (open, from memory), one worker's detail, and the
+admin-only start/stop/restart commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi.responses import JSONResponse
+
+from manager.errors import UnknownWorker, WorkerConflict
+from manager.fleet import Action
+from manager.http.deps import Admin, Commands, StoreDep, View, Viewer, not_found
+from manager.redact import mask_secrets
+
+router = APIRouter(prefix="/api/workers", tags=["workers"])
+
+
+@router.get(
+    "/status",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}, "description": "one object per worker"}},
+)
+async def workers_status(view: View) -> Response:
+    """Every configured worker, answered from memory (never waits on the database or a worker)."""
+    return Response(view.status_json(), media_type="application/json")
+
+
+@router.get("/{name}")
+async def worker_detail(
+    name: str, _: Viewer, view: View, store: StoreDep, lines: int = Query(100, le=300)
+) -> dict[str, Any]:
+    """The status object plus recent output, errors, supervision events and effective config."""
+    try:
+        detail = view.worker(name)
+    except UnknownWorker as exc:
+        raise not_found(exc) from None
+    detail["logs"] = view.logs(name, lines)
+    detail["config"] = view.config(name)
+    detail["errors"], detail["events"], detail["settings"] = [], [], {}
+    try:
+        history = await store.worker_history(name)
+        detail["errors"] = [{**row, "message": view.scrub(name, row["message"])} for row in history["errors"]]
+        detail["events"] = history["events"]
+        detail["settings"] = mask_secrets(history["settings"])
+    except Exception as exc:  # the database being down must not hide what memory knows
+        detail["events"] = view.recent_events(name, 100)
+        detail["databaseError"] = str(exc).splitlines()[0] if str(exc) else repr(exc)
+    reported = (view.heartbeat_detail(name) or {}).get("config")
+    detail["effectiveConfig"] = mask_secrets(reported) if reported else detail["config"]
+    return detail
+
+
+def _act(commands: Commands, name: str, action: Action) -> JSONResponse:
+    try:
+        status = commands.command(name, action)
+    except UnknownWorker as exc:
+        raise not_found(exc) from None
+    except WorkerConflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    return JSONResponse({"accepted": action, "worker": status}, status_code=202)
+
+
+@router.post("/{name}/restart", status_code=202)
+async def restart_worker(name: str, _: Admin, commands: Commands) -> JSONResponse:
+    """Stop (if running) and start again; also clears `failed` and resets the restart budget."""
+    return _act(commands, name, "restart")
+
+
+@router.post("/{name}/stop", status_code=202)
+async def stop_worker(name: str, _: Admin, commands: Commands) -> JSONResponse:
+    """Stop gracefully; it stays `stopped` until started."""
+    return _act(commands, name, "stop")
+
+
+@router.post("/{name}/start", status_code=202)
+async def start_worker(name: str, _: Admin, commands: Commands) -> JSONResponse:
+    """Start a stopped or failed worker (resets its restart budget)."""
+    return _act(commands, name, "start")
