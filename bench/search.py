@@ -36,7 +36,7 @@ from tests.support.postgres import fresh_database, postgres_server
 from workers.ai import AiWorker
 from workers.base import CycleResult
 from workers.search import SearchWorker
-from workers.search_query import Search
+from workers.search.query import Search
 
 POSTS = int(os.environ.get("BENCH_SEARCH_POSTS", "1000000"))
 REPS = int(os.environ.get("BENCH_SEARCH_REPS", "10"))

@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     import numpy as np
 
     from manager.app import Manager
-    from workers.ai_client import AiSettings
+    from workers.ai.client import AiSettings
 
-# workers.ai, workers.ai_client (openai, numpy) and workers.search_query are imported on the first
+# workers.ai, workers.ai.client (openai, numpy) and workers.search.query are imported on the first
 # search, not at boot: openai alone would add half a second to every manager start.
 
 Viewer = Annotated[Principal, Depends(require_viewer)]
@@ -40,7 +40,7 @@ def _ai_worker_name(manager: Manager) -> str | None:
 async def _ai_settings(manager: Manager, conn: AsyncConnection[Any]) -> AiSettings | None:
     """The ai worker's provider settings as it would see them now, or None if it has none."""
     from workers.ai import AiWorker
-    from workers.ai_client import AiSettings
+    from workers.ai.client import AiSettings
 
     name = _ai_worker_name(manager)
     if name is None:
@@ -58,7 +58,7 @@ async def _ai_settings(manager: Manager, conn: AsyncConnection[Any]) -> AiSettin
 def _embedder(settings: AiSettings, conn: AsyncConnection[Any]) -> Any:
     import numpy as np
 
-    from workers.ai_client import content_hash, embed_query
+    from workers.ai.client import content_hash, embed_query
 
     async def embed(text: str) -> np.ndarray:
         key = {"model": settings.embedding_model, "dims": int(settings.dimensions), "content_hash": content_hash(text)}
@@ -86,7 +86,7 @@ def mount_search(app: FastAPI, manager: Manager) -> None:
         mode: Literal["auto", "text", "fuzzy", "tag", "semantic", "hybrid"] = "auto",
     ) -> dict[str, Any]:
         """Ranked results with `<mark>` highlights; each says how it matched (`matchedBy`)."""
-        from workers.search_query import Search, SearchUnavailable
+        from workers.search.query import Search, SearchUnavailable
 
         async with manager.pool.connection() as conn:
             settings = await _ai_settings(manager, conn)

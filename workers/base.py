@@ -28,7 +28,7 @@ from typing import Any, Generic, TypeVar
 import psycopg
 from psycopg.types.json import Jsonb
 
-from manager.redact import mask_secrets
+from workers.redact import mask_secrets
 from sql import query
 from workers.errors import NotConfigured, RateLimited
 

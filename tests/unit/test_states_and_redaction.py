@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import sql
-from manager.redact import mask_secrets, redact_url
+from workers.redact import mask_secrets, redact_url
 from manager.states import IllegalTransition, WorkerState, check_transition
 
 

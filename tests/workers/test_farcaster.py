@@ -18,7 +18,7 @@ from tests.support.manager import TOKEN
 from tests.support.waiting import wait_for
 from tests.support.workers import kill_mid_sync, resume_matches_fresh_run, start_worker
 from workers.errors import NotConfigured, UpstreamError
-from workers.farcaster import API_KEY_ENV, FarcasterWorker
+from workers.social.farcaster import API_KEY_ENV, FarcasterWorker
 
 SNAPSHOT = {
     "external_posts": "SELECT platform, external_id, author_external_id, author_name, title, body, url, "
@@ -311,7 +311,7 @@ def test_under_the_manager_it_is_healthy_and_counts_real_items(boot_manager):
         m = boot_manager(
             {
                 "farcaster": {
-                    "module": "workers.farcaster",
+                    "module": "workers.social.farcaster",
                     "interval_ms": 1000,
                     "heartbeat_interval_ms": 200,
                     "hub_url": keyed.url,

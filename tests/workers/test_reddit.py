@@ -15,7 +15,7 @@ from tests.support.manager import TOKEN
 from tests.support.waiting import wait_for
 from tests.support.workers import kill_mid_sync, resume_matches_fresh_run, start_worker
 from workers.errors import NotConfigured, RateLimited, UpstreamError
-from workers.reddit import PASSWORD_ENV, SECRET_ENV, USERNAME_ENV, RedditWorker
+from workers.social.reddit import PASSWORD_ENV, SECRET_ENV, USERNAME_ENV, RedditWorker
 
 SUBREDDITS = {"ethereum": 30, "web3": 15, "cryptocurrency": 20, "ethdev": 10}  # ethdev is not synced
 SYNCED = ["ethereum", "web3", "cryptocurrency"]  # the worker's default
@@ -289,7 +289,7 @@ def test_under_the_manager_it_is_healthy_and_counts_real_items(boot_manager, api
     m = boot_manager(
         {
             "reddit": {
-                "module": "workers.reddit",
+                "module": "workers.social.reddit",
                 "interval_ms": 1000,
                 "heartbeat_interval_ms": 200,
                 **worker_config(api.url),

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from workers.search import SearchWorker
-from workers.search_query import Search, parse_tags
+from workers.search.query import Search, parse_tags
 
 POSTS = [  # (external_id, title, body, minutes ago)
     ("0x01", None, "Ethereum gas fees are brutal today #ethereum $ETH https://etherscan.io/tx/1", 90),

@@ -23,7 +23,7 @@ import numpy as np
 import openai
 
 from workers.errors import NotConfigured, RateLimited, UpstreamError
-from workers.rate_limits import retry_after_seconds
+from workers.pacing import retry_after_seconds
 
 SENTIMENTS = ("positive", "negative", "neutral", "mixed")
 

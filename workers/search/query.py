@@ -27,7 +27,7 @@ from psycopg import AsyncConnection
 from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
-from sql import queries_from
+from sql import query
 
 MODES = ("auto", "text", "fuzzy", "tag", "semantic", "hybrid")
 KINDS = ("posts", "profiles")
@@ -80,7 +80,7 @@ def parse_tags(q: str) -> tuple[list[Tag], str]:
 
 
 def _q(name: str) -> str:
-    return queries_from("search.sql")[name]
+    return query(name, "search.sql")
 
 
 def _item(row: dict[str, Any], kind: str, matched_by: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from sql import queries_from
+from sql import query
 from workers.base import CycleResult, Worker
 
 START = {"updated_at": "-infinity", "id": 0}
@@ -30,7 +30,7 @@ STREAMS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 def _q(name: str) -> str:
-    return queries_from("search.sql")[name]
+    return query(name, "search.sql")
 
 
 class SearchWorker(Worker[int]):
@@ -79,6 +79,3 @@ class SearchWorker(Worker[int]):
     def item_key(self, item: int) -> str:
         return f"{self._stream[:-1]} {item}"
 
-
-if __name__ == "__main__":
-    SearchWorker.main()

@@ -35,8 +35,8 @@ from pgvector.psycopg import register_vector
 from psycopg import sql as pgsql
 from psycopg.types.json import Jsonb
 
-from sql import queries_from
-from workers.ai_client import AiClient, AiSettings, Rejected, Usage, content_hash
+from sql import query
+from workers.ai.client import AiClient, AiSettings, Rejected, Usage, content_hash
 from workers.base import CycleResult, Worker, describe
 from workers.errors import NotConfigured, UpstreamError
 
@@ -54,7 +54,7 @@ _LABEL_STOPWORDS = frozenset(re.findall(
 
 
 def _q(name: str) -> str:
-    return queries_from("ai.sql")[name]
+    return query(name, "ai.sql")
 
 
 def _q_dims(name: str, dims: int) -> pgsql.Composed:
@@ -472,6 +472,3 @@ class AiWorker(Worker[Work]):
         tx.execute(_q(f"offer_similar_{stream}"),
                    {"id": item.id, "ids": ids, "similarities": [float(sim) for _, sim in neighbours]})
         tx.execute(_q(f"rank_similar_{stream}"), {"ids": ids, "limit": limit})
-
-if __name__ == "__main__":
-    AiWorker.main()

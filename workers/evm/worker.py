@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import cache
+
 from typing import Any, cast
 
 import psycopg
@@ -30,9 +30,9 @@ from ens.constants import UNIVERSAL_RESOLVER_ADDR
 from eth_utils import is_address, to_checksum_address
 from web3 import Web3
 
-from sql import queries_from
+from sql import query
 from workers.base import CycleResult, Worker, describe
-from workers.chain_reads import (
+from workers.evm.reads import (
     DECIMALS,
     NAME,
     SYMBOL,
@@ -48,20 +48,15 @@ from workers.chain_reads import (
     token_uri,
     topic_address,
 )
-from workers.chain_rpc import JsonRpcClient, RpcCallError, Web3Provider
+from workers.evm.rpc import JsonRpcClient, RpcCallError, Web3Provider
 from workers.errors import NotConfigured, UpstreamError
 
 BLOCKS_CURSOR = "blocks"
 MAINNET_CHAIN_ID = 1
 
 
-@cache
-def _queries() -> dict[str, str]:
-    return queries_from("chains.sql")
-
-
 def q(name: str) -> str:
-    return _queries()[name]
+    return query(name, "chains.sql")
 
 
 def checksum(address: Any) -> str | None:
@@ -755,6 +750,3 @@ class EvmWorker(Worker[Any]):
             result, _ = self.run_items(found, tx, write)
         return result
 
-
-if __name__ == "__main__":
-    EvmWorker.main()

@@ -26,7 +26,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import cache, partial
+from functools import partial
 from typing import Any, TypeVar
 
 import httpx2
@@ -41,11 +41,11 @@ from solders.errors import SerdeJSONError
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
-from sql import queries_from
+from sql import query
 from workers.base import CycleResult, Worker, describe
-from workers.chain_metaplex import MetadataError, decode_metadata, metadata_address
+from workers.solana.metaplex import MetadataError, decode_metadata, metadata_address
 from workers.errors import NotConfigured, RateLimited, UpstreamError
-from workers.rate_limits import retry_after_seconds
+from workers.pacing import retry_after_seconds
 
 T = TypeVar("T")
 
@@ -56,13 +56,8 @@ MAX_ACCOUNTS_PER_CALL = 100  # getMultipleAccounts' limit
 SIGNATURES_CURSOR = "signatures:{address}"
 
 
-@cache
-def _queries() -> dict[str, str]:
-    return queries_from("chains.sql")
-
-
 def q(name: str) -> str:
-    return _queries()[name]
+    return query(name, "chains.sql")
 
 
 def pubkey(value: Any) -> Pubkey | None:
@@ -505,6 +500,3 @@ def wallet_link(wallet: str, via: str, signature: str, tx: Any) -> dict[str, Any
         "token_deltas": Jsonb({mint: str(v) for mint, v in deltas.items() if v}),
     }
 
-
-if __name__ == "__main__":
-    SolanaWorker.main()

@@ -33,6 +33,3 @@ class ExampleWorker(Worker[int]):
             time.sleep(float(self.setting("hang_s")))  # deliberately deaf to heartbeats
         return 1
 
-
-if __name__ == "__main__":
-    ExampleWorker.main()

@@ -29,8 +29,8 @@ from requests.models import Response
 
 from workers.base import CycleResult, Worker, describe
 from workers.errors import NotConfigured, RateLimited, UpstreamError
-from workers.rate_limits import Pacer, retry_after_seconds
-from workers.social_store import PostRow, ProfileRow, SocialStore, clean_text, to_json
+from workers.pacing import Pacer, retry_after_seconds
+from workers.social.store import PostRow, ProfileRow, SocialStore, clean_text, to_json
 
 PLATFORM = "reddit"
 SECRET_ENV = "REDDIT_CLIENT_SECRET"

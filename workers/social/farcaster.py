@@ -26,8 +26,8 @@ import psycopg
 
 from workers.base import CycleResult, Worker, describe
 from workers.errors import NotConfigured, RateLimited, UpstreamError
-from workers.rate_limits import Pacer, retry_after_seconds
-from workers.social_store import (
+from workers.pacing import Pacer, retry_after_seconds
+from workers.social.store import (
     FollowRow,
     PostRow,
     ProfileRow,

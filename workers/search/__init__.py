@@ -1,0 +1,1 @@
+"""Search: the worker that keeps indexes and tags fresh, and the query side the search API uses."""

@@ -1,0 +1,1 @@
+"""Solana: the worker (SOL/SPL balances, transactions) and Metaplex metadata decoding."""
