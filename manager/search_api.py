@@ -39,8 +39,9 @@ def _ai_worker_name(manager: Manager) -> str | None:
 
 async def _ai_settings(manager: Manager, conn: AsyncConnection[Any]) -> AiSettings | None:
     """The ai worker's provider settings as it would see them now, or None if it has none."""
-    from workers.ai import AiWorker
     from workers.ai.client import AiSettings
+    from workers.ai.worker import AiWorkerSettings
+    from workers.settings import load_settings
 
     name = _ai_worker_name(manager)
     if name is None:
@@ -50,7 +51,8 @@ async def _ai_settings(manager: Manager, conn: AsyncConnection[Any]) -> AiSettin
     live = {key: value for key, value in await cur.fetchall()}
     environ = {**os.environ, **manager.extra_env, **spec.env}
     try:
-        return AiSettings.from_config({**AiWorker.defaults, **spec.own_settings(), **live}, environ)
+        settings = load_settings(AiWorkerSettings, name, spec.own_settings(), live)
+        return AiSettings.from_config(settings.model_dump(), environ)
     except Exception:  # NotConfigured, or a setting of the wrong type: no semantic search
         return None
 

@@ -13,8 +13,8 @@ import pytest
 from devnet.openai_api import OpenAIStub, embed
 from tests.support.db import rows
 from tests.support.waiting import wait_for
-from workers.ai import AiWorker, topic_label
 from workers.ai.client import AiSettings, Rejected, parse_summary, retry_after_s
+from workers.ai.worker import AiWorker, topic_label
 from workers.errors import NotConfigured, RateLimited
 
 KEY = "sk-devnet-test"

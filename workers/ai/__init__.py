@@ -1,3 +1,5 @@
-"""AI enrichment: the worker (embeddings, summaries, sentiment, ...) and its OpenAI-compatible client.
+"""AI enrichment: the worker (embeddings, summaries, sentiment, ...) and its OpenAI-compatible client."""
 
-Kept import-free: the search API imports `workers.ai.client` without the worker."""
+from workers.ai.worker import AiWorker, topic_label
+
+__all__ = ["AiWorker", "topic_label"]
