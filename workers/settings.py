@@ -19,7 +19,8 @@ S = TypeVar("S", bound="WorkerSettings")
 
 class WorkerSettings(BaseModel):
     """What every worker reads. Extra keys are allowed on purpose: the config carries the manager's
-    keys (`module`, `enabled`, `description`, ...) and a worker may be given settings it does not model."""
+    keys (`module`, `enabled`, `description`, ...) and a worker may be given settings it does not model.
+    Every field needs a default: a worker whose config does not validate waits on the defaults."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
