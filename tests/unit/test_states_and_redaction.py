@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import sql
-from workers.redact import mask_secrets, redact_url
 from manager.states import IllegalTransition, WorkerState, check_transition
+from workers.redact import mask_secrets, redact_url
 
 
 def test_transitions():
