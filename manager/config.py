@@ -74,11 +74,7 @@ class WorkerConfig(BaseModel):
     def _module_is_dotted_name(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"[A-Za-z_][\w.]*", value):
             raise ValueError(f"{value!r} is not a Python module name")
-        if value in MOVED_MODULES:
-            print(f"config: module {value} is now {MOVED_MODULES[value]}; running that "
-                  "(update the config to silence this notice)", file=sys.stderr)
-            return MOVED_MODULES[value]
-        return value
+        return MOVED_MODULES.get(value, value) if value is not None else None
 
     @field_validator("command")
     @classmethod
@@ -171,6 +167,11 @@ def load_config(path: str | Path | None = None) -> Config:
     except ValidationError as exc:
         raise ConfigError(f"{path}: {describe_validation_error(exc)}") from None
     config.source = str(path)
+    for name, worker in (data.get("workers") or {}).items():  # a notice only once the file is valid
+        old = worker.get("module") if isinstance(worker, dict) else None
+        if old in MOVED_MODULES:
+            print(f"{path}: workers.{name}.module: {old} is now {MOVED_MODULES[old]}; running that "
+                  "(update the config to silence this notice)", file=sys.stderr)
     return config
 
 
