@@ -38,8 +38,7 @@ class SettingsInvalid(ValueError):
         self.from_rows = from_rows
 
 
-def load_settings(model: type[S], worker: str, config: Mapping[str, Any],
-                  rows: Mapping[str, Any] | None = None) -> S:
+def load_settings(model: type[S], worker: str, config: Mapping[str, Any], rows: Mapping[str, Any] | None = None) -> S:
     """`config` overlaid with `rows` (setting key -> value), validated into `model`.
 
     Raises `SettingsInvalid` naming, per problem, the row (`settings row <worker>_<key>`) or the

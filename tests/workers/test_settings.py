@@ -68,7 +68,9 @@ def test_a_bad_config_value_waits_and_reports_its_key_path(migrated_url, tmp_pat
     try:
         [(error,)] = wait_for(
             lambda: rows(migrated_url, "SELECT last_error FROM worker_heartbeats WHERE phase = 'waiting'"),
-            20, 0.05, "a waiting heartbeat",
+            20,
+            0.05,
+            "a waiting heartbeat",
         )
         assert error.startswith("config workers.example.batch_size: Input should be a valid integer")
         assert rows(migrated_url, "SELECT count(*) FROM cycle_runs") == [(0,)]  # never ran a cycle
