@@ -20,6 +20,7 @@ test: setup-test tools browser lint
 
 lint: setup-test
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy manager healdec workers sql admin
 
 format: setup-test

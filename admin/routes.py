@@ -26,8 +26,8 @@ from admin import present
 from manager.auth import SESSION_COOKIE, SESSION_MAX_AGE_S, Auth, Principal, Role
 from manager.errors import UnknownWorker
 from manager.fleet import StatusView
-from manager.redact import mask_secrets
 from manager.store import Store
+from workers.redact import mask_secrets
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -45,6 +45,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+
 
 def _asset_version() -> str:
     """A short hash of the static files, appended to their URLs so a new release is never cached stale."""
@@ -73,8 +74,9 @@ def mount_console(app: FastAPI, view: StatusView, store: Store, auth: Auth) -> N
     templates.env.filters.update(present.FILTERS)
     router = APIRouter(include_in_schema=False)
 
-    def page(request: Request, template: str, who: Principal | None, status_code: int = 200,
-             **context: Any) -> Response:
+    def page(
+        request: Request, template: str, who: Principal | None, status_code: int = 200, **context: Any
+    ) -> Response:
         context.update(
             role=who.role.value if who else None,
             is_admin=who is not None and who.role is Role.ADMIN,
@@ -92,8 +94,14 @@ def mount_console(app: FastAPI, view: StatusView, store: Store, auth: Auth) -> N
         if who is not None:
             return who
         if request.headers.get("authorization"):
-            return page(request, "message.html", None, 401, title="Not signed in",
-                        message="The token in the Authorization header is not valid.")
+            return page(
+                request,
+                "message.html",
+                None,
+                401,
+                title="Not signed in",
+                message="The token in the Authorization header is not valid.",
+            )
         return to_login(request)
 
     async def flags_and_settings() -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
@@ -116,15 +124,25 @@ def mount_console(app: FastAPI, view: StatusView, store: Store, auth: Auth) -> N
 
     def login_page(request: Request, next: str | None, error: str | None, status_code: int) -> Response:
         token = secrets.token_urlsafe(16)
-        response = page(request, "login.html", None, status_code, next=_safe_next(next), error=error,
-                        login_csrf=token)
-        response.set_cookie(LOGIN_COOKIE, token, max_age=3600, path=LOGIN_PATH, httponly=True,
-                            samesite="strict", secure=request.url.scheme == "https")
+        response = page(request, "login.html", None, status_code, next=_safe_next(next), error=error, login_csrf=token)
+        response.set_cookie(
+            LOGIN_COOKIE,
+            token,
+            max_age=3600,
+            path=LOGIN_PATH,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
         return response
 
     @router.post(LOGIN_PATH, response_class=HTMLResponse)
-    async def login(request: Request, token: Annotated[str, Form()] = "",
-                    csrf_token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/workers") -> Response:
+    async def login(
+        request: Request,
+        token: Annotated[str, Form()] = "",
+        csrf_token: Annotated[str, Form()] = "",
+        next: Annotated[str, Form()] = "/workers",
+    ) -> Response:
         expected = request.cookies.get(LOGIN_COOKIE, "")
         if not expected or not hmac.compare_digest(expected, csrf_token):
             return login_page(request, next, "The form expired. Please sign in again.", 403)
@@ -133,8 +151,15 @@ def mount_console(app: FastAPI, view: StatusView, store: Store, auth: Auth) -> N
             await asyncio.sleep(0.25)  # slows down guessing; a real token is long and random anyway
             return login_page(request, next, "That token is not valid.", 401)
         response = _secure(RedirectResponse(_safe_next(next), status_code=303))
-        response.set_cookie(SESSION_COOKIE, auth.new_session(role), max_age=SESSION_MAX_AGE_S, path="/",
-                            httponly=True, samesite="strict", secure=request.url.scheme == "https")
+        response.set_cookie(
+            SESSION_COOKIE,
+            auth.new_session(role),
+            max_age=SESSION_MAX_AGE_S,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
         response.delete_cookie(LOGIN_COOKIE, path=LOGIN_PATH)
         return response
 
@@ -142,8 +167,14 @@ def mount_console(app: FastAPI, view: StatusView, store: Store, auth: Auth) -> N
     async def logout(request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
         who = auth.principal(request)
         if who is not None and who.via == "cookie" and not (who.csrf and hmac.compare_digest(who.csrf, csrf_token)):
-            return page(request, "message.html", who, 403, title="Not signed out",
-                        message="The sign-out form was missing its security token. Reload the page and try again.")
+            return page(
+                request,
+                "message.html",
+                who,
+                403,
+                title="Not signed out",
+                message="The sign-out form was missing its security token. Reload the page and try again.",
+            )
         response = _secure(RedirectResponse(LOGIN_PATH, status_code=303))
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response
@@ -157,8 +188,16 @@ def mount_console(app: FastAPI, view: StatusView, store: Store, auth: Auth) -> N
             return who
         flags, settings, db_error = await flags_and_settings()
         workers = view.status()
-        return page(request, "overview.html", who, workers=workers, summary=present.summary(workers),
-                    flags=flags, settings=settings, db_error=db_error)
+        return page(
+            request,
+            "overview.html",
+            who,
+            workers=workers,
+            summary=present.summary(workers),
+            flags=flags,
+            settings=settings,
+            db_error=db_error,
+        )
 
     @router.get("/workers/{name}", response_class=HTMLResponse)
     async def worker_page(request: Request, name: str) -> Response:
@@ -168,8 +207,14 @@ def mount_console(app: FastAPI, view: StatusView, store: Store, auth: Auth) -> N
         try:
             worker = view.worker(name)
         except UnknownWorker:
-            return page(request, "message.html", who, 404, title="No such worker",
-                        message=f"There is no worker named “{name}” in this manager's configuration.")
+            return page(
+                request,
+                "message.html",
+                who,
+                404,
+                title="No such worker",
+                message=f"There is no worker named “{name}” in this manager's configuration.",
+            )
         return page(request, "worker.html", who, worker=worker)
 
     app.include_router(router)

@@ -27,8 +27,8 @@ from devnet.farcaster_hub import FarcasterHub
 from devnet.http_stub import StubProcess
 from sql import apply_migrations, query
 from tests.support.postgres import fresh_database, postgres_server
-from workers.farcaster import FarcasterWorker, cast_row
-from workers.social_store import PostRow, SocialStore
+from workers.social.farcaster import FarcasterWorker, cast_row
+from workers.social.store import PostRow, SocialStore
 
 RUNS = 5
 RAW_COPY = (

@@ -36,7 +36,7 @@ from tests.support.postgres import fresh_database, postgres_server
 from workers.ai import AiWorker
 from workers.base import CycleResult
 from workers.search import SearchWorker
-from workers.search_query import Search
+from workers.search.query import Search
 
 POSTS = int(os.environ.get("BENCH_SEARCH_POSTS", "1000000"))
 REPS = int(os.environ.get("BENCH_SEARCH_REPS", "10"))
@@ -71,17 +71,27 @@ def indexing(url: str, corpus: Corpus) -> list[list[object]]:
         print(f"corpus: {POSTS:,} posts COPYed in {load_s:.1f} s", flush=True)
         conn.execute("VACUUM ANALYZE external_posts")
         items, seconds = index_all(url, BACKFILL_BATCH)
-        rows.append([f"backlog of {POSTS:,} posts, batch {BACKFILL_BATCH}", f"{items:,}", f"{seconds:.1f}",
-                     f"{items / seconds:,.0f}"])
+        rows.append(
+            [
+                f"backlog of {POSTS:,} posts, batch {BACKFILL_BATCH}",
+                f"{items:,}",
+                f"{seconds:.1f}",
+                f"{items / seconds:,.0f}",
+            ]
+        )
         print(f"indexed the backlog: {items:,} rows in {seconds:.1f} s", flush=True)
         for name in ("search_posts", "post_tags", "search_lexemes", "search_lexeme_trigrams", "search_profiles"):
             conn.execute(f"VACUUM ANALYZE {name}")
 
         corpus.load(conn, 20_000, now - DAY, now)
         items, seconds = index_all(url, 500)
-        rows.append(["20,000 new posts, batch 500 (the default)", f"{items:,}", f"{seconds:.1f}", f"{items / seconds:,.0f}"])
-        conn.execute("UPDATE external_posts SET body = body || ' edited', updated_at = now() WHERE id %% %s = 7",
-                     (max(1, POSTS // 10_000),))
+        rows.append(
+            ["20,000 new posts, batch 500 (the default)", f"{items:,}", f"{seconds:.1f}", f"{items / seconds:,.0f}"]
+        )
+        conn.execute(
+            "UPDATE external_posts SET body = body || ' edited', updated_at = now() WHERE id %% %s = 7",
+            (max(1, POSTS // 10_000),),
+        )
         items, seconds = index_all(url, 500)
         rows.append(["10,000 edited old posts, batch 500", f"{items:,}", f"{seconds:.1f}", f"{items / seconds:,.0f}"])
         conn.execute("VACUUM ANALYZE search_posts")
@@ -93,8 +103,10 @@ def indexing(url: str, corpus: Corpus) -> list[list[object]]:
             "(SELECT count(*) FROM search_lexemes)"
         ).fetchone()
         assert sizes is not None
-        print(f"sizes: search_posts {sizes[0]} (GIN {sizes[1]}), post_tags {sizes[2]}, lexicon {sizes[3]} "
-              f"({sizes[4]:,} lexemes)")
+        print(
+            f"sizes: search_posts {sizes[0]} (GIN {sizes[1]}), post_tags {sizes[2]}, lexicon {sizes[3]} "
+            f"({sizes[4]:,} lexemes)"
+        )
     return rows
 
 
@@ -102,9 +114,13 @@ def query_classes(conn: psycopg.Connection[Any], corpus: Corpus) -> dict[str, li
     rnd = random.Random(7)
 
     def lexemes(lo: int, hi: int, n: int, min_len: int = 3) -> list[str]:
-        found = [r[0] for r in conn.execute(
-            "SELECT lexeme FROM search_lexemes WHERE ndoc BETWEEN %s AND %s AND length(lexeme) >= %s ORDER BY lexeme",
-            (lo, hi, min_len))]
+        found = [
+            r[0]
+            for r in conn.execute(
+                "SELECT lexeme FROM search_lexemes WHERE ndoc BETWEEN %s AND %s AND length(lexeme) >= %s ORDER BY lexeme",
+                (lo, hi, min_len),
+            )
+        ]
         return rnd.sample(found, min(n, len(found)))
 
     n = QUERIES_PER_CLASS
@@ -115,10 +131,16 @@ def query_classes(conn: psycopg.Connection[Any], corpus: Corpus) -> dict[str, li
             typos.append(bad)
             INTENDED[bad] = word
     prefixes = [w[:5] for w in lexemes(1_000, 20_000, 5 * n, min_len=8)]
-    prefixes = [p for p in prefixes if not conn.execute("SELECT 1 FROM search_lexemes WHERE lexeme = %s", (p,)).fetchone()]
-    tags = [("#" if kind == "hashtag" else "$") + tag for kind, tag in conn.execute(
-        "SELECT kind, tag FROM (SELECT kind, tag, count(*) AS n FROM post_tags WHERE kind IN ('hashtag', 'cashtag') "
-        "GROUP BY 1, 2) t WHERE n >= 100 ORDER BY n DESC, tag LIMIT 40")]
+    prefixes = [
+        p for p in prefixes if not conn.execute("SELECT 1 FROM search_lexemes WHERE lexeme = %s", (p,)).fetchone()
+    ]
+    tags = [
+        ("#" if kind == "hashtag" else "$") + tag
+        for kind, tag in conn.execute(
+            "SELECT kind, tag FROM (SELECT kind, tag, count(*) AS n FROM post_tags WHERE kind IN ('hashtag', 'cashtag') "
+            "GROUP BY 1, 2) t WHERE n >= 100 ORDER BY n DESC, tag LIMIT 40"
+        )
+    ]
     return {
         "common word (20k-100k docs)": lexemes(20_000, 100_000, n),
         "mid word (1k-20k docs)": lexemes(1_000, 20_000, n),
@@ -179,21 +201,37 @@ async def latency(url: str, classes: dict[str, list[str]]) -> list[list[object]]
                     corrected.append(f"'{INTENDED[q]}'" in str(answer.get("widenedQuery")))
             all_ours += ours
             all_naive += naive
-            out.append(_latency_row(name, len(queries), statistics.median(matches), statistics.mean(counts), ours, naive))
+            out.append(
+                _latency_row(name, len(queries), statistics.median(matches), statistics.mean(counts), ours, naive)
+            )
             print(f"  {name}: done", flush=True)
     out.append(_latency_row("all queries", sum(len(q) for q in classes.values()), None, None, all_ours, all_naive))
     if corrected:
-        print(f"typo correction: the intended word is among the alternatives for {sum(corrected)} of "
-              f"{len(corrected)} misspelt queries", flush=True)
+        print(
+            f"typo correction: the intended word is among the alternatives for {sum(corrected)} of "
+            f"{len(corrected)} misspelt queries",
+            flush=True,
+        )
     return out
 
 
-def _latency_row(name: str, n: int, matches: float | None, results: float | None,
-                 ours: list[float], naive: list[float]) -> list[object]:
+def _latency_row(
+    name: str, n: int, matches: float | None, results: float | None, ours: list[float], naive: list[float]
+) -> list[object]:
     o50, o99 = percentile(ours, 50) * 1000, percentile(ours, 99) * 1000
     n50, n99 = percentile(naive, 50) * 1000, percentile(naive, 99) * 1000
-    return [name, n, "" if matches is None else f"{matches:,.0f}", "" if results is None else f"{results:.1f}",
-            f"{o50:.1f}", f"{o99:.1f}", f"{n50:.1f}", f"{n99:.1f}", f"{n50 / o50:.1f}x", f"{n99 / o99:.1f}x"]
+    return [
+        name,
+        n,
+        "" if matches is None else f"{matches:,.0f}",
+        "" if results is None else f"{results:.1f}",
+        f"{o50:.1f}",
+        f"{o99:.1f}",
+        f"{n50:.1f}",
+        f"{n99:.1f}",
+        f"{n50 / o50:.1f}x",
+        f"{n99 / o99:.1f}x",
+    ]
 
 
 def embeddings(url: str) -> list[list[object]]:
@@ -209,11 +247,19 @@ def embeddings(url: str) -> list[list[object]]:
             for i in range(0, len(texts), batch):
                 client.embeddings.create(model="text-embedding-3-small", input=texts[i : i + batch], dimensions=256)
             seconds = time.perf_counter() - started
-            rows.append([f"raw requests of {batch} texts (256 dims, base64)", len(texts), f"{seconds:.2f}",
-                         f"{len(texts) / seconds:,.0f}"])
+            rows.append(
+                [
+                    f"raw requests of {batch} texts (256 dims, base64)",
+                    len(texts),
+                    f"{seconds:.2f}",
+                    f"{len(texts) / seconds:,.0f}",
+                ]
+            )
         client.close()
-        for label, count, config in (("ai worker, embeddings only, batch 10", 2000, {"summaries": False}),
-                                     ("ai worker, embeddings + summaries, batch 10", 300, {})):
+        for label, count, config in (
+            ("ai worker, embeddings only, batch 10", 2000, {"summaries": False}),
+            ("ai worker, embeddings + summaries, batch 10", 300, {}),
+        ):
             worker = AiWorker(name="ai", config={"base_url": stub.url + "/v1", **config}, database_url=url)
             total = CycleResult()
             worker.validate()
@@ -231,8 +277,11 @@ def embeddings(url: str) -> list[list[object]]:
 
 def main() -> None:
     print(f"search bench: {POSTS:,} posts (BENCH_SEARCH_POSTS), {REPS} runs per query", flush=True)
-    with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp, \
-            postgres_server(Path(tmp) / "pg") as admin, fresh_database(admin) as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-search-") as tmp,
+        postgres_server(Path(tmp) / "pg") as admin,
+        fresh_database(admin) as url,
+    ):
         with psycopg.connect(url, autocommit=True) as conn:
             apply_migrations(conn)
         corpus = Corpus()
@@ -244,8 +293,23 @@ def main() -> None:
     print()
     print(table(index_rows, ["indexing (search worker)", "rows", "seconds", "rows/s"]))
     print()
-    print(table(latency_rows, ["query class", "queries", "median matches", "results", "ours p50 ms", "ours p99 ms",
-                               "naive p50 ms", "naive p99 ms", "naive/ours p50", "naive/ours p99"]))
+    print(
+        table(
+            latency_rows,
+            [
+                "query class",
+                "queries",
+                "median matches",
+                "results",
+                "ours p50 ms",
+                "ours p99 ms",
+                "naive p50 ms",
+                "naive p99 ms",
+                "naive/ours p50",
+                "naive/ours p99",
+            ],
+        )
+    )
     print("  ours: GET /api/search's code path (mode auto, limit 20); naive: ts_rank over every match of the same")
     print("  tsquery, top 20, same ts_headline. Times include the round trip over the unix socket.")
     print()

@@ -42,12 +42,59 @@ SYLLABLES = _words(
     "do ar en in on or at st tr pl br cr gr ex"
 )
 SUFFIXES = ["", "", "", "s", "ing", "ed", "er", "tion", "ly", "ness", "ment", "able"]
-TAGS = ["ethereum", "bitcoin", "solana", "base", "farcaster", "defi", "nft", "airdrop", "gm", "buildinpublic",
-        "degen", "memecoin", "web3", "crypto", "dao"]
-TICKERS = ["ETH", "BTC", "SOL", "DEGEN", "USDC", "OP", "ARB", "PEPE", "DOGE", "HIGHER", "BRETT", "MOG", "TOSHI",
-           "AERO", "JUP", "BONK", "WIF", "LINK", "UNI", "AAVE"]
-DOMAINS = ["github.com", "x.com", "youtube.com", "warpcast.com", "mirror.xyz", "etherscan.io", "basescan.org",
-           "solscan.io", "coindesk.com", "paragraph.xyz", "zora.co", "medium.com"]
+TAGS = [
+    "ethereum",
+    "bitcoin",
+    "solana",
+    "base",
+    "farcaster",
+    "defi",
+    "nft",
+    "airdrop",
+    "gm",
+    "buildinpublic",
+    "degen",
+    "memecoin",
+    "web3",
+    "crypto",
+    "dao",
+]
+TICKERS = [
+    "ETH",
+    "BTC",
+    "SOL",
+    "DEGEN",
+    "USDC",
+    "OP",
+    "ARB",
+    "PEPE",
+    "DOGE",
+    "HIGHER",
+    "BRETT",
+    "MOG",
+    "TOSHI",
+    "AERO",
+    "JUP",
+    "BONK",
+    "WIF",
+    "LINK",
+    "UNI",
+    "AAVE",
+]
+DOMAINS = [
+    "github.com",
+    "x.com",
+    "youtube.com",
+    "warpcast.com",
+    "mirror.xyz",
+    "etherscan.io",
+    "basescan.org",
+    "solscan.io",
+    "coindesk.com",
+    "paragraph.xyz",
+    "zora.co",
+    "medium.com",
+]
 COPY_POSTS = (
     "COPY external_posts (platform, external_id, author_external_id, author_name, title, body, url, channel, "
     "created_at) FROM STDIN"
@@ -128,8 +175,10 @@ class Corpus:
             pid = first_id + i
             if is_reddit[i]:
                 title = " ".join(tokens[starts[i] : starts[i] + min(8, int(lengths[i]))])
-                yield (f"reddit\tt3_{pid}\tuser{users[i]}\tuser{users[i]}\t{title}\t{body}\t\\N\t"
-                       f"r/sub{users[i] % 300}\t{stamps[i]}+00\n")
+                yield (
+                    f"reddit\tt3_{pid}\tuser{users[i]}\tuser{users[i]}\t{title}\t{body}\t\\N\t"
+                    f"r/sub{users[i] % 300}\t{stamps[i]}+00\n"
+                )
             else:
                 yield f"farcaster\t0x{pid:040x}\t{users[i]}\tfid{users[i]}\t\\N\t{body}\t\\N\t\\N\t{stamps[i]}+00\n"
 

@@ -106,28 +106,54 @@ def load(url: str, concurrency: int = 16, seconds: float = 5.0) -> dict[str, Any
     """Load from a separate process: wrk when installed (C, so the server is what saturates),
     else the Python generator in bench.status_load. Returns p50/p99 in ms and requests/s."""
     if shutil.which("wrk"):
-        out = subprocess.run(["wrk", "-t2", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", url],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["wrk", "-t2", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         pct = {m[1]: float(m[2]) * _UNITS[m[3]] for m in re.finditer(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", out, re.M)}
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
         errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-        return {"p50": pct["50"], "p99": pct["99"], "rps": rps, "errors": int(errors[1]) if errors else 0,
-                "tool": "wrk"}
-    result = subprocess.run([sys.executable, "-m", "bench.status_load", url, str(concurrency), str(seconds)],
-                            capture_output=True, text=True, check=True)
+        return {
+            "p50": pct["50"],
+            "p99": pct["99"],
+            "rps": rps,
+            "errors": int(errors[1]) if errors else 0,
+            "tool": "wrk",
+        }
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.status_load", url, str(concurrency), str(seconds)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     data = json.loads(result.stdout)
     s = summary_ms(data["latencies"])
-    return {"p50": s["median"], "p99": s["p99"], "rps": len(data["latencies"]) / data["elapsed"],
-            "errors": data["errors"], "tool": "python"}
+    return {
+        "p50": s["median"],
+        "p99": s["p99"],
+        "rps": len(data["latencies"]) / data["elapsed"],
+        "errors": data["errors"],
+        "tool": "python",
+    }
 
 
 def measure(n: int, admin_url: str, workdir: Path) -> list[list[object]]:
     rows: list[list[object]] = []
     with fresh_database(admin_url) as url:
-        m = ManagerHandle(workdir, url, _workers(n), healdec={
-            "min_uptime_s": 0, "max_restarts": 10_000, "restart_window_s": 1, "sweep_interval_ms": 1000,
-            "heartbeat_timeout_s": 60,
-        })
+        m = ManagerHandle(
+            workdir,
+            url,
+            _workers(n),
+            healdec={
+                "min_uptime_s": 0,
+                "max_restarts": 10_000,
+                "restart_window_s": 1,
+                "sweep_interval_ms": 1000,
+                "heartbeat_timeout_s": 60,
+            },
+        )
         m.start(timeout=60)
         try:
             names = list(_workers(n))
@@ -139,22 +165,47 @@ def measure(n: int, admin_url: str, workdir: Path) -> list[list[object]]:
 
             kill = ms(respawn_latencies(m, names))
             base = ms(respawn_baseline([sys.executable, "-m", "workers.example"]))
-            rows.append([n, "respawn after SIGKILL (kill → new pid in status)", f"{kill['median']:.1f}", f"{kill['p95']:.1f}",
-                         f"{kill['p99']:.1f}", f"bare asyncio respawn {base['median']:.1f}", f"{kill['median'] / base['median']:.2f}x"])
+            rows.append(
+                [
+                    n,
+                    "respawn after SIGKILL (kill → new pid in status)",
+                    f"{kill['median']:.1f}",
+                    f"{kill['p95']:.1f}",
+                    f"{kill['p99']:.1f}",
+                    f"bare asyncio respawn {base['median']:.1f}",
+                    f"{kill['median'] / base['median']:.2f}x",
+                ]
+            )
             paused, running = flag_latencies(m, names[0])
             notify = ms(notify_baseline(url))
             for label, values in (("SQL flag → paused", paused), ("SQL flag → running", running)):
                 s = ms(values)
-                rows.append([n, label, f"{s['median']:.1f}", f"{s['p95']:.1f}", f"{s['p99']:.1f}",
-                             f"NOTIFY round trip {notify['median']:.2f}", f"{s['median'] / notify['median']:.1f}x"])
+                rows.append(
+                    [
+                        n,
+                        label,
+                        f"{s['median']:.1f}",
+                        f"{s['p95']:.1f}",
+                        f"{s['p99']:.1f}",
+                        f"NOTIFY round trip {notify['median']:.2f}",
+                        f"{s['median'] / notify['median']:.1f}x",
+                    ]
+                )
             wait_for(lambda: all(w["state"] == "running" for w in m.status()), 60, 0.2, "all running")
             status = load(f"{m.base_url}/api/workers/status")
             health = load(f"{m.base_url}/healthz")
-            rows.append([n, f"GET /api/workers/status, 16 conns via {status['tool']} "
-                            f"({status['rps']:.0f} req/s, {status['errors']} errors)",
-                         f"{status['p50']:.2f}", "", f"{status['p99']:.2f}",
-                         f"/healthz {health['p50']:.2f} ({health['rps']:.0f} req/s)",
-                         f"{status['p50'] / health['p50']:.2f}x"])
+            rows.append(
+                [
+                    n,
+                    f"GET /api/workers/status, 16 conns via {status['tool']} "
+                    f"({status['rps']:.0f} req/s, {status['errors']} errors)",
+                    f"{status['p50']:.2f}",
+                    "",
+                    f"{status['p99']:.2f}",
+                    f"/healthz {health['p50']:.2f} ({health['rps']:.0f} req/s)",
+                    f"{status['p50'] / health['p50']:.2f}x",
+                ]
+            )
             manager.cpu_percent(None)
             time.sleep(5)
             cpu = manager.cpu_percent(None)

@@ -85,10 +85,14 @@ def start_devnet(say: Callable[[str], None]) -> DevnetStack:
         fids = _get_json(f"{hub.url}/_devnet/dataset")["fids"]
         solana_seed = _get_json(f"{solana.url}/_devnet/seed")
         stack.worker_settings = {
-            "farcaster": {"hub_url": hub.url, "fids": fids[:10], "follow_expansion_limit": 40,
-                          "interval_ms": 15000},
-            "reddit": {"client_id": REDDIT_CLIENT[0], "oauth_url": reddit.url, "reddit_url": reddit.url,
-                       "requests_per_minute": 600, "interval_ms": 30000},
+            "farcaster": {"hub_url": hub.url, "fids": fids[:10], "follow_expansion_limit": 40, "interval_ms": 15000},
+            "reddit": {
+                "client_id": REDDIT_CLIENT[0],
+                "oauth_url": reddit.url,
+                "reddit_url": reddit.url,
+                "requests_per_minute": 600,
+                "interval_ms": 30000,
+            },
             "solana": {"rpc_url": solana.url, "wallets": _solana_wallets(solana_seed), "interval_ms": 10000},
             "ai": {"base_url": f"{openai.url}/v1", "interval_ms": 5000},
             "search": {"interval_ms": 5000},
@@ -112,8 +116,12 @@ def start_devnet(say: Callable[[str], None]) -> DevnetStack:
         say(
             "devnet: farcaster hub {hub}, reddit {reddit}, solana {sol}, openai {oa}, "
             "ethereum {eth}, base {base}".format(
-                hub=hub.url, reddit=reddit.url, sol=solana.url, oa=openai.url,
-                eth=chains["ethereum"][0].url, base=chains["base"][0].url,
+                hub=hub.url,
+                reddit=reddit.url,
+                sol=solana.url,
+                oa=openai.url,
+                eth=chains["ethereum"][0].url,
+                base=chains["base"][0].url,
             )
         )
         return stack

@@ -118,9 +118,7 @@ def judge(inputs: HealthInputs) -> Health:
         return Health(False, Verdict.HEALTHY, ["stopped (exited cleanly or stopped by an operator)"])
     if state == "failed":
         note = f" ({inputs.crash_note})" if inputs.crash_note else ""
-        return Health(
-            False, Verdict.DOWN, [f"failed: restart budget spent{note}; restart it to try again"]
-        )
+        return Health(False, Verdict.DOWN, [f"failed: restart budget spent{note}; restart it to try again"])
     if state == "backoff":
         return Health(False, Verdict.DOWN, [f"crashed: {inputs.crash_note or 'restarting soon'}"])
     if state in ("starting", "stopping"):
@@ -135,13 +133,16 @@ def judge(inputs: HealthInputs) -> Health:
         waited = inputs.uptime_s or 0.0
         if waited > timeout:
             return Health(
-                False, Verdict.DOWN, [f"hung: no heartbeat {_seconds(waited)} after start (timeout {_seconds(timeout)})"],
+                False,
+                Verdict.DOWN,
+                [f"hung: no heartbeat {_seconds(waited)} after start (timeout {_seconds(timeout)})"],
                 hung=True,
             )
         return Health(False, Verdict.DEGRADED, ["waiting for the first heartbeat"])
     if inputs.heartbeat_age_s > timeout:
         return Health(
-            False, Verdict.DOWN,
+            False,
+            Verdict.DOWN,
             [f"hung: no heartbeat for {_seconds(inputs.heartbeat_age_s)} (timeout {_seconds(timeout)})"],
             hung=True,
         )
@@ -159,11 +160,7 @@ def judge(inputs: HealthInputs) -> Health:
     if inputs.error_rate > inputs.error_rate_threshold:
         reasons.append(f"error rate {inputs.error_rate:.0%} over the last hour")
     age_without_success = inputs.success_age_s if inputs.success_age_s is not None else inputs.uptime_s
-    if (
-        inputs.phase != "waiting"
-        and age_without_success is not None
-        and age_without_success > inputs.stale_after_s
-    ):
+    if inputs.phase != "waiting" and age_without_success is not None and age_without_success > inputs.stale_after_s:
         reasons.append(
             f"stale: no successful cycle for {_seconds(age_without_success)} "
             f"(stale after {_seconds(inputs.stale_after_s)})"

@@ -30,11 +30,11 @@ from manager.http.server import HttpServer
 from manager.lifecycle import Lifecycle
 from manager.logs import LogLine, OutputEcho
 from manager.process import GuardianLink
-from manager.redact import redact_url
 from manager.runner import RunnerContext
 from manager.store import Store
 from manager.supervisor import Supervisor
 from sql import MigrationChanged, apply_migrations, query
+from workers.redact import redact_url
 
 log = logging.getLogger("manager")
 
@@ -69,8 +69,9 @@ def prepare_database(config: Config, say: Any = print) -> str:
 class Manager:
     """The running system: owns the parts' lifecycle; the API sees it through `manager.fleet`."""
 
-    def __init__(self, config: Config, database_url: str, *, log_format: str = "text",
-                 extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: Config, database_url: str, *, log_format: str = "text", extra_env: dict[str, str] | None = None
+    ) -> None:
         self.config = config
         self.database_url = database_url
         self.auth, self.token_generated = Auth.from_environment()

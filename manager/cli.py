@@ -22,10 +22,13 @@ BOOT_HELP = "boot: migrate, start workers, serve HTTP; runs until SIGTERM/SIGINT
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default=argparse.SUPPRESS,
-                        help="config file (default: $MANAGER_CONFIG, then ./config.yaml)")
+    common.add_argument(
+        "--config", default=argparse.SUPPRESS, help="config file (default: $MANAGER_CONFIG, then ./config.yaml)"
+    )
     parser = argparse.ArgumentParser(prog="python -m manager", description=BOOT_HELP, parents=[common])
-    parser.add_argument("--devnet", action="store_true", help="start the local stand-ins and point every worker at them")
+    parser.add_argument(
+        "--devnet", action="store_true", help="start the local stand-ins and point every worker at them"
+    )
     parser.add_argument("--log-format", choices=["text", "json"], default="text", help="how worker output is echoed")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -36,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     flags_sub = flags.add_subparsers(dest="action", required=True, metavar="ACTION")
     flags_sub.add_parser("list", parents=[common], help="all flags")
     for action in ("enable", "disable"):
-        p = flags_sub.add_parser(action, parents=[common], help=f"{action} a flag (a bare worker name means <worker>_enabled)")
+        p = flags_sub.add_parser(
+            action, parents=[common], help=f"{action} a flag (a bare worker name means <worker>_enabled)"
+        )
         p.add_argument("name")
 
     settings = sub.add_parser("settings", parents=[common], help="read or change settings")
@@ -112,13 +117,22 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     rows = [
         (
-            w["name"], w["state"], w["verdict"], w["pid"] or "-", _duration(w["uptimeSeconds"]),
-            w["restartCount"], w["itemsProcessed"], f"{w['errorRate']:.0%}", _ago(w["lastRun"]),
+            w["name"],
+            w["state"],
+            w["verdict"],
+            w["pid"] or "-",
+            _duration(w["uptimeSeconds"]),
+            w["restartCount"],
+            w["itemsProcessed"],
+            f"{w['errorRate']:.0%}",
+            _ago(w["lastRun"]),
             "; ".join(w["reasons"]) or "-",
         )
         for w in workers
     ]
-    print(_table(rows, ["WORKER", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "ITEMS", "ERRORS", "LAST RUN", "WHY"]))
+    print(
+        _table(rows, ["WORKER", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "ITEMS", "ERRORS", "LAST RUN", "WHY"])
+    )
     return 0
 
 
@@ -141,8 +155,12 @@ def cmd_flags(args: argparse.Namespace) -> int:
     with psycopg.connect(url, autocommit=True, application_name="worker-manager:cli") as conn:
         if args.action == "list":
             rows = conn.execute(query("list_flags")).fetchall()
-            print(_table([(n, "on" if e else "off", d, u.strftime("%Y-%m-%d %H:%M:%S"), b) for n, e, d, u, b in rows],
-                         ["FLAG", "STATE", "DESCRIPTION", "UPDATED (UTC)", "BY"]))
+            print(
+                _table(
+                    [(n, "on" if e else "off", d, u.strftime("%Y-%m-%d %H:%M:%S"), b) for n, e, d, u, b in rows],
+                    ["FLAG", "STATE", "DESCRIPTION", "UPDATED (UTC)", "BY"],
+                )
+            )
             return 0
         name = _flag_name(config, args.name)
         with conn.transaction():
@@ -156,8 +174,8 @@ def cmd_settings(args: argparse.Namespace) -> int:
     import psycopg
     from psycopg.types.json import Jsonb
 
-    from manager.redact import mask_secrets
     from sql import query
+    from workers.redact import mask_secrets
 
     config = _config(args)
     if args.action == "set":
@@ -171,8 +189,12 @@ def cmd_settings(args: argparse.Namespace) -> int:
     with psycopg.connect(url, autocommit=True, application_name="worker-manager:cli") as conn:
         if args.action == "list":
             rows = conn.execute(query("list_settings")).fetchall()
-            print(_table([(k, json.dumps(mask_secrets(v, k)), u.strftime("%Y-%m-%d %H:%M:%S"), b) for k, v, u, b in rows],
-                         ["KEY", "VALUE", "UPDATED (UTC)", "BY"]))
+            print(
+                _table(
+                    [(k, json.dumps(mask_secrets(v, k)), u.strftime("%Y-%m-%d %H:%M:%S"), b) for k, v, u, b in rows],
+                    ["KEY", "VALUE", "UPDATED (UTC)", "BY"],
+                )
+            )
             return 0
         with conn.transaction():
             conn.execute(query("set_actor"), (_actor(),))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from manager.errors import ConfigError
 
 WORKER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 RESERVED_NAMES = frozenset({"login", "logout", "static", "status", "api"})  # console/API paths
+# Worker modules that moved into packages: old configs keep working, with a notice to update them.
+MOVED_MODULES = {"workers.farcaster": "workers.social.farcaster", "workers.reddit": "workers.social.reddit"}
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -71,7 +74,7 @@ class WorkerConfig(BaseModel):
     def _module_is_dotted_name(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"[A-Za-z_][\w.]*", value):
             raise ValueError(f"{value!r} is not a Python module name")
-        return value
+        return MOVED_MODULES.get(value, value) if value is not None else None
 
     @field_validator("command")
     @classmethod
@@ -164,6 +167,14 @@ def load_config(path: str | Path | None = None) -> Config:
     except ValidationError as exc:
         raise ConfigError(f"{path}: {describe_validation_error(exc)}") from None
     config.source = str(path)
+    for name, worker in (data.get("workers") or {}).items():  # a notice only once the file is valid
+        old = worker.get("module") if isinstance(worker, dict) else None
+        if old in MOVED_MODULES:
+            print(
+                f"{path}: workers.{name}.module: {old} is now {MOVED_MODULES[old]}; running that "
+                "(update the config to silence this notice)",
+                file=sys.stderr,
+            )
     return config
 
 

@@ -19,7 +19,7 @@ import psycopg
 
 from manager.config import DatabaseConfig
 from manager.errors import DatabaseUnavailable
-from manager.redact import redact_url
+from workers.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,7 @@ def connect_with_retry(
     delay = 0.2
     while True:
         try:
-            return psycopg.connect(
-                url, autocommit=autocommit, application_name=APPLICATION_NAME, connect_timeout=5
-            )
+            return psycopg.connect(url, autocommit=autocommit, application_name=APPLICATION_NAME, connect_timeout=5)
         except psycopg.OperationalError as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if time.monotonic() + delay > deadline:

@@ -78,10 +78,7 @@ class EventRecorder:
                 async with self._pool.connection() as conn, conn.cursor() as cur:
                     await cur.executemany(
                         query("insert_supervision_event"),
-                        [
-                            (e.worker, e.at, e.event, e.pid, Jsonb(e.detail))
-                            for e in batch
-                        ],
+                        [(e.worker, e.at, e.event, e.pid, Jsonb(e.detail)) for e in batch],
                     )
             except Exception as exc:  # the DB being down must not stop supervision
                 log.warning("could not store %d supervision event(s): %s", len(batch), exc)

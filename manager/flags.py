@@ -68,8 +68,8 @@ class FlagListener:
                 if self.connected or self.down_since is None:
                     self.down_since = time.time()
                     log.warning(
-                        "flag listener lost its database connection (%s); "
-                        "flag changes wait until it reconnects", exc,
+                        "flag listener lost its database connection (%s); flag changes wait until it reconnects",
+                        exc,
                     )
                 self.connected = False
                 self.last_error = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from manager.errors import WorkerConflict
 from manager.logs import iso
-from manager.redact import mask_secrets
+from workers.redact import mask_secrets
 
 if TYPE_CHECKING:
     from healdec.engine import HealthEngine

@@ -54,8 +54,9 @@ class OutputEcho:
 class WorkerLog:
     """The last `capacity` lines of one worker's output (and the manager's notes about it)."""
 
-    def __init__(self, worker: str, echo: OutputEcho, capacity: int = 300,
-                 scrub: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self, worker: str, echo: OutputEcho, capacity: int = 300, scrub: Callable[[str], str] | None = None
+    ) -> None:
         self.worker = worker
         self._echo = echo
         self._lines: deque[LogLine] = deque(maxlen=capacity)

@@ -20,11 +20,17 @@ class WorkerCollector(Collector):
         rows = self._status()
         up = GaugeMetricFamily("worker_up", "1 when the worker process is running", labels=["worker"])
         healthy = GaugeMetricFamily("worker_healthy", "1 when Healdec judges the worker healthy", labels=["worker"])
-        state = GaugeMetricFamily("worker_state", "1 for the worker's current supervision state", labels=["worker", "state"])
+        state = GaugeMetricFamily(
+            "worker_state", "1 for the worker's current supervision state", labels=["worker", "state"]
+        )
         restarts = CounterMetricFamily("worker_restarts", "Restarts since the manager booted", labels=["worker"])
         cycles = CounterMetricFamily("worker_cycles", "Work cycles completed (all time)", labels=["worker"])
-        errors = GaugeMetricFamily("worker_failed_cycles_last_hour", "Failed cycles in the last hour", labels=["worker"])
-        error_rate = GaugeMetricFamily("worker_error_rate", "Failed cycles over all cycles, last hour", labels=["worker"])
+        errors = GaugeMetricFamily(
+            "worker_failed_cycles_last_hour", "Failed cycles in the last hour", labels=["worker"]
+        )
+        error_rate = GaugeMetricFamily(
+            "worker_error_rate", "Failed cycles over all cycles, last hour", labels=["worker"]
+        )
         items = CounterMetricFamily("worker_items_processed", "Items processed (all time)", labels=["worker"])
         rss = GaugeMetricFamily("worker_rss_bytes", "Resident memory of the worker process", labels=["worker"])
         cpu = GaugeMetricFamily("worker_cpu_percent", "CPU use of the worker process", labels=["worker"])

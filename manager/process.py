@@ -69,9 +69,7 @@ class GuardianLink:
         self._proc: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "manager.guardian"], stdin=subprocess.PIPE, close_fds=True
-        )
+        self._proc = subprocess.Popen([sys.executable, "-m", "manager.guardian"], stdin=subprocess.PIPE, close_fds=True)
 
     def _send(self, line: str) -> None:
         if self._proc and self._proc.stdin:

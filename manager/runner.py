@@ -24,8 +24,8 @@ from manager.config import Config, WorkerConfig
 from manager.events import EventRecorder
 from manager.logs import OutputEcho, WorkerLog
 from manager.process import ChildProcess, ExitStatus, GuardianLink
-from manager.redact import SecretScrubber
 from manager.states import WorkerState, check_transition
+from workers.redact import SecretScrubber
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,9 @@ def worker_argv(spec: WorkerConfig) -> list[str]:
     return [sys.executable, "-u", "-m", spec.module]
 
 
-def worker_environment(name: str, spec: WorkerConfig, database_url: str,
-                       extra_env: dict[str, str] | None = None) -> dict[str, str]:
+def worker_environment(
+    name: str, spec: WorkerConfig, database_url: str, extra_env: dict[str, str] | None = None
+) -> dict[str, str]:
     """The manager's environment plus WORKER_NAME, DATABASE_URL and WORKER_CONFIG (JSON)."""
     env = dict(os.environ)
     env.update(extra_env or {})
@@ -245,9 +246,7 @@ class WorkerRunner:
         event, self._next_start_event = self._next_start_event, "restarted"
         self._enter(WorkerState.STARTING)
         try:
-            process = await ChildProcess.spawn(
-                self._argv(), self._env(), self.log.add, self._ctx.guardian
-            )
+            process = await ChildProcess.spawn(self._argv(), self._env(), self.log.add, self._ctx.guardian)
         except OSError as exc:
             self.log.add("manager", f"could not start: {exc}")
             self._after_exit(None, ExitStatus(127, None), f"could not start: {exc.strerror or exc}")
@@ -273,8 +272,13 @@ class WorkerRunner:
         reason = {Desired.PAUSE: "paused", Desired.STOP: "operator stop", Desired.SHUTDOWN: "shutdown"}
         why = "operator restart" if self.desired is Desired.RUN else reason[self.desired]
         self._ctx.events.record(
-            self.name, "exited", process.pid, code=status.code, signal=status.signal,
-            uptime_s=round(process.uptime_s(), 3), reason=why,
+            self.name,
+            "exited",
+            process.pid,
+            code=status.code,
+            signal=status.signal,
+            uptime_s=round(process.uptime_s(), 3),
+            reason=why,
         )
         self.process = None
 
@@ -286,8 +290,13 @@ class WorkerRunner:
         self.process = None
         what = note or ("killed as hung" if hung else status.describe())
         self._ctx.events.record(
-            self.name, "exited", pid, code=status.code, signal=status.signal,
-            uptime_s=round(uptime, 3), hung=bool(hung),
+            self.name,
+            "exited",
+            pid,
+            code=status.code,
+            signal=status.signal,
+            uptime_s=round(uptime, 3),
+            hung=bool(hung),
         )
         self.log.add("manager", f"{what} after {uptime:.1f} s")
         if status.clean and not hung:
@@ -296,15 +305,16 @@ class WorkerRunner:
             return
         now = time.monotonic()
         decision = decide_after_crash(
-            uptime_s=uptime, quick_crashes=self.quick_crashes, restart_times=self.restart_times,
-            now=now, policy=self.policy,
+            uptime_s=uptime,
+            quick_crashes=self.quick_crashes,
+            restart_times=self.restart_times,
+            now=now,
+            policy=self.policy,
         )
         self.quick_crashes = decision.quick_crashes
         if decision.give_up:
             spent = restarts_in_window(self.restart_times, now, self.policy.restart_window_s)
-            self.crash_note = (
-                f"{what}; {spent} restarts within {self.policy.restart_window_s:g} s"
-            )
+            self.crash_note = f"{what}; {spent} restarts within {self.policy.restart_window_s:g} s"
             self._blocked_by_failure = True
             self._enter(WorkerState.FAILED, "failed", restarts=spent, last=what)
             self.log.add("manager", f"failed: {self.crash_note}; restart it from the API, CLI or console")

@@ -57,12 +57,14 @@ def queries() -> dict[str, str]:
     return queries_from("queries.sql")
 
 
-def query(name: str) -> str:
-    """The SQL text of one named query; a KeyError names the missing query."""
+def query(name: str, source: str = "queries.sql") -> str:
+    """The SQL text of one named query from `source` (a `.sql` file of this package); a KeyError
+    names the missing query. The one way code reads SQL: `query("heartbeat")`,
+    `query("fresh_tokens", "chains.sql")`."""
     try:
-        return queries()[name]
+        return queries_from(source)[name]
     except KeyError:
-        raise KeyError(f"no query named {name!r} in sql/queries.sql") from None
+        raise KeyError(f"no query named {name!r} in sql/{source}") from None
 
 
 class MigrationChanged(RuntimeError):

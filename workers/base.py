@@ -1,14 +1,26 @@
-"""The worker lifecycle every data-sync worker shares.
+"""The worker lifecycle every data-sync worker shares, and the building blocks of a cycle.
 
-A worker author implements `fetch_batch(cursor)` and `process(item, tx)` (and `validate()` for
-its dependencies); the base does the rest: connect, read its flag and settings each cycle, wait
-without crash-looping while unconfigured, run cycles on its interval, write each batch's results
-and its cursor in one transaction (one savepoint per item, so a bad item is logged and skipped),
-heartbeat, obey upstream rate limits, and on SIGTERM finish the current item and exit 0.
+A worker subclasses `Worker`, names its typed settings (`settings_model`, a `WorkerSettings`
+subclass) and implements:
 
-Workers that sync several streams (one cursor per fid, per chain, ...) override `run_cycle()`
-and use the same building blocks: `transaction()`, `load_cursor()`, `save_cursor()`,
-`run_items()`, `beat_if_due()` and `stopping`.
+- `validate()`: check dependencies (endpoints, credentials); raise `NotConfigured` to wait.
+- `run_cycle()`: one cycle of work, returning a `CycleResult`. It is built from these blocks:
+  - `load_cursor(key)` / `save_cursor(tx, value, key)`: where each stream got to. Save the
+    cursor in the same `transaction()` as the rows it covers, so both commit or neither does.
+  - `transaction()`: a transaction on the data connection.
+  - `run_items(items, tx, handle)`: `handle(item, tx)` per item, one savepoint each; a failing
+    item is recorded and skipped; returns `(result, complete)` - do not move the cursor past a
+    batch that a stop request interrupted (`complete` is False).
+  - `drain_streams({name: one_batch}, max_cycle_s)`: several cursors (per fid, per wallet, ...)
+    served in turn until drained or out of time; a backlog sets `more_pending` (next cycle at once).
+  - `beat_if_due()`: call between slow steps; `stopping`: leave at the next safe point.
+  - `cached_client(name, key, build)`: an upstream client rebuilt when the settings it uses change.
+- `close()`: release anything not made by `cached_client`.
+
+The base does the rest: connect, read its flag and settings rows each cycle (a bad row is refused
+and reported, the previous settings stay), wait without crash-looping while unconfigured, run
+cycles on `interval_ms`, heartbeat, obey `RateLimited`, and on SIGTERM finish the current item and
+exit 0. `workers/example/` is the runnable template.
 """
 
 from __future__ import annotations
@@ -22,17 +34,19 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from manager.redact import mask_secrets
 from sql import query
 from workers.errors import NotConfigured, RateLimited
+from workers.redact import mask_secrets
+from workers.settings import SettingsInvalid, WorkerSettings, load_settings
 
 Item = TypeVar("Item")
+Client = TypeVar("Client")
 
 DEFAULT_CURSOR = "default"
 
@@ -44,19 +58,23 @@ class Batch(Generic[Item]):
     items: list[Item]
     cursor: Any = None
     more: bool = False
-    cursor_key: str = DEFAULT_CURSOR
 
 
 @dataclass
 class CycleResult:
+    """What a cycle did: items written, items that failed, and whether work is left over."""
+
     items: int = 0
     item_errors: int = 0
-    notes: dict[str, Any] = field(default_factory=dict)
     more_pending: bool = False  # the cycle stopped with work left: start the next one at once
 
     def add(self, other: CycleResult) -> None:
         self.items += other.items
         self.item_errors += other.item_errors
+
+
+def _close(client: Any) -> None:
+    client.close()
 
 
 def describe(exc: BaseException) -> str:
@@ -68,15 +86,26 @@ def describe(exc: BaseException) -> str:
 class Worker(Generic[Item]):
     """Subclass this; see the module docstring. Run with `Worker.main()` from `__main__`."""
 
-    #: Default settings; the config file and `settings` rows (`<name>_<key>`) override them.
-    defaults: dict[str, Any] = {}
+    #: The typed settings: field defaults < the config file < `settings` rows (`<name>_<key>`).
+    settings_model: ClassVar[type[WorkerSettings]] = WorkerSettings
+    settings: WorkerSettings
 
-    def __init__(self, name: str | None = None, config: dict[str, Any] | None = None,
-                 database_url: str | None = None) -> None:
+    def __init__(
+        self, name: str | None = None, config: dict[str, Any] | None = None, database_url: str | None = None
+    ) -> None:
         self.name = name or os.environ.get("WORKER_NAME") or type(self).__name__.lower()
-        base = config if config is not None else json.loads(os.environ.get("WORKER_CONFIG") or "{}")
-        self.base_config: dict[str, Any] = {**self.defaults, **base}
-        self.config: dict[str, Any] = dict(self.base_config)
+        self.base_config: dict[str, Any] = (
+            config if config is not None else json.loads(os.environ.get("WORKER_CONFIG") or "{}")
+        )
+        #: Why the settings in force are not the ones asked for (a bad row or config value), or None.
+        self.settings_error: str | None = None
+        self._settings_valid = True  # False while the config file itself does not validate
+        try:
+            self.settings = load_settings(self.settings_model, self.name, self.base_config)
+        except SettingsInvalid as exc:
+            self.settings = self.settings_model()  # only for the interval while waiting
+            self.settings_error, self._settings_valid = str(exc), False
+        self._clients: dict[str, tuple[Any, Any, Callable[[Any], None]]] = {}
         self.database_url = database_url or os.environ.get("DATABASE_URL", "")
         self.pid = os.getpid()
         self.started_at = time.time()
@@ -92,12 +121,8 @@ class Worker(Generic[Item]):
     def validate(self) -> None:
         """Check dependencies (endpoints, credentials); raise NotConfigured to wait."""
 
-    def fetch_batch(self, cursor: Any) -> Batch[Item]:
-        """The next batch of work after `cursor` (None on the first run)."""
-        return Batch([], cursor)
-
-    def process(self, item: Item, tx: psycopg.Connection[Any]) -> int:
-        """Write the results of one item using `tx`; return how many items it counts as."""
+    def run_cycle(self) -> CycleResult:
+        """One cycle of work from the building blocks (see the module docstring)."""
         raise NotImplementedError
 
     def item_key(self, item: Item) -> str:
@@ -111,19 +136,52 @@ class Worker(Generic[Item]):
 
     @property
     def interval_s(self) -> float:
-        return float(self.config.get("interval_ms", 60000)) / 1000
+        return self.settings.interval_ms / 1000
 
     @property
     def heartbeat_interval_s(self) -> float:
-        return float(self.config.get("heartbeat_interval_ms", 5000)) / 1000
-
-    def setting(self, key: str, default: Any = None) -> Any:
-        return self.config.get(key, default)
+        return self.settings.heartbeat_interval_ms / 1000
 
     def refresh_settings(self) -> None:
-        """Effective config = defaults < config file < `settings` rows named `<name>_<key>`."""
+        """Re-read the `settings` rows named `<name>_<key>` over the config file (they apply live).
+
+        Rows that do not validate are refused: the settings in force stay, and `settings_error`
+        names the row and key path (reported with each heartbeat, recorded once per change)."""
         rows = self.control.execute(query("worker_settings"), {"prefix": f"{self.name}_"}).fetchall()
-        self.config = {**self.base_config, **{key: value for key, value in rows}}
+        self.apply_settings(dict(rows))
+
+    def apply_settings(self, rows: Mapping[str, Any]) -> None:
+        """Validate the config file overlaid with `rows` (key -> value) into `self.settings`."""
+        before = self.settings_error
+        try:
+            self.settings = load_settings(self.settings_model, self.name, self.base_config, rows)
+            self.settings_error, self._settings_valid = None, True
+        except SettingsInvalid as exc:
+            self.settings_error = str(exc)
+            if not exc.from_rows:
+                self._settings_valid = False
+        if self.settings_error and self.settings_error != before:
+            self.record_error(self.settings_error, "settings")
+
+    def cached_client(
+        self, name: str, key: Any, build: Callable[[], Client], close: Callable[[Client], None] | None = None
+    ) -> Client:
+        """The upstream client `name`, built once and rebuilt (the old one closed) whenever `key` -
+        the settings and secrets it was built from - changes, so settings rows apply live."""
+        held = self._clients.get(name)
+        if held is not None and held[0] == key:
+            return held[1]  # type: ignore[no-any-return]
+        if held is not None:
+            held[2](held[1])
+        client = build()
+        self._clients[name] = (key, client, close or _close)
+        return client
+
+    def drop_client(self, name: str) -> None:
+        """Close and forget one cached client (the next `cached_client` call builds it afresh)."""
+        held = self._clients.pop(name, None)
+        if held is not None:
+            held[2](held[1])
 
     def flag_enabled(self) -> bool:
         row = self.control.execute(query("worker_flag"), (f"{self.name}_enabled",)).fetchone()
@@ -169,12 +227,18 @@ class Worker(Generic[Item]):
     # ---- heartbeats ---------------------------------------------------------------------------
 
     def heartbeat(self, phase: str = "running", last_error: str | None = None) -> None:
-        detail = {"config": mask_secrets(self.config), "cycles": self.cycles}
+        last_error = last_error or self.settings_error
+        detail = {"config": mask_secrets(self.settings.model_dump(mode="json")), "cycles": self.cycles}
         self.control.execute(
             query("heartbeat"),
             {
-                "name": self.name, "pid": self.pid, "started_at": self.started_at, "phase": phase,
-                "last_error": last_error, "rate_limited_s": self._rate_limited_s, "detail": Jsonb(detail),
+                "name": self.name,
+                "pid": self.pid,
+                "started_at": self.started_at,
+                "phase": phase,
+                "last_error": last_error,
+                "rate_limited_s": self._rate_limited_s,
+                "detail": Jsonb(detail),
             },
         )
         self._last_beat = time.monotonic()
@@ -206,14 +270,15 @@ class Worker(Generic[Item]):
 
     # ---- the cycle ------------------------------------------------------------------------------
 
-    def run_items(self, items: Iterable[Item], tx: psycopg.Connection[Any],
-                  handle: Callable[[Item, psycopg.Connection[Any]], int] | None = None) -> tuple[CycleResult, bool]:
-        """Process items one savepoint each; a failing item is recorded and skipped.
+    def run_items(
+        self, items: Iterable[Item], tx: psycopg.Connection[Any], handle: Callable[[Item, psycopg.Connection[Any]], int]
+    ) -> tuple[CycleResult, bool]:
+        """`handle(item, tx)` for each item, one savepoint each (it returns how many items it
+        counts as); a failing item is recorded and skipped.
 
         Returns the result and whether every item was handled (False when a stop request
         interrupted the batch: the caller must then not move its cursor past the batch).
         """
-        handle = handle or self.process
         result = CycleResult()
         for item in items:
             if self.stopping:
@@ -228,22 +293,6 @@ class Worker(Generic[Item]):
                 self.record_error(describe(exc), self.item_key(item))
             self.beat_if_due()
         return result, True
-
-    def run_cycle(self) -> CycleResult:
-        """Fetch and process batches until the source is drained (or a stop is requested)."""
-        total = CycleResult()
-        cursor = self.load_cursor()
-        while not self.stopping:
-            batch = self.fetch_batch(cursor)
-            with self.transaction() as tx:
-                result, complete = self.run_items(batch.items, tx)
-                if complete and batch.cursor is not None:
-                    self.save_cursor(tx, batch.cursor, batch.cursor_key)
-            total.add(result)
-            if not complete or not batch.more:
-                break
-            cursor = batch.cursor
-        return total
 
     def drain_streams(self, streams: Mapping[str, Callable[[CycleResult], bool]], max_cycle_s: float) -> CycleResult:
         """One batch per stream in turn until every stream is drained or `max_cycle_s` is up.
@@ -274,8 +323,13 @@ class Worker(Generic[Item]):
         self.control.execute(
             query("record_cycle"),
             {
-                "name": self.name, "pid": self.pid, "started_at": started, "ok": ok,
-                "items": result.items, "item_errors": result.item_errors, "error": error,
+                "name": self.name,
+                "pid": self.pid,
+                "started_at": started,
+                "ok": ok,
+                "items": result.items,
+                "item_errors": result.item_errors,
+                "error": error,
             },
         )
 
@@ -301,6 +355,10 @@ class Worker(Generic[Item]):
                 if not self.flag_enabled():
                     self.heartbeat("idle")
                     self.sleep(self.interval_s)
+                    continue
+                if not self._settings_valid:  # a bad config value: report it and wait, as unconfigured
+                    self.heartbeat("waiting", last_error=self.settings_error)
+                    self.sleep(min(self.interval_s, 30.0))
                     continue
                 try:
                     self.validate()
@@ -354,6 +412,9 @@ class Worker(Generic[Item]):
             except psycopg.Error:
                 pass
             self.close()
+            for name in list(self._clients):
+                with suppress(Exception):  # closing is best effort on the way out
+                    self.drop_client(name)
             for conn in (self._control, self._data):
                 if conn is not None:
                     conn.close()

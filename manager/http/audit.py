@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from manager.http.deps import StoreDep, Viewer
-from manager.redact import mask_secrets
+from workers.redact import mask_secrets
 
 router = APIRouter(tags=["flags", "settings"])
 

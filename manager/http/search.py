@@ -21,9 +21,9 @@ from sql import queries_from, query
 if TYPE_CHECKING:
     import numpy as np
 
-    from workers.ai_client import AiSettings
+    from workers.ai.client import AiSettings
 
-# workers.ai, workers.ai_client (openai, numpy) and workers.search_query are imported on the first
+# workers.ai, workers.ai.client (openai, numpy) and workers.search.query are imported on the first
 # search, not at boot: openai alone would add half a second to every manager start.
 
 AI_MODULE = "workers.ai"
@@ -39,8 +39,9 @@ def _ai_worker_name(services: Services) -> str | None:
 
 async def _ai_settings(services: Services, conn: AsyncConnection[Any]) -> AiSettings | None:
     """The ai worker's provider settings as it would see them now, or None if it has none."""
-    from workers.ai import AiWorker
-    from workers.ai_client import AiSettings
+    from workers.ai.client import AiSettings
+    from workers.ai.worker import AiWorkerSettings
+    from workers.settings import load_settings
 
     name = _ai_worker_name(services)
     if name is None:
@@ -50,7 +51,8 @@ async def _ai_settings(services: Services, conn: AsyncConnection[Any]) -> AiSett
     live = {key: value for key, value in await cur.fetchall()}
     environ = {**os.environ, **services.extra_env, **spec.env}
     try:
-        return AiSettings.from_config({**AiWorker.defaults, **spec.own_settings(), **live}, environ)
+        settings = load_settings(AiWorkerSettings, name, spec.own_settings(), live)
+        return AiSettings.from_config(settings.model_dump(), environ)
     except Exception:  # NotConfigured, or a setting of the wrong type: no semantic search
         return None
 
@@ -58,7 +60,7 @@ async def _ai_settings(services: Services, conn: AsyncConnection[Any]) -> AiSett
 def _embedder(settings: AiSettings, conn: AsyncConnection[Any]) -> Any:
     import numpy as np
 
-    from workers.ai_client import content_hash, embed_query
+    from workers.ai.client import content_hash, embed_query
 
     async def embed(text: str) -> np.ndarray:
         key = {"model": settings.embedding_model, "dims": int(settings.dimensions), "content_hash": content_hash(text)}
@@ -92,7 +94,7 @@ async def search(
     mode: Literal["auto", "text", "fuzzy", "tag", "semantic", "hybrid"] = "auto",
 ) -> dict[str, Any]:
     """Ranked results with `<mark>` highlights; each says how it matched (`matchedBy`)."""
-    from workers.search_query import Search, SearchUnavailable
+    from workers.search.query import Search, SearchUnavailable
 
     async with services.store.connection() as conn:
         settings = await _ai_settings(services, conn)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Response
 
 from manager.http.deps import Admin, StoreDep, Viewer
-from manager.redact import mask_secrets
+from workers.redact import mask_secrets
 
 router = APIRouter(prefix="/api/settings", tags=["settings"])
 

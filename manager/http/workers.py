@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from manager.errors import UnknownWorker, WorkerConflict
 from manager.fleet import Action
 from manager.http.deps import Admin, Commands, StoreDep, View, Viewer, not_found
-from manager.redact import mask_secrets
+from workers.redact import mask_secrets
 
 router = APIRouter(prefix="/api/workers", tags=["workers"])
 

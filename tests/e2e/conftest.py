@@ -16,8 +16,13 @@ from tests.support.postgres import fresh_database
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 ADMIN_TOKEN = TOKEN
@@ -51,8 +56,9 @@ FROM generate_series(1, 30) AS i,
 def console(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerHandle]:
     """A running manager with the seven workers, all healthy, and a viewer token configured."""
     with fresh_database(pg_admin_url) as url:
-        handle = ManagerHandle(tmp_path_factory.mktemp("console"), url, SEVEN_WORKERS,
-                               env={"VIEWER_TOKEN": VIEWER_TOKEN})
+        handle = ManagerHandle(
+            tmp_path_factory.mktemp("console"), url, SEVEN_WORKERS, env={"VIEWER_TOKEN": VIEWER_TOKEN}
+        )
         try:
             handle.start()
             for name in SEVEN_WORKERS:
@@ -64,7 +70,11 @@ def console(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             handle.close()
 
 
-CRASHING = [sys.executable, "-c", "import sys; print('cannot reach upstream: connection refused', file=sys.stderr); sys.exit(3)"]
+CRASHING = [
+    sys.executable,
+    "-c",
+    "import sys; print('cannot reach upstream: connection refused', file=sys.stderr); sys.exit(3)",
+]
 EXITING = [sys.executable, "-c", "print('nothing to do')"]
 
 

@@ -24,14 +24,16 @@ def cell(page, name: str, key: str):  # type: ignore[no-untyped-def]
 
 def fetch_status(page, method: str, path: str, body: str | None = None) -> int:  # type: ignore[no-untyped-def]
     """Sends a request from the page itself, with its session cookie and the page's CSRF token."""
-    return int(page.evaluate(
-        """async ([method, path, body]) => {
+    return int(
+        page.evaluate(
+            """async ([method, path, body]) => {
             const csrf = document.querySelector('meta[name="csrf-token"]').content;
             const r = await fetch(path, {method, body, headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf}});
             return r.status;
         }""",
-        [method, path, body],
-    ))
+            [method, path, body],
+        )
+    )
 
 
 def test_without_login_pages_send_you_to_sign_in_and_actions_are_refused(page, console):

@@ -39,9 +39,14 @@ def test_viewer_token_reads_but_cannot_change(boot_manager):
 
 def test_worker_detail_has_logs_events_errors_and_masked_config(boot_manager):
     m = boot_manager(
-        {"counter": example_worker(fail_items=[1], api_key="sk-very-secret"),
-         "leaky": {"command": ["bash", "-c", "echo the password is $SOME_PASSWORD; exec sleep 300"], "heartbeat": False},
-         "blabber": example_worker(interval_ms=60000)},  # one cycle, then quiet: our row stays
+        {
+            "counter": example_worker(fail_items=[1], api_key="sk-very-secret"),
+            "leaky": {
+                "command": ["bash", "-c", "echo the password is $SOME_PASSWORD; exec sleep 300"],
+                "heartbeat": False,
+            },
+            "blabber": example_worker(interval_ms=60000),
+        },  # one cycle, then quiet: our row stays
         env={"SOME_PASSWORD": "hunter2-secret"},
     )
     m.wait_worker("counter", lambda w: w["itemsProcessed"] > 0)
@@ -51,7 +56,10 @@ def test_worker_detail_has_logs_events_errors_and_masked_config(boot_manager):
     assert detail["events"][0]["event"] in ("started", "restarted")
     assert any("configured to fail" in e["message"] for e in detail["errors"])
     assert detail["config"]["api_key"] == "***"
-    assert "sk-very-secret" not in m.http.get("/api/workers/counter", headers={"Authorization": "Bearer test-admin-token"}).text
+    assert (
+        "sk-very-secret"
+        not in m.http.get("/api/workers/counter", headers={"Authorization": "Bearer test-admin-token"}).text
+    )
     assert "sk-very-secret" not in m.output()
     assert m.api("GET", "/api/workers/nope").status_code == 404
     leaky = m.api("GET", "/api/workers/leaky").json()

@@ -17,16 +17,27 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) 
 
     full_env = {**os.environ, **(env or {})}
     full_env.pop("DATABASE_URL", None)
-    return subprocess.run([sys.executable, "-m", "manager", *args], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "manager", *args],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("workers:\n  farcaster:\n    module: workers.farcaster\n    interval_ms: soon\n",
-         "workers.farcaster.interval_ms: Input should be a valid integer"),
-        ("workers:\n  both:\n    module: x\n    command: [a]\n", "workers.both: give exactly one of `module` or `command`"),
+        (
+            "workers:\n  farcaster:\n    module: workers.farcaster\n    interval_ms: soon\n",
+            "workers.farcaster.interval_ms: Input should be a valid integer",
+        ),
+        (
+            "workers:\n  both:\n    module: x\n    command: [a]\n",
+            "workers.both: give exactly one of `module` or `command`",
+        ),
         ("healdec:\n  max_restartz: 3\n", "healdec.max_restartz: unknown key"),
         ("workers: [\n", "not valid YAML at line"),
         ("api:\n  port: ${NO_SUCH_VAR_FOR_TEST}\n", "environment variable NO_SUCH_VAR_FOR_TEST is not set"),
@@ -122,8 +133,14 @@ def test_run_worker_in_the_foreground(migrated_url: str, tmp_path: Path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"database": {"url": migrated_url}, "workers": {"counter": example_worker()}}))
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    proc = subprocess.Popen([sys.executable, "-m", "manager", "run-worker", "counter", "--config", str(path)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "manager", "run-worker", "counter", "--config", str(path)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     import psycopg
 
     def items() -> int:

@@ -21,8 +21,10 @@ def test_sql_flag_pauses_and_resumes_within_a_second(boot_manager):
     m = boot_manager({"counter": example_worker(), "other": example_worker()})
     first = m.wait_worker("counter", lambda w: w["healthy"])
     paused, took = _committed_then(
-        m, "UPDATE feature_flags SET enabled = false WHERE flag_name = 'counter_enabled'",
-        "counter", lambda w: w["state"] == "paused",
+        m,
+        "UPDATE feature_flags SET enabled = false WHERE flag_name = 'counter_enabled'",
+        "counter",
+        lambda w: w["state"] == "paused",
     )
     assert took < FLAG_DEADLINE_S, f"paused after {took:.3f} s"
     assert paused["pid"] is None and paused["enabled"] is False and not pid_alive(first["pid"])
@@ -30,8 +32,10 @@ def test_sql_flag_pauses_and_resumes_within_a_second(boot_manager):
     assert m.worker("other")["state"] == "running"  # only the flagged worker is touched
 
     resumed, took = _committed_then(
-        m, "UPDATE feature_flags SET enabled = true WHERE flag_name = 'counter_enabled'",
-        "counter", lambda w: w["state"] == "running" and w["pid"],
+        m,
+        "UPDATE feature_flags SET enabled = true WHERE flag_name = 'counter_enabled'",
+        "counter",
+        lambda w: w["state"] == "running" and w["pid"],
     )
     assert took < FLAG_DEADLINE_S, f"running again after {took:.3f} s"
     assert resumed["restartCount"] == 0  # no budget spent

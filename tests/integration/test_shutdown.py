@@ -63,11 +63,16 @@ def test_a_failure_late_in_startup_stops_the_started_workers_in_reverse(tmp_path
             m.close()
     output = m.output()
     assert f"cannot listen on 127.0.0.1:{m.port}" in output
-    stops = [line.removeprefix("[manager] stopping ") for line in output.splitlines() if line.startswith("[manager] stopping ")]
+    stops = [
+        line.removeprefix("[manager] stopping ")
+        for line in output.splitlines()
+        if line.startswith("[manager] stopping ")
+    ]
     assert stops == list(reversed(STARTED_BEFORE_HTTP))
     # the worker had started and was stopped by the shutdown while the event recorder still ran
-    events = m.sql("SELECT event, pid, detail->>'reason' FROM supervision_events WHERE worker_name = 'counter' "
-                   "ORDER BY id")
+    events = m.sql(
+        "SELECT event, pid, detail->>'reason' FROM supervision_events WHERE worker_name = 'counter' ORDER BY id"
+    )
     assert events[0][0] == "started" and events[-1][0] == "exited" and events[-1][2] == "shutdown", events
     wait_gone([events[0][1]], 2)
 
@@ -76,5 +81,9 @@ def test_sigterm_stops_the_parts_in_reverse_order(boot_manager):
     m = boot_manager({"counter": example_worker()})
     m.wait_worker("counter", lambda w: w["state"] == "running")
     assert m.terminate(timeout=15) == 0
-    stops = [line.removeprefix("[manager] stopping ") for line in m.output().splitlines() if line.startswith("[manager] stopping ")]
+    stops = [
+        line.removeprefix("[manager] stopping ")
+        for line in m.output().splitlines()
+        if line.startswith("[manager] stopping ")
+    ]
     assert stops == ["http", *reversed(STARTED_BEFORE_HTTP)]

@@ -7,17 +7,33 @@ import time
 from tests.support.manager import example_worker, pid_alive, wait_gone
 
 STATUS_KEYS = {
-    "name", "healthy", "enabled", "state", "pid", "lastRun", "lastSuccess", "lastError", "errorRate",
-    "restartCount", "uptimeSeconds", "cpuPercent", "rssBytes", "itemsProcessed", "verdict", "reasons",
+    "name",
+    "healthy",
+    "enabled",
+    "state",
+    "pid",
+    "lastRun",
+    "lastSuccess",
+    "lastError",
+    "errorRate",
+    "restartCount",
+    "uptimeSeconds",
+    "cpuPercent",
+    "rssBytes",
+    "itemsProcessed",
+    "verdict",
+    "reasons",
 }
 
 
 def test_boot_reports_every_configured_worker(boot_manager):
-    m = boot_manager({
-        "counter": example_worker(),
-        "plain": {"command": ["bash", "-c", "echo plain says hi; exec sleep 300"], "heartbeat": False},
-        "dormant": {**example_worker(), "enabled": False},
-    })
+    m = boot_manager(
+        {
+            "counter": example_worker(),
+            "plain": {"command": ["bash", "-c", "echo plain says hi; exec sleep 300"], "heartbeat": False},
+            "dormant": {**example_worker(), "enabled": False},
+        }
+    )
     counter = m.wait_worker("counter", lambda w: w["healthy"] and w["itemsProcessed"] > 0, what="a healthy counter")
     assert set(counter) >= STATUS_KEYS
     assert counter["state"] == "running" and counter["verdict"] == "healthy" and counter["reasons"] == []
@@ -92,7 +108,9 @@ def test_hung_worker_is_killed_and_replaced(boot_manager, database_url):
     hung = m.wait_worker("counter", lambda w: w["pid"] not in (None, first["pid"]), timeout=15, what="a replacement")
     assert hung["restartCount"] >= 1
     assert not pid_alive(first["pid"])
-    assert m.sql("SELECT count(*) FROM supervision_events WHERE worker_name='counter' AND event='killed_hung'")[0][0] >= 1
+    assert (
+        m.sql("SELECT count(*) FROM supervision_events WHERE worker_name='counter' AND event='killed_hung'")[0][0] >= 1
+    )
 
 
 def test_operator_stop_and_start(boot_manager):
@@ -128,9 +146,13 @@ def test_worker_output_as_json_lines(boot_manager):
 
 def test_old_history_is_pruned_after_the_retention_period(boot_manager, migrated_url):
     m = boot_manager({"counter": example_worker()}, healdec={"events_retention_days": 1}, start=False)
-    m.sql("INSERT INTO supervision_events (worker_name, occurred_at, event) VALUES "
-          "('counter', now() - interval '3 days', 'started'), ('counter', now() - interval '1 hour', 'exited')")
-    m.sql("INSERT INTO worker_errors (worker_name, occurred_at, message) VALUES ('counter', now() - interval '3 days', 'old')")
+    m.sql(
+        "INSERT INTO supervision_events (worker_name, occurred_at, event) VALUES "
+        "('counter', now() - interval '3 days', 'started'), ('counter', now() - interval '1 hour', 'exited')"
+    )
+    m.sql(
+        "INSERT INTO worker_errors (worker_name, occurred_at, message) VALUES ('counter', now() - interval '3 days', 'old')"
+    )
     m.start()
     m.wait_worker("counter", lambda w: w["healthy"])
     events = m.sql("SELECT event FROM supervision_events WHERE occurred_at < now() - interval '10 minutes'")

@@ -16,6 +16,7 @@ def test_drain_streams_flags_a_backlog_and_clears_when_drained(migrated_url):
             left[name] -= 1
             total.items += 1
             return left[name] > 0
+
         return run
 
     first = worker.drain_streams({"a": batch("a"), "b": batch("b")}, max_cycle_s=0)

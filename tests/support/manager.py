@@ -47,20 +47,32 @@ def example_worker(**overrides: Any) -> dict[str, Any]:
 
 
 class ManagerHandle:
-    def __init__(self, workdir: Path, database_url: str, workers: dict[str, Any],
-                 healdec: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-                 args: list[str] | None = None, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        database_url: str,
+        workers: dict[str, Any],
+        healdec: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        timeout: float | None = None,
+    ) -> None:
         self.start_timeout = timeout
         self.workdir = workdir
         self.database_url = database_url
         self.port = free_port()
         self.config_path = workdir / "config.yaml"
-        self.config_path.write_text(yaml.safe_dump({
-            "database": {"url": database_url},
-            "api": {"host": "127.0.0.1", "port": self.port},
-            "healdec": {**FAST_HEALDEC, **(healdec or {})},
-            "workers": workers,
-        }, sort_keys=False))
+        self.config_path.write_text(
+            yaml.safe_dump(
+                {
+                    "database": {"url": database_url},
+                    "api": {"host": "127.0.0.1", "port": self.port},
+                    "healdec": {**FAST_HEALDEC, **(healdec or {})},
+                    "workers": workers,
+                },
+                sort_keys=False,
+            )
+        )
         self.log_path = workdir / "manager.log"
         self.env = {**os.environ, "ADMIN_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.env.pop("DATABASE_URL", None)
@@ -76,7 +88,10 @@ class ManagerHandle:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "manager", "--config", str(self.config_path), *self.args],
-            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         wait_for(self._answers, timeout, 0.05, "the manager's /healthz")
         return self
@@ -128,8 +143,9 @@ class ManagerHandle:
     def worker(self, name: str) -> dict[str, Any]:
         return next(w for w in self.status() if w["name"] == name)
 
-    def wait_worker(self, name: str, check: Any, timeout: float = 15, what: str = "",
-                    interval: float = 0.02) -> dict[str, Any]:
+    def wait_worker(
+        self, name: str, check: Any, timeout: float = 15, what: str = "", interval: float = 0.02
+    ) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
             w = self.worker(name)
             return w if check(w) else None

@@ -31,6 +31,14 @@ def test_worker_settings_are_kept_and_stale_default(tmp_path):
     assert worker.effective_stale_after_s() == 60.0
 
 
+def test_moved_worker_modules_still_run_under_their_new_names(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("workers:\n  fc:\n    module: workers.farcaster\n  rd:\n    module: workers.reddit\n")
+    workers = load_config(path).workers
+    assert (workers["fc"].module, workers["rd"].module) == ("workers.social.farcaster", "workers.social.reddit")
+    assert "workers.fc.module: workers.farcaster is now workers.social.farcaster" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

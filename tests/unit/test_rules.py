@@ -14,8 +14,9 @@ from healdec.rules import (
     judge,
 )
 
-POLICY = RestartPolicy(max_restarts=3, restart_window_s=60, min_uptime_s=10, restart_delay_ms=1000,
-                       max_restart_delay_ms=5000)
+POLICY = RestartPolicy(
+    max_restarts=3, restart_window_s=60, min_uptime_s=10, restart_delay_ms=1000, max_restart_delay_ms=5000
+)
 
 
 @pytest.mark.parametrize(("streak", "delay"), [(0, 0.0), (1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (40, 5.0)])
@@ -43,8 +44,17 @@ def test_error_rate():
 
 
 def running(**kw):
-    base = dict(state="running", uses_heartbeat=True, heartbeat_timeout_s=30, stale_after_s=120,
-                uptime_s=50, heartbeat_age_s=1, phase="running", last_cycle_ok=True, success_age_s=5)
+    base = dict(
+        state="running",
+        uses_heartbeat=True,
+        heartbeat_timeout_s=30,
+        stale_after_s=120,
+        uptime_s=50,
+        heartbeat_age_s=1,
+        phase="running",
+        last_cycle_ok=True,
+        success_age_s=5,
+    )
     base.update(kw)
     return HealthInputs(**base)
 
@@ -94,8 +104,10 @@ def test_waiting_for_configuration_is_reported_not_stale():
     assert health.reasons == ["waiting: hub_url is not set"]
 
 
-@pytest.mark.parametrize(("state", "verdict"), [("failed", "down"), ("backoff", "down"), ("paused", "healthy"),
-                                                ("disabled", "healthy"), ("starting", "degraded")])
+@pytest.mark.parametrize(
+    ("state", "verdict"),
+    [("failed", "down"), ("backoff", "down"), ("paused", "healthy"), ("disabled", "healthy"), ("starting", "degraded")],
+)
 def test_non_running_states(state, verdict):
     health = judge(running(state=state))
     assert not health.healthy and health.verdict.value == verdict

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import sql
-from manager.redact import mask_secrets, redact_url
 from manager.states import IllegalTransition, WorkerState, check_transition
+from workers.redact import mask_secrets, redact_url
 
 
 def test_transitions():
@@ -19,8 +19,13 @@ def test_transitions():
 
 
 def test_masking():
-    value = {"api_key": "sk-1", "nested": {"client_secret": "x", "ok": 1}, "url": "postgresql://u:pw@h/db",
-             "password": "", "tokens_per_minute": 5}
+    value = {
+        "api_key": "sk-1",
+        "nested": {"client_secret": "x", "ok": 1},
+        "url": "postgresql://u:pw@h/db",
+        "password": "",
+        "tokens_per_minute": 5,
+    }
     masked = mask_secrets(value)
     assert masked["api_key"] == "***" and masked["nested"] == {"client_secret": "***", "ok": 1}
     assert masked["url"] == "postgresql://u:***@h/db" and masked["password"] == ""

@@ -13,8 +13,8 @@ import pytest
 from devnet.openai_api import OpenAIStub, embed
 from tests.support.db import rows
 from tests.support.waiting import wait_for
-from workers.ai import AiWorker, topic_label
-from workers.ai_client import AiSettings, Rejected, parse_summary, retry_after_s
+from workers.ai.client import AiSettings, Rejected, parse_summary, retry_after_s
+from workers.ai.worker import AiWorker, topic_label
 from workers.errors import NotConfigured, RateLimited
 
 KEY = "sk-devnet-test"
@@ -58,14 +58,16 @@ def seeded(migrated_url: str) -> dict[str, int]:
         for external_id, title, body in POSTS:
             row = conn.execute(
                 "INSERT INTO external_posts (platform, external_id, title, body, created_at) "
-                "VALUES ('farcaster', %s, %s, %s, now()) RETURNING id", (external_id, title, body),
+                "VALUES ('farcaster', %s, %s, %s, now()) RETURNING id",
+                (external_id, title, body),
             ).fetchone()
             assert row is not None
             ids[external_id] = row[0]
         for external_id, username, name, bio in PROFILES:
             row = conn.execute(
                 "INSERT INTO profiles (platform, external_id, username, display_name, bio) "
-                "VALUES ('farcaster', %s, %s, %s, %s) RETURNING id", (external_id, username, name, bio),
+                "VALUES ('farcaster', %s, %s, %s, %s) RETURNING id",
+                (external_id, username, name, bio),
             ).fetchone()
             assert row is not None
             ids[f"fid:{external_id}"] = row[0]
@@ -92,9 +94,14 @@ def test_posts_and_profiles_get_embeddings_summaries_topics_and_recommendations(
     # one request per batch (posts, profiles); 5 distinct post texts -> 5 chats, the repost reuses
     assert (embeddings, chats) == (2, 5)
 
-    posts = {r[0]: r[1:] for r in rows(migrated_url,
-        "SELECT p.external_id, vector_dims(a.embedding), a.embedding::text, a.summary, a.sentiment, a.topic_id, a.meta "
-        "FROM ai_posts a JOIN external_posts p ON p.id = a.post_id")}
+    posts = {
+        r[0]: r[1:]
+        for r in rows(
+            migrated_url,
+            "SELECT p.external_id, vector_dims(a.embedding), a.embedding::text, a.summary, a.sentiment, a.topic_id, a.meta "
+            "FROM ai_posts a JOIN external_posts p ON p.id = a.post_id",
+        )
+    }
     assert set(posts) == {p[0] for p in POSTS}
     dims, vector, summary, sentiment, _topic, meta = posts["0x02"]
     assert dims == 256
@@ -125,7 +132,9 @@ def test_posts_and_profiles_get_embeddings_summaries_topics_and_recommendations(
     assert sorted((u[0], u[1]) for u in usage) == [("chat", 1)] * 5 + [("embeddings", 3), ("embeddings", 5)]
     assert all(u[2] > 0 and u[4] > 0 for u in usage)
     assert all(u[3] > 0 for u in usage if u[0] == "chat")
-    cursors = dict(rows(migrated_url, "SELECT cursor_key, (value->>'id')::int FROM sync_cursors WHERE worker_name = 'ai'"))
+    cursors = dict(
+        rows(migrated_url, "SELECT cursor_key, (value->>'id')::int FROM sync_cursors WHERE worker_name = 'ai'")
+    )
     assert cursors == {"posts": seeded["0x07"], "profiles": seeded["fid:5"]}
 
 
@@ -138,13 +147,17 @@ def test_unchanged_content_costs_nothing_and_edits_are_reprocessed(
     assert worker.run_cycle().items == 0 and calls(stub) == before
     with psycopg.connect(migrated_url, autocommit=True) as conn:
         conn.execute("UPDATE external_posts SET updated_at = now() WHERE external_id = '0x01'")  # touched only
-        conn.execute("UPDATE external_posts SET body = 'Bitcoin fees are terrible', updated_at = now() "
-                     "WHERE external_id = '0x04'")
+        conn.execute(
+            "UPDATE external_posts SET body = 'Bitcoin fees are terrible', updated_at = now() "
+            "WHERE external_id = '0x04'"
+        )
     assert worker.run_cycle().items == 2
     assert tuple(a - b for a, b in zip(calls(stub), before, strict=True)) == (1, 1)  # only the edited text
-    (sentiment, meta), = rows(migrated_url, "SELECT sentiment, meta FROM ai_posts WHERE post_id = %s", (seeded["0x04"],))
+    ((sentiment, meta),) = rows(
+        migrated_url, "SELECT sentiment, meta FROM ai_posts WHERE post_id = %s", (seeded["0x04"],)
+    )
     assert sentiment == "negative" and meta["embedding"] == "api"
-    (meta,), = rows(migrated_url, "SELECT meta FROM ai_posts WHERE post_id = %s", (seeded["0x01"],))
+    ((meta,),) = rows(migrated_url, "SELECT meta FROM ai_posts WHERE post_id = %s", (seeded["0x01"],))
     assert meta["embedding"] == "cache" and meta["summary"] == "reused"
 
 
@@ -171,7 +184,9 @@ def test_rate_limit_stops_the_cycle_keeps_finished_items_and_resumes(
     with pytest.raises(RateLimited):
         worker.run_cycle()
     done = [r[0] for r in rows(migrated_url, "SELECT post_id FROM ai_posts ORDER BY 1")]
-    cursor = rows(migrated_url, "SELECT (value->>'id')::int FROM sync_cursors WHERE worker_name = 'ai' AND cursor_key = 'posts'")
+    cursor = rows(
+        migrated_url, "SELECT (value->>'id')::int FROM sync_cursors WHERE worker_name = 'ai' AND cursor_key = 'posts'"
+    )
     assert done == [seeded["0x01"], seeded["0x02"]] and cursor == [(seeded["0x02"],)]
 
     worker.run_cycle()  # the limit has passed: everything is processed, nothing twice
@@ -194,8 +209,9 @@ def test_a_refused_item_is_logged_and_skipped(
 
     monkeypatch.setattr(worker.client, "summarize", summarize)
     assert worker.run_cycle().items == len(POSTS) + len(PROFILES)
-    (summary, embedding, meta), = rows(
-        migrated_url, "SELECT summary, embedding IS NOT NULL, meta FROM ai_posts WHERE post_id = %s", (seeded["0x03"],))
+    ((summary, embedding, meta),) = rows(
+        migrated_url, "SELECT summary, embedding IS NOT NULL, meta FROM ai_posts WHERE post_id = %s", (seeded["0x03"],)
+    )
     assert summary is None and embedding and meta["summary"].startswith("refused")
     errors = rows(migrated_url, "SELECT item_key, message FROM worker_errors WHERE worker_name = 'ai'")
     assert errors == [(f"post {seeded['0x03']}", "summary refused: This content violates the usage policy")]
@@ -203,9 +219,9 @@ def test_a_refused_item_is_logged_and_skipped(
 
 def test_embedding_size_is_configurable(migrated_url: str, stub: OpenAIStub, seeded: dict[str, int]) -> None:
     make_worker(migrated_url, stub, dimensions=64, summaries=False).run_cycle()
-    assert rows(migrated_url, "SELECT DISTINCT vector_dims(embedding), dims FROM ai_posts WHERE embedding IS NOT NULL") == [
-        (64, 64)
-    ]
+    assert rows(
+        migrated_url, "SELECT DISTINCT vector_dims(embedding), dims FROM ai_posts WHERE embedding IS NOT NULL"
+    ) == [(64, 64)]
     indexes = {r[0] for r in rows(migrated_url, "SELECT indexname FROM pg_indexes WHERE tablename = 'ai_posts'")}
     assert {"ai_posts_embedding_64_idx", "ai_posts_embedding_256_idx"} <= indexes
     assert rows(migrated_url, "SELECT count(*) FROM ai_usage WHERE operation = 'chat'") == [(0,)]
@@ -236,13 +252,16 @@ def test_reply_parsing_and_retry_headers() -> None:
     assert retry_after_s({"Retry-After": "3"}) == 3
     assert retry_after_s({"x-ratelimit-reset-requests": "1m30s", "x-ratelimit-reset-tokens": "20ms"}) == 90
     assert topic_label(["Ethereum gas fees", "gas on ethereum", "the gas"]) == "gas, ethereum, fees"
-    settings = AiSettings.from_config({"base_url": "http://x/v1", "chat_input_price_per_1k": 1, "chat_output_price_per_1k": 2},
-                                      {"OPENAI_API_KEY": "k"})
+    settings = AiSettings.from_config(
+        {"base_url": "http://x/v1", "chat_input_price_per_1k": 1, "chat_output_price_per_1k": 2},
+        {"OPENAI_API_KEY": "k"},
+    )
     assert settings.chat_cost(1000, 500) == pytest.approx(2.0)
 
 
-def test_semantic_search_through_the_manager(boot_manager: Any, stub: OpenAIStub, migrated_url: str,
-                                             seeded: dict[str, int]) -> None:
+def test_semantic_search_through_the_manager(
+    boot_manager: Any, stub: OpenAIStub, migrated_url: str, seeded: dict[str, int]
+) -> None:
     fast = {"interval_ms": 300, "heartbeat_interval_ms": 200}
     manager = boot_manager(
         workers={
@@ -252,13 +271,20 @@ def test_semantic_search_through_the_manager(boot_manager: Any, stub: OpenAIStub
         },
         env={"OPENAI_API_KEY": KEY},
     )
-    wait_for(lambda: manager.sql("SELECT count(*) FROM ai_posts")[0][0] == len(POSTS)
-             and manager.sql("SELECT count(*) FROM search_posts")[0][0] == len(POSTS), timeout=30, what="indexed")
+    wait_for(
+        lambda: (
+            manager.sql("SELECT count(*) FROM ai_posts")[0][0] == len(POSTS)
+            and manager.sql("SELECT count(*) FROM search_posts")[0][0] == len(POSTS)
+        ),
+        timeout=30,
+        what="indexed",
+    )
 
     assert manager.api("GET", "/api/search?q=kitten", token=None).status_code == 401
     text = manager.api("GET", "/api/search?q=kitten").json()
-    assert [r["id"] for r in text["results"]] == [seeded["0x04"], seeded["0x07"]] or \
-           [r["id"] for r in text["results"]] == [seeded["0x07"], seeded["0x04"]]
+    assert [r["id"] for r in text["results"]] == [seeded["0x04"], seeded["0x07"]] or [
+        r["id"] for r in text["results"]
+    ] == [seeded["0x07"], seeded["0x04"]]
 
     usage_before = manager.sql("SELECT count(*) FROM ai_usage WHERE caller = 'search-api'")[0][0]
     semantic = manager.api("GET", "/api/search?q=cheap+ethereum+gas&mode=semantic&limit=3").json()

@@ -73,7 +73,6 @@ def worker(db: str, seed: ChainSeed, name: str = "ethereum", **overrides: Any) -
     return w
 
 
-
 def table_counts(url: str) -> dict[str, int]:
     tables = [
         "wallets",
@@ -114,7 +113,7 @@ def test_aggregate3_coding_matches_eth_abi() -> None:
 
     from eth_abi import decode, encode
 
-    from workers.chain_reads import AGGREGATE3, Call, decode_aggregate3, encode_aggregate3
+    from workers.evm.reads import AGGREGATE3, Call, decode_aggregate3, encode_aggregate3
 
     rng = random.Random(7)
     calls = [Call(Web3.to_checksum_address(rng.randbytes(20)), rng.randbytes(rng.randint(0, 100))) for _ in range(40)]
@@ -131,7 +130,7 @@ def test_aggregate3_coding_matches_eth_abi() -> None:
 def test_requests_are_paced_to_requests_per_second(ethereum: tuple[AnvilNode, ChainSeed]) -> None:
     import time
 
-    from workers.chain_rpc import JsonRpcClient
+    from workers.evm.rpc import JsonRpcClient
 
     node, _ = ethereum
     client = JsonRpcClient(node.url, requests_per_second=50)

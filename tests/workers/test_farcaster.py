@@ -18,7 +18,7 @@ from tests.support.manager import TOKEN
 from tests.support.waiting import wait_for
 from tests.support.workers import kill_mid_sync, resume_matches_fresh_run, start_worker
 from workers.errors import NotConfigured, UpstreamError
-from workers.farcaster import API_KEY_ENV, FarcasterWorker
+from workers.social.farcaster import API_KEY_ENV, FarcasterWorker
 
 SNAPSHOT = {
     "external_posts": "SELECT platform, external_id, author_external_id, author_name, title, body, url, "
@@ -49,7 +49,6 @@ def make_worker(url: str, hub_url: str, fids: list[int], **config: Any) -> Farca
     return worker
 
 
-
 def counts(url: str) -> dict[str, int]:
     return {
         "casts": rows(url, "SELECT count(*) FROM external_posts WHERE platform = 'farcaster'")[0][0],
@@ -74,7 +73,6 @@ def hub_counts(hub: FarcasterHub, fids: list[int]) -> dict[str, int]:
         "follows": sum(len(hub.following(f)) for f in fids),
         "reactions": sum(len(hub.reactions(f)) for f in fids),
     }
-
 
 
 # --- syncing ------------------------------------------------------------------------------------------
@@ -197,8 +195,12 @@ def test_kill_9_mid_sync_then_restart_matches_an_uninterrupted_run(hub, migrated
     hub.clear_faults()
     assert 0 < counts(migrated_url)["casts"] < total, "killed mid-sync"
 
-    resume_matches_fresh_run(lambda url: FarcasterWorker(name="farcaster", config=config, database_url=url),
-                             migrated_url, pg_admin_url, snapshot)
+    resume_matches_fresh_run(
+        lambda url: FarcasterWorker(name="farcaster", config=config, database_url=url),
+        migrated_url,
+        pg_admin_url,
+        snapshot,
+    )
     assert counts(migrated_url)["casts"] > total  # expansion fids came in as well
 
 
@@ -220,7 +222,6 @@ def test_sigterm_mid_sync_finishes_the_page_and_exits_0(hub, migrated_url, tmp_p
 
 
 # --- faults -------------------------------------------------------------------------------------------
-
 
 
 @pytest.mark.parametrize(
@@ -311,7 +312,7 @@ def test_under_the_manager_it_is_healthy_and_counts_real_items(boot_manager):
         m = boot_manager(
             {
                 "farcaster": {
-                    "module": "workers.farcaster",
+                    "module": "workers.social.farcaster",
                     "interval_ms": 1000,
                     "heartbeat_interval_ms": 200,
                     "hub_url": keyed.url,

@@ -15,7 +15,7 @@ from tests.support.manager import TOKEN
 from tests.support.waiting import wait_for
 from tests.support.workers import kill_mid_sync, resume_matches_fresh_run, start_worker
 from workers.errors import NotConfigured, RateLimited, UpstreamError
-from workers.reddit import PASSWORD_ENV, SECRET_ENV, USERNAME_ENV, RedditWorker
+from workers.social.reddit import PASSWORD_ENV, SECRET_ENV, USERNAME_ENV, RedditWorker
 
 SUBREDDITS = {"ethereum": 30, "web3": 15, "cryptocurrency": 20, "ethdev": 10}  # ethdev is not synced
 SYNCED = ["ethereum", "web3", "cryptocurrency"]  # the worker's default
@@ -54,7 +54,6 @@ def make_worker(database_url: str, api_url: str, **extra: Any) -> RedditWorker:
     return worker
 
 
-
 def counts(url: str) -> dict[str, int]:
     ((posts, comments),) = rows(
         url,
@@ -77,7 +76,6 @@ def expected_counts(api: RedditAPI, subreddits: list[str] = SYNCED) -> dict[str,
 
 def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
     return {name: rows(url, statement) for name, statement in SNAPSHOT.items()}
-
 
 
 # --- syncing ------------------------------------------------------------------------------------------
@@ -175,8 +173,9 @@ def test_kill_9_mid_sync_then_restart_matches_an_uninterrupted_run(api, migrated
     api.clear_faults()
     assert 0 < counts(migrated_url)["posts"] < total, "killed mid-sync"
 
-    resume_matches_fresh_run(lambda url: RedditWorker(name="reddit", config=config, database_url=url),
-                             migrated_url, pg_admin_url, snapshot)
+    resume_matches_fresh_run(
+        lambda url: RedditWorker(name="reddit", config=config, database_url=url), migrated_url, pg_admin_url, snapshot
+    )
     assert counts(migrated_url) == expected_counts(api)
 
 
@@ -198,7 +197,6 @@ def test_sigterm_mid_sync_finishes_the_page_and_exits_0(api, migrated_url, tmp_p
 
 
 # --- faults and rate limits -----------------------------------------------------------------------------
-
 
 
 # prawcore retries 5xx, timeouts and dropped connections twice itself: three faults outlast it.
@@ -289,7 +287,7 @@ def test_under_the_manager_it_is_healthy_and_counts_real_items(boot_manager, api
     m = boot_manager(
         {
             "reddit": {
-                "module": "workers.reddit",
+                "module": "workers.social.reddit",
                 "interval_ms": 1000,
                 "heartbeat_interval_ms": 200,
                 **worker_config(api.url),

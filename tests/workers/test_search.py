@@ -8,12 +8,17 @@ import psycopg
 import pytest
 
 from workers.search import SearchWorker
-from workers.search_query import Search, parse_tags
+from workers.search.query import Search, parse_tags
 
 POSTS = [  # (external_id, title, body, minutes ago)
     ("0x01", None, "Ethereum gas fees are brutal today #ethereum $ETH https://etherscan.io/tx/1", 90),
-    ("0x02", None, "Vitalik wrote a long post about scaling, rollups, blobs, data availability and, at the end, "
-                   "a short note on ethereum", 80),
+    (
+        "0x02",
+        None,
+        "Vitalik wrote a long post about scaling, rollups, blobs, data availability and, at the end, "
+        "a short note on ethereum",
+        80,
+    ),
     ("0x03", None, "ethereum ethereum ethereum: the merge, staking and gas", 70),
     ("0x04", None, "Solana validators restarted after the outage #solana $SOL", 60),
     ("0x05", None, "My cat chased a kitten around the garden", 50),
@@ -77,7 +82,11 @@ def corpus(migrated_url: str) -> dict[str, int]:
 def test_tags_are_parsed_from_the_query() -> None:
     tags, rest = parse_tags("#ETH $sol @dwr.eth site:www.Zora.co github.com gas fees")
     assert [(t.kind, t.tag) for t in tags] == [
-        ("hashtag", "eth"), ("cashtag", "sol"), ("mention", "dwr.eth"), ("domain", "zora.co"), ("domain", "github.com"),
+        ("hashtag", "eth"),
+        ("cashtag", "sol"),
+        ("mention", "dwr.eth"),
+        ("domain", "zora.co"),
+        ("domain", "github.com"),
     ]
     assert rest == "gas fees"
 
@@ -112,8 +121,14 @@ async def test_finds_by_prefix_and_by_misspelling(migrated_url: str, corpus: dic
 
 
 async def test_finds_by_tag(migrated_url: str, corpus: dict[str, int]) -> None:
-    for q, key in (("#ethereum", "0x01"), ("$ETH", "0x01"), ("$sol", "0x04"), ("@dwr.eth", "0x06"),
-                   ("zora.co", "0x06"), ("domain:etherscan.io", "0x01")):
+    for q, key in (
+        ("#ethereum", "0x01"),
+        ("$ETH", "0x01"),
+        ("$sol", "0x04"),
+        ("@dwr.eth", "0x06"),
+        ("zora.co", "0x06"),
+        ("domain:etherscan.io", "0x01"),
+    ):
         answer = await search(migrated_url, q, mode="tag")
         assert ids_of(answer) == [corpus[key]], q
         assert answer["results"][0]["matchedBy"] == "tag"
@@ -137,8 +152,10 @@ async def test_profiles_by_name_bio_and_typo(migrated_url: str, corpus: dict[str
 async def test_index_follows_edits_and_deletes(migrated_url: str, corpus: dict[str, int]) -> None:
     assert index(migrated_url) == 0  # nothing changed: nothing re-indexed
     with psycopg.connect(migrated_url, autocommit=True) as conn:
-        conn.execute("UPDATE external_posts SET body = 'Now it is about bitcoin #btc', updated_at = now() "
-                     "WHERE external_id = '0x05'")
+        conn.execute(
+            "UPDATE external_posts SET body = 'Now it is about bitcoin #btc', updated_at = now() "
+            "WHERE external_id = '0x05'"
+        )
         conn.execute("DELETE FROM external_posts WHERE external_id = '0x04'")
     assert index(migrated_url) == 1
     assert ids_of(await search(migrated_url, "kitten")) == []
@@ -153,17 +170,23 @@ def test_a_late_commit_is_not_skipped(migrated_url: str) -> None:
     indexer's cursor moved, and commits after, must still be indexed."""
     seed(migrated_url)
     with psycopg.connect(migrated_url) as slow:
-        slow.execute("INSERT INTO external_posts (platform, external_id, body, created_at) "
-                     "VALUES ('farcaster', '0xlate', 'a slow writer mentions avalanche', now())")
+        slow.execute(
+            "INSERT INTO external_posts (platform, external_id, body, created_at) "
+            "VALUES ('farcaster', '0xlate', 'a slow writer mentions avalanche', now())"
+        )
         with psycopg.connect(migrated_url, autocommit=True) as fast:
-            fast.execute("INSERT INTO external_posts (platform, external_id, body, created_at) "
-                         "VALUES ('farcaster', '0xfast', 'a quick writer mentions polkadot', now())")
+            fast.execute(
+                "INSERT INTO external_posts (platform, external_id, body, created_at) "
+                "VALUES ('farcaster', '0xfast', 'a quick writer mentions polkadot', now())"
+            )
         indexed = index(migrated_url)
         assert indexed == len(PROFILES) + len(POSTS)  # neither row past the open transaction's start
         slow.commit()
     assert index(migrated_url) == 2
     with psycopg.connect(migrated_url) as conn:
-        bodies = {r[0] for r in conn.execute("SELECT p.body FROM search_posts s JOIN external_posts p ON p.id = s.post_id")}
+        bodies = {
+            r[0] for r in conn.execute("SELECT p.body FROM search_posts s JOIN external_posts p ON p.id = s.post_id")
+        }
     assert {"a slow writer mentions avalanche", "a quick writer mentions polkadot"} <= bodies
 
 

@@ -53,7 +53,6 @@ def worker(db: str, srv: SolanaRpcServer, **overrides: Any) -> SolanaWorker:
     return w
 
 
-
 def table_counts(url: str) -> dict[str, int]:
     tables = [
         "wallets",

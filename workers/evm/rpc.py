@@ -26,7 +26,7 @@ from web3.providers.base import JSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse
 
 from workers.errors import RateLimited, UpstreamError
-from workers.rate_limits import retry_after_seconds
+from workers.pacing import Pacer, retry_after_seconds
 
 # JSON-RPC error codes providers use for "slow down" (EIP-1474 -32005 limit exceeded; some send 429).
 RATE_LIMIT_CODES = {-32005, 429, -32090}
@@ -58,25 +58,6 @@ def _rate_limit_error(error: dict[str, Any]) -> RateLimited | None:
     return None
 
 
-class Pacer:
-    """At most `per_second` requests per second (0: unlimited), shared by every thread of a client."""
-
-    def __init__(self, per_second: float) -> None:
-        self.interval = 1.0 / per_second if per_second and per_second > 0 else 0.0
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        if not self.interval:
-            return
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self.interval
-        if start > now:
-            time.sleep(start - now)
-
-
 class JsonRpcClient:
     """A paced, counting JSON-RPC client for one endpoint (see the module docstring)."""
 
@@ -94,7 +75,7 @@ class JsonRpcClient:
         self.max_batch = max(1, int(max_batch))
         self.retries = max(0, int(retries))
         self.retry_backoff = retry_backoff
-        self.pacer = Pacer(requests_per_second)
+        self.pacer = Pacer.per_second(requests_per_second)
         self.http = httpx.Client(timeout=timeout, headers={"Content-Type": "application/json"})
         self._ids = itertools.count(1)
         self._count_lock = threading.Lock()

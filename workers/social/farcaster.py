@@ -23,11 +23,13 @@ from typing import Any
 
 import httpx
 import psycopg
+from pydantic import Field
 
 from workers.base import CycleResult, Worker, describe
 from workers.errors import NotConfigured, RateLimited, UpstreamError
-from workers.rate_limits import Pacer, retry_after_seconds
-from workers.social_store import (
+from workers.pacing import Pacer, retry_after_seconds
+from workers.settings import WorkerSettings
+from workers.social.store import (
     FollowRow,
     PostRow,
     ProfileRow,
@@ -249,43 +251,42 @@ def parse_fids(value: Any) -> list[int]:
     return fids
 
 
+class FarcasterSettings(WorkerSettings):
+    hub_url: str | None = None
+    api_key: Any = None  # refused by validate(): hub keys come from the environment only
+    fids: Any = []  # a JSON list or a comma-separated string; parse_fids() checks it
+    follow_expansion_limit: int = Field(default=0, ge=0)
+    page_size: int = Field(default=1000, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0)
+    retries: int = Field(default=2, ge=0)
+    requests_per_minute: float = Field(default=0, ge=0)  # 0: no pacing
+
+
 class FarcasterWorker(Worker[Message]):
-    defaults = {
-        "fids": [],
-        "follow_expansion_limit": 0,
-        "page_size": 1000,
-        "timeout_s": 10.0,
-        "retries": 2,
-        "requests_per_minute": 0,
-    }
+    settings_model = FarcasterSettings
+    settings: FarcasterSettings
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.store = SocialStore()
         self.pacer = Pacer()
         self._hub: HubClient | None = None
-        self._hub_signature: tuple[Any, ...] = ()
 
     def validate(self) -> None:
-        hub_url = str(self.setting("hub_url") or "")
+        hub_url = self.settings.hub_url or ""
         if not hub_url:
             raise NotConfigured("hub_url is not set (set FARCASTER_HUB_URL or workers.farcaster.hub_url)")
         if not hub_url.startswith(("http://", "https://")):
             raise NotConfigured(f"hub_url must be an http(s) URL, got {hub_url!r}")
-        if self.setting("api_key") is not None:
+        if self.settings.api_key is not None:
             raise NotConfigured(
                 f"hub API keys are read from the environment only: set {API_KEY_ENV}, not workers.farcaster.api_key"
             )
-        if not parse_fids(self.setting("fids")):
+        if not parse_fids(self.settings.fids):
             raise NotConfigured(
                 "no fids to sync: set the farcaster_fids setting "
                 "(e.g. python -m manager settings set farcaster_fids '[3, 2]') or workers.farcaster.fids"
             )
-
-    def close(self) -> None:
-        if self._hub is not None:
-            self._hub.close()
-            self._hub = None
 
     # ---- the cycle ----------------------------------------------------------------------------
 
@@ -294,9 +295,9 @@ class FarcasterWorker(Worker[Message]):
         self._connect_hub()
         self.store.prepare(self.db)
         total = CycleResult()
-        tracked = parse_fids(self.setting("fids"))
+        tracked = parse_fids(self.settings.fids)
         seen = set(tracked)
-        spare = max(0, int(self.setting("follow_expansion_limit") or 0))
+        spare = self.settings.follow_expansion_limit
         position = 0
         while position < len(tracked) and not self.stopping:
             fid = tracked[position]
@@ -389,18 +390,15 @@ class FarcasterWorker(Worker[Message]):
     # ---- hub calls ----------------------------------------------------------------------------
 
     def _connect_hub(self) -> None:
-        """(Re)build the hub client when its settings changed (settings rows apply live)."""
+        """The hub client for the current settings (settings rows apply live) and the pace."""
         api_key = os.environ.get(API_KEY_ENV) or None
-        signature = (str(self.setting("hub_url")), api_key, float(self.setting("timeout_s")))
-        if self._hub is None or signature != self._hub_signature:
-            self.close()
-            self._hub = HubClient(signature[0], api_key, signature[2])
-            self._hub_signature = signature
-        self.pacer.per_minute = float(self.setting("requests_per_minute") or 0)
+        url, timeout_s = str(self.settings.hub_url), self.settings.timeout_s
+        self._hub = self.cached_client("hub", (url, api_key, timeout_s), lambda: HubClient(url, api_key, timeout_s))
+        self.pacer.per_minute = self.settings.requests_per_minute
 
     def _page(self, path: str, params: dict[str, Any]) -> tuple[list[Message], str]:
         """One page of a list: its messages and the next page token ("" on the last page)."""
-        body = self._get(path, {**params, "pageSize": int(self.setting("page_size"))})
+        body = self._get(path, {**params, "pageSize": self.settings.page_size})
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             raise UpstreamError(f"unexpected reply from hub on {path}: no messages list")
         token = body.get("nextPageToken") or ""
@@ -412,7 +410,7 @@ class FarcasterWorker(Worker[Message]):
         """A hub call, paced, with a few quick retries for 5xx, timeouts and broken replies (a 429
         is not retried here: the cycle ends and the base waits out Retry-After)."""
         assert self._hub is not None
-        attempts = 1 + max(0, int(self.setting("retries")))
+        attempts = 1 + self.settings.retries
         for attempt in range(attempts):
             self.pacer.wait(self.sleep)
             try:

@@ -26,12 +26,13 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import cache, partial
+from functools import partial
 from typing import Any, TypeVar
 
 import httpx2
 import psycopg
 from psycopg.types.json import Jsonb
+from pydantic import Field
 from solana.exceptions import SolanaRpcException
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Commitment
@@ -41,11 +42,12 @@ from solders.errors import SerdeJSONError
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
-from sql import queries_from
+from sql import query
 from workers.base import CycleResult, Worker, describe
-from workers.chain_metaplex import MetadataError, decode_metadata, metadata_address
 from workers.errors import NotConfigured, RateLimited, UpstreamError
-from workers.rate_limits import retry_after_seconds
+from workers.pacing import retry_after_seconds
+from workers.settings import WorkerSettings
+from workers.solana.metaplex import MetadataError, decode_metadata, metadata_address
 
 T = TypeVar("T")
 
@@ -56,13 +58,8 @@ MAX_ACCOUNTS_PER_CALL = 100  # getMultipleAccounts' limit
 SIGNATURES_CURSOR = "signatures:{address}"
 
 
-@cache
-def _queries() -> dict[str, str]:
-    return queries_from("chains.sql")
-
-
 def q(name: str) -> str:
-    return _queries()[name]
+    return query(name, "chains.sql")
 
 
 def pubkey(value: Any) -> Pubkey | None:
@@ -103,21 +100,28 @@ class AddressHistory:
     cursor: str | None = None
 
 
+class SolanaSettings(WorkerSettings):
+    rpc_url: str | None = None
+    chain: str | None = None  # the chain's name in the tables; default: the worker's name
+    wallets: list[Any] = []  # [{address, label}] or plain base-58 addresses
+    commitment: str = "finalized"  # processed | confirmed | finalized
+    rpc_timeout_s: float = Field(default=10, gt=0)
+    requests_per_second: float = Field(default=0, ge=0)  # 0: no pacing
+    max_concurrency: int = Field(default=8, gt=0)  # RPC requests in flight at once
+    retries: int = Field(default=2, ge=0)  # per request, for 5xx, timeouts, cut-off answers and node errors
+    backfill_signatures: int = Field(default=1000, ge=0)  # per address on its first run
+    signatures_page: int = Field(default=1000, gt=0, le=1000)
+    follow_token_accounts: bool = True  # also poll token accounts (incoming SPL transfers list there)
+    token_account_sweep_s: float = Field(
+        default=3600, ge=0
+    )  # ... every cycle if their balance changed, else this often
+    metadata_refresh_s: float = Field(default=7 * 86400, ge=0)
+    metadata_per_cycle: int = Field(default=500, ge=0)
+
+
 class SolanaWorker(Worker[Any]):
-    defaults = {
-        "wallets": [],  # [{address, label}] or plain base-58 addresses
-        "commitment": "finalized",
-        "rpc_timeout_s": 10,
-        "requests_per_second": 0,  # 0: no pacing
-        "max_concurrency": 8,  # RPC requests in flight at once
-        "retries": 2,  # per request, for 5xx, timeouts, cut-off answers and node errors
-        "backfill_signatures": 1000,  # per address on its first run
-        "signatures_page": 1000,
-        "follow_token_accounts": True,  # also poll token accounts (incoming SPL transfers list there)
-        "token_account_sweep_s": 3600,  # ... every cycle if their balance changed, else this often
-        "metadata_refresh_s": 7 * 86400,
-        "metadata_per_cycle": 500,
-    }
+    settings_model = SolanaSettings
+    settings: SolanaSettings
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -125,10 +129,10 @@ class SolanaWorker(Worker[Any]):
 
     @property
     def chain(self) -> str:
-        return str(self.setting("chain") or self.name)
+        return self.settings.chain or self.name
 
     def validate(self) -> None:
-        if not self.setting("rpc_url"):
+        if not self.settings.rpc_url:
             raise NotConfigured(f"rpc_url is not set (set SOLANA_RPC_URL or workers.{self.name}.rpc_url)")
 
     # ---- RPC plumbing ------------------------------------------------------------------------------
@@ -137,12 +141,12 @@ class SolanaWorker(Worker[Any]):
         """Run `job` with a fresh AsyncClient in its own event loop (the worker itself is synchronous)."""
 
         async def main() -> T:
-            self._limiter = asyncio.Semaphore(max(1, int(self.setting("max_concurrency"))))
+            self._limiter = asyncio.Semaphore(self.settings.max_concurrency)
             async with AsyncClient(
-                str(self.setting("rpc_url")),
-                commitment=Commitment(str(self.setting("commitment"))),
-                timeout=float(self.setting("rpc_timeout_s")),
-                rate_limit=float(self.setting("requests_per_second") or 0),
+                str(self.settings.rpc_url),
+                commitment=Commitment(self.settings.commitment),
+                timeout=self.settings.rpc_timeout_s,
+                rate_limit=self.settings.requests_per_second,
             ) as client:
                 return await job(client)
 
@@ -150,7 +154,7 @@ class SolanaWorker(Worker[Any]):
 
     async def _call(self, what: str, request: Callable[[], Awaitable[T]]) -> T:
         """One RPC request: retried when the failure may pass, 429 turned into `RateLimited`."""
-        retries = max(0, int(self.setting("retries")))
+        retries = self.settings.retries
         attempt = 0
         assert self._limiter is not None
         while True:
@@ -197,7 +201,7 @@ class SolanaWorker(Worker[Any]):
     def sync_wallets(self) -> list[str]:
         """Seed the configured wallets into `wallets`; return every active Solana wallet."""
         seeds = []
-        for entry in self.setting("wallets") or []:
+        for entry in self.settings.wallets:
             raw, label = (entry.get("address"), entry.get("label") or "") if isinstance(entry, dict) else (entry, "")
             key = pubkey(raw)
             if key is None:
@@ -294,8 +298,8 @@ class SolanaWorker(Worker[Any]):
                 q("nft_mints_without_metadata"),
                 {
                     "chain": self.chain,
-                    "max_age_s": float(self.setting("metadata_refresh_s")),
-                    "limit": int(self.setting("metadata_per_cycle")),
+                    "max_age_s": self.settings.metadata_refresh_s,
+                    "limit": self.settings.metadata_per_cycle,
                 },
             )
         ]
@@ -355,8 +359,8 @@ class SolanaWorker(Worker[Any]):
     def sync_history(self, wallets: Sequence[str]) -> CycleResult:
         """New transactions of every wallet and (optionally) of its token accounts."""
         addresses: list[tuple[str, str]] = [(w, w) for w in wallets]
-        if self.setting("follow_token_accounts"):
-            sweep_s = float(self.setting("token_account_sweep_s"))
+        if self.settings.follow_token_accounts:
+            sweep_s = self.settings.token_account_sweep_s
             for wallet in wallets:
                 follow = self.db.execute(
                     q("token_accounts_to_follow"), {"worker": self.name, "owner": wallet, "sweep_s": sweep_s}
@@ -386,8 +390,8 @@ class SolanaWorker(Worker[Any]):
         `backfill_signatures`."""
         key = Pubkey.from_string(address)
         until = Signature.from_string(cursor) if isinstance(cursor, str) else None
-        page = max(1, min(1000, int(self.setting("signatures_page"))))
-        backfill = int(self.setting("backfill_signatures"))
+        page = self.settings.signatures_page
+        backfill = self.settings.backfill_signatures
         signatures: list[str] = []
         before: Signature | None = None
         while True:
@@ -504,7 +508,3 @@ def wallet_link(wallet: str, via: str, signature: str, tx: Any) -> dict[str, Any
         "lamports_delta": lamports,
         "token_deltas": Jsonb({mint: str(v) for mint, v in deltas.items() if v}),
     }
-
-
-if __name__ == "__main__":
-    SolanaWorker.main()

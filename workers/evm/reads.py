@@ -21,8 +21,8 @@ from eth_abi import decode
 from eth_abi.exceptions import DecodingError
 from eth_utils import keccak, to_checksum_address
 
-from workers.chain_rpc import JsonRpcClient, RpcCallError
 from workers.errors import UpstreamError
+from workers.evm.rpc import JsonRpcClient, RpcCallError
 
 MULTICALL3_ADDRESS = to_checksum_address("0xcA11bde05977b3631167028862bE2a173976CA11")
 TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()

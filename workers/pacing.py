@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
@@ -10,21 +11,29 @@ from email.utils import parsedate_to_datetime
 class Pacer:
     """At most `per_minute` requests a minute, evenly spaced; 0 or less means no limit.
 
-    `wait(sleep)` blocks until the next request may go, through the worker's own `sleep`, so the
-    wait heartbeats and ends early on SIGTERM.
+    `wait(sleep)` blocks until the next request may go. Workers pass their own `sleep`, so the wait
+    heartbeats and ends early on SIGTERM; clients shared by threads use the default `time.sleep`
+    (each caller reserves its slot under a lock, so threads never go together).
     """
 
     def __init__(self, per_minute: float = 0.0) -> None:
         self.per_minute = float(per_minute)
         self._next_at = 0.0
+        self._lock = threading.Lock()
 
-    def wait(self, sleep: Callable[[float], None]) -> None:
+    @classmethod
+    def per_second(cls, rate: float) -> Pacer:
+        return cls(rate * 60 if rate and rate > 0 else 0.0)
+
+    def wait(self, sleep: Callable[[float], None] = time.sleep) -> None:
         if self.per_minute <= 0:
             return
-        delay = self._next_at - time.monotonic()
-        if delay > 0:
-            sleep(delay)
-        self._next_at = max(self._next_at, time.monotonic()) + 60.0 / self.per_minute
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_at)
+            self._next_at = start + 60.0 / self.per_minute
+        if start > now:
+            sleep(start - now)
 
 
 def retry_after_seconds(value: str | None, default: float) -> float:

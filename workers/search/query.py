@@ -1,6 +1,6 @@
 """Answering a search: what the user typed, turned into ranked posts or profiles with highlights.
 
-Used by GET /api/search (manager/search_api.py) and bench/search.py, on the indexes the search
+Used by GET /api/search (manager/http/search.py) and bench/search.py, on the indexes the search
 worker keeps (sql/search.sql). Modes:
 
 - `auto` (default): tags alone (`#tag`, `$cashtag`, `@mention`, `domain:x.com` or a bare domain)
@@ -27,7 +27,7 @@ from psycopg import AsyncConnection
 from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
-from sql import queries_from
+from sql import query
 
 MODES = ("auto", "text", "fuzzy", "tag", "semantic", "hybrid")
 KINDS = ("posts", "profiles")
@@ -80,22 +80,37 @@ def parse_tags(q: str) -> tuple[list[Tag], str]:
 
 
 def _q(name: str) -> str:
-    return queries_from("search.sql")[name]
+    return query(name, "search.sql")
 
 
 def _item(row: dict[str, Any], kind: str, matched_by: str) -> dict[str, Any]:
     if kind == "posts":
         return {
-            "kind": "post", "id": row["id"], "platform": row["platform"], "externalId": row["external_id"],
-            "author": row["author_name"] or row["author_external_id"], "authorId": row["author_external_id"],
-            "title": row["title"], "url": row["url"], "channel": row["channel"],
+            "kind": "post",
+            "id": row["id"],
+            "platform": row["platform"],
+            "externalId": row["external_id"],
+            "author": row["author_name"] or row["author_external_id"],
+            "authorId": row["author_external_id"],
+            "title": row["title"],
+            "url": row["url"],
+            "channel": row["channel"],
             "createdAt": row["created_at"].isoformat().replace("+00:00", "Z") if row["created_at"] else None,
-            "score": round(float(row["score"]), 6), "headline": row["headline"], "matchedBy": matched_by,
+            "score": round(float(row["score"]), 6),
+            "headline": row["headline"],
+            "matchedBy": matched_by,
         }
     return {
-        "kind": "profile", "id": row["id"], "platform": row["platform"], "externalId": row["external_id"],
-        "username": row["username"], "displayName": row["display_name"], "avatarUrl": row["avatar_url"],
-        "url": row["url"], "score": round(float(row["score"]), 6), "headline": row["headline"],
+        "kind": "profile",
+        "id": row["id"],
+        "platform": row["platform"],
+        "externalId": row["external_id"],
+        "username": row["username"],
+        "displayName": row["display_name"],
+        "avatarUrl": row["avatar_url"],
+        "url": row["url"],
+        "score": round(float(row["score"]), 6),
+        "headline": row["headline"],
         "matchedBy": matched_by,
     }
 
@@ -103,8 +118,17 @@ def _item(row: dict[str, Any], kind: str, matched_by: str) -> dict[str, Any]:
 class Search:
     """One search on one connection; `run()` returns the response body."""
 
-    def __init__(self, conn: AsyncConnection[Any], q: str, *, kind: str = "posts", limit: int = 20,
-                 mode: str = "auto", embedder: Embedder | None = None, dims: int | None = None) -> None:
+    def __init__(
+        self,
+        conn: AsyncConnection[Any],
+        q: str,
+        *,
+        kind: str = "posts",
+        limit: int = 20,
+        mode: str = "auto",
+        embedder: Embedder | None = None,
+        dims: int | None = None,
+    ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}")
         if mode not in MODES:
@@ -142,8 +166,12 @@ class Search:
             if not self.results and self.mode == "auto" and self.embedder is not None:
                 await self._semantic(required=False)
         return {
-            "query": self.q, "kind": self.kind, "mode": self.mode, **self.notes,
-            "count": len(self.results), "tookMs": round((time.perf_counter() - started) * 1000, 2),
+            "query": self.q,
+            "kind": self.kind,
+            "mode": self.mode,
+            **self.notes,
+            "count": len(self.results),
+            "tookMs": round((time.perf_counter() - started) * 1000, 2),
             "results": self.results,
         }
 
@@ -162,9 +190,14 @@ class Search:
         if len(tags) == 1:
             rows = await self._rows(_q("posts_by_tag"), {"kind": tags[0].kind, "tag": tags[0].tag, "limit": self.limit})
         else:
-            rows = await self._rows(_q("posts_by_tags"), {
-                "kinds": [t.kind for t in tags], "tags": [t.tag for t in tags], "limit": self.limit,
-            })
+            rows = await self._rows(
+                _q("posts_by_tags"),
+                {
+                    "kinds": [t.kind for t in tags],
+                    "tags": [t.tag for t in tags],
+                    "limit": self.limit,
+                },
+            )
         self.results += [_item(r, "posts", "tag") for r in rows]
 
     async def _text(self, *, fuzzy: bool) -> None:
@@ -181,9 +214,17 @@ class Search:
             walk = True  # alternatives and prefixes: no cheap estimate, and the walk is bounded anyway
         if not tsquery:
             return  # only stop words
-        rows = await self._rows(_q(f"search_{self.kind}"), {
-            "q": tsquery, "walk": walk, "scan": SCAN_NEWEST, "window": RANK_WINDOW, "limit": self.missing, "exclude": self.found,
-        })
+        rows = await self._rows(
+            _q(f"search_{self.kind}"),
+            {
+                "q": tsquery,
+                "walk": walk,
+                "scan": SCAN_NEWEST,
+                "window": RANK_WINDOW,
+                "limit": self.missing,
+                "exclude": self.found,
+            },
+        )
         self.results += [_item(r, self.kind, "fuzzy" if fuzzy else "text") for r in rows]
 
     async def _semantic(self, *, required: bool, limit: int | None = None) -> list[dict[str, Any]]:
@@ -207,10 +248,14 @@ class Search:
                 raise SearchUnavailable(str(exc)) from exc
             return []
         statement = pgsql.SQL(_q(f"semantic_{self.kind}")).format(dims=pgsql.Literal(int(self.dims)))  # type: ignore[arg-type]
-        rows = await self._rows(statement, {
-            "embedding": "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]",
-            "limit": limit or self.missing, "exclude": [] if limit else self.found,
-        })
+        rows = await self._rows(
+            statement,
+            {
+                "embedding": "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]",
+                "limit": limit or self.missing,
+                "exclude": [] if limit else self.found,
+            },
+        )
         self.notes["semantic"] = "used"
         items = [_item(r, self.kind, "semantic") for r in rows]
         if limit is None:

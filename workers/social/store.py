@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import psycopg
 
-from sql import queries_from
+from sql import query as _query
 from workers.base import describe
 
 #: Told about each row that could not be written: (a name for the row, what went wrong).
@@ -28,10 +28,7 @@ _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
 def query(name: str) -> str:
-    try:
-        return queries_from("social.sql")[name]
-    except KeyError:
-        raise KeyError(f"no query named {name!r} in sql/social.sql") from None
+    return _query(name, "social.sql")
 
 
 class PostRow(NamedTuple):

@@ -25,12 +25,14 @@ from typing import Any
 import praw
 import praw.exceptions
 import prawcore
+from pydantic import Field
 from requests.models import Response
 
 from workers.base import CycleResult, Worker, describe
 from workers.errors import NotConfigured, RateLimited, UpstreamError
-from workers.rate_limits import Pacer, retry_after_seconds
-from workers.social_store import PostRow, ProfileRow, SocialStore, clean_text, to_json
+from workers.pacing import Pacer, retry_after_seconds
+from workers.settings import WorkerSettings
+from workers.social.store import PostRow, ProfileRow, SocialStore, clean_text, to_json
 
 PLATFORM = "reddit"
 SECRET_ENV = "REDDIT_CLIENT_SECRET"
@@ -196,19 +198,25 @@ class _Requestor(prawcore.Requestor):
 # ---- the worker ------------------------------------------------------------------------------------
 
 
+class RedditSettings(WorkerSettings):
+    client_id: str | None = None
+    client_secret: Any = None  # refused by validate(): secrets come from the environment only
+    password: Any = None  # likewise
+    subreddits: Any = ["ethereum", "web3", "cryptocurrency"]  # a JSON list or a comma-separated string
+    oauth_url: str | None = "https://oauth.reddit.com"
+    reddit_url: str | None = SITE
+    user_agent: str = "python:worker-manager:0.1 (social sync worker)"
+    page_size: int = Field(default=100, gt=0)
+    timeout_s: float = Field(default=16.0, gt=0)
+    requests_per_minute: float = Field(default=60, ge=0)  # 0: no pacing
+    revisit_s: float = Field(default=43_200, ge=0)
+    comment_limit: int = Field(default=500, gt=0)
+    more_comments_limit: int = Field(default=32, ge=0)
+
+
 class RedditWorker(Worker[Thing]):
-    defaults = {
-        "subreddits": ["ethereum", "web3", "cryptocurrency"],
-        "oauth_url": "https://oauth.reddit.com",
-        "reddit_url": SITE,
-        "user_agent": "python:worker-manager:0.1 (social sync worker)",
-        "page_size": 100,
-        "timeout_s": 16.0,
-        "requests_per_minute": 60,
-        "revisit_s": 43_200,
-        "comment_limit": 500,
-        "more_comments_limit": 32,
-    }
+    settings_model = RedditSettings
+    settings: RedditSettings
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -216,13 +224,12 @@ class RedditWorker(Worker[Thing]):
         self.pacer = Pacer()
         self.window = RateLimitWindow()
         self._reddit: praw.Reddit | None = None
-        self._signature: tuple[Any, ...] = ()
 
     def validate(self) -> None:
-        if not self.setting("client_id"):
+        if not self.settings.client_id:
             raise NotConfigured("client_id is not set (set REDDIT_CLIENT_ID or workers.reddit.client_id)")
         for key in ("client_secret", "password"):
-            if self.setting(key) is not None:
+            if getattr(self.settings, key) is not None:
                 raise NotConfigured(
                     f"Reddit secrets are read from the environment only: "
                     f"set REDDIT_{key.upper()}, not workers.reddit.{key}"
@@ -232,22 +239,22 @@ class RedditWorker(Worker[Thing]):
         if bool(os.environ.get(USERNAME_ENV)) != bool(os.environ.get(PASSWORD_ENV)):
             raise NotConfigured(f"set both {USERNAME_ENV} and {PASSWORD_ENV} for the password grant, or neither")
         for key in ("oauth_url", "reddit_url"):
-            if not str(self.setting(key) or "").startswith(("http://", "https://")):
-                raise NotConfigured(f"{key} must be an http(s) URL, got {self.setting(key)!r}")
+            url = getattr(self.settings, key)
+            if not str(url or "").startswith(("http://", "https://")):
+                raise NotConfigured(f"{key} must be an http(s) URL, got {url!r}")
         if not self._subreddits():
             raise NotConfigured(
                 "no subreddits to sync: set the reddit_subreddits setting "
                 '(e.g. \'["ethereum", "web3"]\') or workers.reddit.subreddits'
             )
 
-    def close(self) -> None:
+    def _close_requestor(self, _: praw.Reddit) -> None:
         if self.window.requestor is not None:
             self.window.requestor.close()
             self.window.requestor = None
-        self._reddit = None
 
     def _subreddits(self) -> list[str]:
-        value = self.setting("subreddits") or []
+        value = self.settings.subreddits or []
         names = value.split(",") if isinstance(value, str) else list(value)
         return list(dict.fromkeys(str(name).strip().removeprefix("r/") for name in names if str(name).strip()))
 
@@ -276,10 +283,10 @@ class RedditWorker(Worker[Thing]):
         cursor = dict(self.load_cursor(key) or {})
         synced_until = cursor.get("synced_until")  # created_utc of the newest post of the last walk
         walk = cursor.get("walk") or {}  # {"after": fullname, "top": created_utc} while unfinished
-        floor = None if synced_until is None else float(synced_until) - float(self.setting("revisit_s"))
+        floor = None if synced_until is None else float(synced_until) - self.settings.revisit_s
         after, top = walk.get("after"), walk.get("top")
         while not self.stopping:
-            params: dict[str, str | int] = {"limit": int(self.setting("page_size"))}
+            params: dict[str, str | int] = {"limit": self.settings.page_size}
             if after:
                 params["after"] = after
             posts, next_after = self._listing(f"r/{name}/new", params)
@@ -325,12 +332,12 @@ class RedditWorker(Worker[Thing]):
 
     def _comments(self, post: Thing) -> list[Thing]:
         path = f"comments/{post['id']}/"
-        body = self._call(path, {"limit": int(self.setting("comment_limit"))})
+        body = self._call(path, {"limit": self.settings.comment_limit})
         if not (isinstance(body, list) and len(body) == 2 and isinstance(body[1], dict)):
             raise UpstreamError(f"unexpected reply from reddit on {path}: not [post, comments]")
         comments, more = flatten_comments(body[1].get("data", {}).get("children") or [])
         calls = 0
-        while more and calls < int(self.setting("more_comments_limit")) and not self.stopping:
+        while more and calls < self.settings.more_comments_limit and not self.stopping:
             batch, more = more[:MORECHILDREN_BATCH], more[MORECHILDREN_BATCH:]
             reply = self._call(
                 "api/morechildren", {"link_id": post["name"], "children": ",".join(batch), "api_type": "json"}
@@ -356,27 +363,28 @@ class RedditWorker(Worker[Thing]):
     # ---- reddit calls --------------------------------------------------------------------------
 
     def _connect_reddit(self) -> None:
-        """(Re)build the PRAW client when its settings or credentials changed."""
-        settings = {key: self.setting(key) for key in ("client_id", "oauth_url", "reddit_url", "user_agent")}
+        """The PRAW client for the current settings and credentials (rebuilt when they change)."""
+        s = self.settings
         secrets = (os.environ.get(SECRET_ENV), os.environ.get(USERNAME_ENV), os.environ.get(PASSWORD_ENV))
-        signature = (tuple(settings.items()), secrets, float(self.setting("timeout_s")))
-        if self._reddit is None or signature != self._signature:
-            self.close()
+        key = (s.client_id, s.oauth_url, s.reddit_url, s.user_agent, secrets, s.timeout_s)
+
+        def build() -> praw.Reddit:
             login = {"username": secrets[1], "password": secrets[2]} if secrets[1] else {}
-            self._reddit = praw.Reddit(
-                client_id=str(settings["client_id"]),
+            return praw.Reddit(
+                client_id=str(s.client_id),
                 client_secret=secrets[0],
-                user_agent=str(settings["user_agent"]),
-                oauth_url=str(settings["oauth_url"]).rstrip("/"),
-                reddit_url=str(settings["reddit_url"]).rstrip("/"),
+                user_agent=s.user_agent,
+                oauth_url=str(s.oauth_url).rstrip("/"),
+                reddit_url=str(s.reddit_url).rstrip("/"),
                 check_for_updates=False,
                 check_for_async=False,
                 requestor_class=_Requestor,
-                requestor_kwargs={"timeout": signature[2], "window": self.window},
+                requestor_kwargs={"timeout": s.timeout_s, "window": self.window},
                 **login,
             )
-            self._signature = signature
-        self.pacer.per_minute = float(self.setting("requests_per_minute") or 0)
+
+        self._reddit = self.cached_client("reddit", key, build, self._close_requestor)
+        self.pacer.per_minute = s.requests_per_minute
 
     def _listing(self, path: str, params: dict[str, str | int]) -> tuple[list[Thing], str | None]:
         body = self._call(path, params)

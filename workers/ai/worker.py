@@ -34,27 +34,31 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql as pgsql
 from psycopg.types.json import Jsonb
+from pydantic import Field
 
-from sql import queries_from
-from workers.ai_client import AiClient, AiSettings, Rejected, Usage, content_hash
+from sql import query
+from workers.ai.client import AiClient, AiSettings, Rejected, Usage, content_hash
 from workers.base import CycleResult, Worker, describe
 from workers.errors import NotConfigured, UpstreamError
+from workers.settings import WorkerSettings
 
 START = {"updated_at": "-infinity", "id": 0}
 _WORD = re.compile(r"[^\W\d_][\w'-]{2,}")
-_LABEL_STOPWORDS = frozenset(re.findall(
-    r"\S+",
-    "the and for are but not you all any can had her was one our out has his how its may new now old see "
-    "two way who did get let put say she too use that with have this will your from they know want been "
-    "good much some time very when come here just like long make many more only over such take than them "
-    "well were what into about after again also back because before being could each even first going "
-    "most other really should still their there these thing think those through today would https http "
-    "www com just lol gonna yeah yes",
-))
+_LABEL_STOPWORDS = frozenset(
+    re.findall(
+        r"\S+",
+        "the and for are but not you all any can had her was one our out has his how its may new now old see "
+        "two way who did get let put say she too use that with have this will your from they know want been "
+        "good much some time very when come here just like long make many more only over such take than them "
+        "well were what into about after again also back because before being could each even first going "
+        "most other really should still their there these thing think those through today would https http "
+        "www com just lol gonna yeah yes",
+    )
+)
 
 
 def _q(name: str) -> str:
-    return queries_from("ai.sql")[name]
+    return query(name, "ai.sql")
 
 
 def _q_dims(name: str, dims: int) -> pgsql.Composed:
@@ -160,31 +164,36 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / norm if norm > 0 else v
 
 
+class AiWorkerSettings(WorkerSettings):
+    """The worker's settings; the client's part (URL, models, prices) is checked again by `AiSettings`."""
+
+    interval_ms: int = Field(default=30000, gt=0)
+    batch_size: int = Field(default=10, gt=0)
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    embedding_model: str = "text-embedding-3-small"
+    dimensions: int = 256  # 1..4096, checked by AiSettings (a bad value waits as unconfigured)
+    chat_model: str = "gpt-4o-mini"
+    summaries: bool = True
+    max_input_chars: int = Field(default=8000, gt=0)
+    # The client's own retries sleep inside the call, deaf to heartbeats (a 429's retry-after can
+    # be a minute): by default the worker's loop does the waiting, heartbeating as it goes.
+    max_retries: int = Field(default=0, ge=0)
+    timeout_s: float = Field(default=20, gt=0)
+    embedding_price_per_1k: float = Field(default=0.00002, ge=0)
+    chat_input_price_per_1k: float = Field(default=0.00015, ge=0)
+    chat_output_price_per_1k: float = Field(default=0.0006, ge=0)
+    max_cost_per_day_usd: float | None = Field(default=None, ge=0)
+    topic_similarity: float = 0.5
+    max_topics: int = Field(default=200, ge=0)
+    recommendations: int = Field(default=5, ge=0)
+    recommendation_min_similarity: float = 0.25
+    max_cycle_s: float = Field(default=45, ge=0)
+
+
 class AiWorker(Worker[Work]):
-    defaults = {
-        "interval_ms": 30000,
-        "batch_size": 10,
-        "base_url": None,
-        "api_key_env": "OPENAI_API_KEY",
-        "embedding_model": "text-embedding-3-small",
-        "dimensions": 256,
-        "chat_model": "gpt-4o-mini",
-        "summaries": True,
-        "max_input_chars": 8000,
-        # The client's own retries sleep inside the call, deaf to heartbeats (a 429's retry-after can
-        # be a minute): by default the worker's loop does the waiting, heartbeating as it goes.
-        "max_retries": 0,
-        "timeout_s": 20,
-        "embedding_price_per_1k": 0.00002,
-        "chat_input_price_per_1k": 0.00015,
-        "chat_output_price_per_1k": 0.0006,
-        "max_cost_per_day_usd": None,
-        "topic_similarity": 0.5,
-        "max_topics": 200,
-        "recommendations": 5,
-        "recommendation_min_similarity": 0.25,
-        "max_cycle_s": 45,
-    }
+    settings_model = AiWorkerSettings
+    settings: AiWorkerSettings
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -202,17 +211,14 @@ class AiWorker(Worker[Work]):
         return conn
 
     def validate(self) -> None:
-        settings = AiSettings.from_config(self.config)
-        if self.ai is None or self.ai.settings != settings:
-            if self.ai is not None:
-                self.ai.close()
-            self.ai = AiClient(settings)
+        settings = AiSettings.from_config(self.settings.model_dump())
+        self.ai = self.cached_client("ai", settings, lambda: AiClient(settings))
         self._ensure_schema(int(settings.dimensions))
-        budget = self.setting("max_cost_per_day_usd")
+        budget = self.settings.max_cost_per_day_usd
         if budget is not None:
             spent = float((self.control.execute(_q("spent_last_day")).fetchone() or (0.0,))[0])
-            if spent >= float(budget):
-                raise NotConfigured(f"daily budget spent: ${spent:.4f} of ${float(budget):.4f} in the last 24 h")
+            if spent >= budget:
+                raise NotConfigured(f"daily budget spent: ${spent:.4f} of ${budget:.4f} in the last 24 h")
 
     def _ensure_schema(self, dims: int) -> None:
         if not self._vector_ready:
@@ -232,10 +238,6 @@ class AiWorker(Worker[Work]):
             self.db.execute(_q("ensure_vector_index"), (dims,))
             self._indexed_dims.add(dims)
 
-    def close(self) -> None:
-        if self.ai is not None:
-            self.ai.close()
-
     @property
     def client(self) -> AiClient:
         if self.ai is None:
@@ -249,11 +251,11 @@ class AiWorker(Worker[Work]):
         """Alternate post and profile batches until both are drained or `max_cycle_s` is up."""
         self.client  # noqa: B018 - validates (settings, schema) when run without the loop, as in tests
         streams = {"posts": self.posts_batch, "profiles": self.profiles_batch}
-        return self.drain_streams(streams, float(self.setting("max_cycle_s")))
+        return self.drain_streams(streams, self.settings.max_cycle_s)
 
     def _changed(self, name: str) -> tuple[list[tuple[Any, ...]], int]:
         cursor = self.load_cursor(name) or START
-        limit = max(1, int(self.setting("batch_size")))
+        limit = self.settings.batch_size
         rows = self.db.execute(
             _q(f"changed_{name}"),
             {"after_updated_at": cursor["updated_at"], "after_id": cursor["id"], "limit": limit},
@@ -263,19 +265,20 @@ class AiWorker(Worker[Work]):
     def posts_batch(self, total: CycleResult) -> bool:
         """One batch of posts; returns whether more may be waiting."""
         rows, limit = self._changed("posts")
-        cap = int(self.setting("max_input_chars"))
+        cap = self.settings.max_input_chars
         items = [Work("post", r[0], r[1], post_text(r[2], r[3])[:cap]) for r in rows]
-        return self._batch("posts", items, limit, total, self._write_post, summarize=bool(self.setting("summaries")))
+        return self._batch("posts", items, limit, total, self._write_post, summarize=self.settings.summaries)
 
     def profiles_batch(self, total: CycleResult) -> bool:
         """One batch of profiles; returns whether more may be waiting."""
         rows, limit = self._changed("profiles")
-        cap = int(self.setting("max_input_chars"))
+        cap = self.settings.max_input_chars
         items = [Work("profile", r[0], r[1], profile_text(r[2], r[3], r[4])[:cap]) for r in rows]
         return self._batch("profiles", items, limit, total, self._write_profile, summarize=False)
 
-    def _batch(self, stream: str, items: list[Work], limit: int, total: CycleResult,
-               write: Any, *, summarize: bool) -> bool:
+    def _batch(
+        self, stream: str, items: list[Work], limit: int, total: CycleResult, write: Any, *, summarize: bool
+    ) -> bool:
         if not items:
             return False
         self.embed(items)
@@ -363,8 +366,10 @@ class AiWorker(Worker[Work]):
                     continue
                 self.record_usage(usage)
                 got[h] = one[0]
-        rows = [{"model": s.embedding_model, "dims": int(s.dimensions), "content_hash": h, "embedding": v,
-                 "tokens": None} for h, v in got.items()]
+        rows = [
+            {"model": s.embedding_model, "dims": int(s.dimensions), "content_hash": h, "embedding": v, "tokens": None}
+            for h, v in got.items()
+        ]
         with self.db.cursor() as cur:
             cur.executemany(_q("cache_embedding"), rows)
         return got
@@ -400,8 +405,12 @@ class AiWorker(Worker[Work]):
                 return index, exc
             self.record_usage(answer.usage)
             item.summary, item.sentiment = answer.summary, answer.sentiment
-            item.meta.update(summary="api", chat_model=s.chat_model,
-                             tokens=answer.usage.total_tokens, cost_usd=round(answer.usage.cost_usd, 8))
+            item.meta.update(
+                summary="api",
+                chat_model=s.chat_model,
+                tokens=answer.usage.total_tokens,
+                cost_usd=round(answer.usage.cost_usd, 8),
+            )
             known[item.hash] = (answer.summary, answer.sentiment)
             self.beat_if_due()
         return len(items), None
@@ -425,27 +434,41 @@ class AiWorker(Worker[Work]):
         if item.embedding is not None:
             if self._topics is None or (self._topics.model, self._topics.dims) != (s.embedding_model, s.dimensions):
                 self._topics = Topics(tx, s.embedding_model, int(s.dimensions))
-            topic_id = self._topics.assign(tx, item.embedding, float(self.setting("topic_similarity")),
-                                           int(self.setting("max_topics")))
-        tx.execute(_q("upsert_post"), {
-            "post_id": item.id, "source_updated_at": item.updated_at, "content_hash": item.hash,
-            "model": s.embedding_model if item.embedding is not None else None,
-            "dims": int(s.dimensions) if item.embedding is not None else None, "embedding": item.embedding,
-            "summary": item.summary, "sentiment": item.sentiment,
-            "chat_model": item.meta.get("chat_model"), "topic_id": topic_id, "meta": Jsonb(item.meta),
-        })
+            topic_id = self._topics.assign(tx, item.embedding, self.settings.topic_similarity, self.settings.max_topics)
+        tx.execute(
+            _q("upsert_post"),
+            {
+                "post_id": item.id,
+                "source_updated_at": item.updated_at,
+                "content_hash": item.hash,
+                "model": s.embedding_model if item.embedding is not None else None,
+                "dims": int(s.dimensions) if item.embedding is not None else None,
+                "embedding": item.embedding,
+                "summary": item.summary,
+                "sentiment": item.sentiment,
+                "chat_model": item.meta.get("chat_model"),
+                "topic_id": topic_id,
+                "meta": Jsonb(item.meta),
+            },
+        )
         if item.embedding is not None:
             self._recommend(tx, "posts", item)
         return 1
 
     def _write_profile(self, item: Work, tx: psycopg.Connection[Any]) -> int:
         s = self.client.settings
-        tx.execute(_q("upsert_profile"), {
-            "profile_id": item.id, "source_updated_at": item.updated_at, "content_hash": item.hash,
-            "model": s.embedding_model if item.embedding is not None else None,
-            "dims": int(s.dimensions) if item.embedding is not None else None, "embedding": item.embedding,
-            "meta": Jsonb(item.meta),
-        })
+        tx.execute(
+            _q("upsert_profile"),
+            {
+                "profile_id": item.id,
+                "source_updated_at": item.updated_at,
+                "content_hash": item.hash,
+                "model": s.embedding_model if item.embedding is not None else None,
+                "dims": int(s.dimensions) if item.embedding is not None else None,
+                "embedding": item.embedding,
+                "meta": Jsonb(item.meta),
+            },
+        )
         if item.embedding is not None:
             self._recommend(tx, "profiles", item)
         return 1
@@ -453,25 +476,31 @@ class AiWorker(Worker[Work]):
     def _recommend(self, tx: psycopg.Connection[Any], stream: str, item: Work) -> None:
         """The item's nearest neighbours (HNSW on `<=>`), replacing its previous list; the item is
         also offered to each neighbour's list, which keeps its best `recommendations`."""
-        limit = int(self.setting("recommendations"))
+        limit = self.settings.recommendations
         if limit <= 0:
             return
         kind = stream[:-1]
         neighbours = tx.execute(
             _q_dims(f"similar_{stream}", int(self.client.settings.dimensions)),
-            {"embedding": item.embedding, "id": item.id, "content_hash": item.hash, "limit": limit,
-             "min_similarity": float(self.setting("recommendation_min_similarity"))},
+            {
+                "embedding": item.embedding,
+                "id": item.id,
+                "content_hash": item.hash,
+                "limit": limit,
+                "min_similarity": self.settings.recommendation_min_similarity,
+            },
         ).fetchall()
         tx.execute(_q(f"clear_similar_{stream}"), (item.id,))
         if not neighbours:
             return
         with tx.cursor() as cur:
-            cur.executemany(_q(f"add_similar_{kind}"),
-                            [(item.id, other, rank, float(sim)) for rank, (other, sim) in enumerate(neighbours, 1)])
+            cur.executemany(
+                _q(f"add_similar_{kind}"),
+                [(item.id, other, rank, float(sim)) for rank, (other, sim) in enumerate(neighbours, 1)],
+            )
         ids = [other for other, _ in neighbours]
-        tx.execute(_q(f"offer_similar_{stream}"),
-                   {"id": item.id, "ids": ids, "similarities": [float(sim) for _, sim in neighbours]})
+        tx.execute(
+            _q(f"offer_similar_{stream}"),
+            {"id": item.id, "ids": ids, "similarities": [float(sim) for _, sim in neighbours]},
+        )
         tx.execute(_q(f"rank_similar_{stream}"), {"ids": ids, "limit": limit})
-
-if __name__ == "__main__":
-    AiWorker.main()

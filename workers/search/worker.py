@@ -6,7 +6,7 @@ one transaction per batch (re)builds their documents in `search_posts` / `search
 on tsvector), re-extracts the posts' tags (hashtags, cashtags, mentions, linked domains) into
 `post_tags`, adds their words to the typo-correction lexicon, and moves the cursor: the index and
 its cursor commit together. The statements are in sql/search.sql, the schema in
-migrations/0006_search.sql; searching is workers/search_query.py, served at GET /api/search.
+migrations/0006_search.sql; searching is workers/search/query.py, served at GET /api/search.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from pydantic import Field
 
-from sql import queries_from
+from sql import query
 from workers.base import CycleResult, Worker
+from workers.settings import WorkerSettings
 
 START = {"updated_at": "-infinity", "id": 0}
 
@@ -30,22 +32,29 @@ STREAMS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 def _q(name: str) -> str:
-    return queries_from("search.sql")[name]
+    return query(name, "search.sql")
+
+
+class SearchSettings(WorkerSettings):
+    interval_ms: int = Field(default=15000, gt=0)
+    batch_size: int = Field(default=500, gt=0)  # rows per batch (one transaction each)
+    max_cycle_s: float = Field(default=45, ge=0)  # then the cycle ends (`more_pending` if not drained)
 
 
 class SearchWorker(Worker[int]):
-    defaults = {"interval_ms": 15000, "batch_size": 500, "max_cycle_s": 45}
+    settings_model = SearchSettings
+    settings: SearchSettings
     _stream = "posts"  # the stream whose rows `process` indexes one by one
 
     def run_cycle(self) -> CycleResult:
         """Alternate post and profile batches until both are drained or `max_cycle_s` is up."""
         streams = {name: functools.partial(self.index_batch, name) for name in STREAMS}
-        return self.drain_streams(streams, float(self.setting("max_cycle_s")))
+        return self.drain_streams(streams, self.settings.max_cycle_s)
 
     def index_batch(self, stream: str, total: CycleResult) -> bool:
         """Index the next batch of one stream; returns whether more may be waiting."""
         changed, statements = STREAMS[stream]
-        limit = max(1, int(self.setting("batch_size")))
+        limit = self.settings.batch_size
         with self.transaction() as tx:
             cursor = self.load_cursor(stream) or START
             rows: list[tuple[int, datetime]] = tx.execute(
@@ -64,7 +73,7 @@ class SearchWorker(Worker[int]):
             except psycopg.Error:
                 # Some row breaks a statement: index one at a time, logging and skipping the bad ones.
                 self._stream = stream
-                result, _ = self.run_items(ids, tx)
+                result, _ = self.run_items(ids, tx, self.process)
             last_id, last_updated = rows[-1]
             self.save_cursor(tx, {"updated_at": last_updated.isoformat(), "id": last_id}, stream)
         total.add(result)
@@ -78,7 +87,3 @@ class SearchWorker(Worker[int]):
 
     def item_key(self, item: int) -> str:
         return f"{self._stream[:-1]} {item}"
-
-
-if __name__ == "__main__":
-    SearchWorker.main()

@@ -23,7 +23,7 @@ import numpy as np
 import openai
 
 from workers.errors import NotConfigured, RateLimited, UpstreamError
-from workers.rate_limits import retry_after_seconds
+from workers.pacing import retry_after_seconds
 
 SENTIMENTS = ("positive", "negative", "neutral", "mixed")
 
@@ -76,8 +76,9 @@ class AiSettings:
         return tokens / 1000 * float(self.embedding_price_per_1k)
 
     def chat_cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens / 1000 * float(self.chat_input_price_per_1k)
-                + completion_tokens / 1000 * float(self.chat_output_price_per_1k))
+        return prompt_tokens / 1000 * float(self.chat_input_price_per_1k) + completion_tokens / 1000 * float(
+            self.chat_output_price_per_1k
+        )
 
 
 @dataclass
@@ -99,10 +100,16 @@ class Usage:
 
     def row(self, caller: str) -> dict[str, Any]:
         return {
-            "caller": caller, "operation": self.operation, "model": self.model, "items": self.items,
-            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-            "total_tokens": self.total_tokens, "cost_usd": round(self.cost_usd, 8),
-            "latency_ms": round(self.latency_ms, 2), "request_id": self.request_id,
+            "caller": caller,
+            "operation": self.operation,
+            "model": self.model,
+            "items": self.items,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "cost_usd": round(self.cost_usd, 8),
+            "latency_ms": round(self.latency_ms, 2),
+            "request_id": self.request_id,
         }
 
 
@@ -129,7 +136,9 @@ def retry_after_s(response_headers: Mapping[str, str], default: float = 5.0) -> 
         pass
     if headers.get("retry-after"):
         return retry_after_seconds(headers["retry-after"], default)
-    resets = [_duration_s(headers[k]) for k in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens") if k in headers]
+    resets = [
+        _duration_s(headers[k]) for k in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens") if k in headers
+    ]
     known = [r for r in resets if r is not None]
     return max(known) if known else default
 
@@ -210,8 +219,10 @@ class AiClient:
     def __init__(self, settings: AiSettings) -> None:
         self.settings = settings
         self._client = openai.OpenAI(
-            api_key=settings.api_key, base_url=settings.base_url,
-            max_retries=int(settings.max_retries), timeout=float(settings.timeout_s),
+            api_key=settings.api_key,
+            base_url=settings.base_url,
+            max_retries=int(settings.max_retries),
+            timeout=float(settings.timeout_s),
         )
 
     def close(self) -> None:
@@ -235,8 +246,16 @@ class AiClient:
                 f"(expected {s.dimensions} dimensions each)"
             )
         tokens = int(getattr(response.usage, "prompt_tokens", 0) or 0)
-        usage = Usage("embeddings", response.model or s.embedding_model, len(texts), tokens, 0,
-                      s.embedding_cost(tokens), (time.perf_counter() - started) * 1000, raw.headers.get("x-request-id"))
+        usage = Usage(
+            "embeddings",
+            response.model or s.embedding_model,
+            len(texts),
+            tokens,
+            0,
+            s.embedding_cost(tokens),
+            (time.perf_counter() - started) * 1000,
+            raw.headers.get("x-request-id"),
+        )
         return np.stack(vectors), usage
 
     def summarize(self, text: str) -> Summary:
@@ -257,16 +276,28 @@ class AiClient:
         summary, label = parse_summary(content or "")
         prompt = int(getattr(response.usage, "prompt_tokens", 0) or 0)
         completion = int(getattr(response.usage, "completion_tokens", 0) or 0)
-        usage = Usage("chat", response.model or s.chat_model, 1, prompt, completion, s.chat_cost(prompt, completion),
-                      (time.perf_counter() - started) * 1000, response.id)
+        usage = Usage(
+            "chat",
+            response.model or s.chat_model,
+            1,
+            prompt,
+            completion,
+            s.chat_cost(prompt, completion),
+            (time.perf_counter() - started) * 1000,
+            response.id,
+        )
         return Summary(summary, label, usage)
 
 
 async def embed_query(settings: AiSettings, text: str) -> tuple[np.ndarray, Usage]:
     """The embedding of a search query, for the manager's event loop (short timeout, one retry)."""
     started = time.perf_counter()
-    client = openai.AsyncOpenAI(api_key=settings.api_key, base_url=settings.base_url,
-                                max_retries=min(int(settings.max_retries), 1), timeout=min(float(settings.timeout_s), 5.0))
+    client = openai.AsyncOpenAI(
+        api_key=settings.api_key,
+        base_url=settings.base_url,
+        max_retries=min(int(settings.max_retries), 1),
+        timeout=min(float(settings.timeout_s), 5.0),
+    )
     try:
         response = await client.embeddings.create(
             model=settings.embedding_model, input=[text], dimensions=int(settings.dimensions)
@@ -277,6 +308,13 @@ async def embed_query(settings: AiSettings, text: str) -> tuple[np.ndarray, Usag
         await client.close()
     vector = np.asarray(response.data[0].embedding, dtype=np.float32)
     tokens = int(getattr(response.usage, "prompt_tokens", 0) or 0)
-    usage = Usage("embeddings", response.model or settings.embedding_model, 1, tokens, 0,
-                  settings.embedding_cost(tokens), (time.perf_counter() - started) * 1000)
+    usage = Usage(
+        "embeddings",
+        response.model or settings.embedding_model,
+        1,
+        tokens,
+        0,
+        settings.embedding_cost(tokens),
+        (time.perf_counter() - started) * 1000,
+    )
     return vector, usage

@@ -21,18 +21,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import cache
 from typing import Any, cast
 
 import psycopg
 from ens import ENS
 from ens.constants import UNIVERSAL_RESOLVER_ADDR
 from eth_utils import is_address, to_checksum_address
+from pydantic import Field
 from web3 import Web3
 
-from sql import queries_from
+from sql import query
 from workers.base import CycleResult, Worker, describe
-from workers.chain_reads import (
+from workers.errors import NotConfigured, UpstreamError
+from workers.evm.reads import (
     DECIMALS,
     NAME,
     SYMBOL,
@@ -48,20 +49,15 @@ from workers.chain_reads import (
     token_uri,
     topic_address,
 )
-from workers.chain_rpc import JsonRpcClient, RpcCallError, Web3Provider
-from workers.errors import NotConfigured, UpstreamError
+from workers.evm.rpc import JsonRpcClient, RpcCallError, Web3Provider
+from workers.settings import WorkerSettings
 
 BLOCKS_CURSOR = "blocks"
 MAINNET_CHAIN_ID = 1
 
 
-@cache
-def _queries() -> dict[str, str]:
-    return queries_from("chains.sql")
-
-
 def q(name: str) -> str:
-    return _queries()[name]
+    return query(name, "chains.sql")
 
 
 def checksum(address: Any) -> str | None:
@@ -101,40 +97,43 @@ class RangeTooLarge(Exception):
     """The node refused eth_getLogs for the range (result cap, range cap): try a smaller one."""
 
 
+class EvmSettings(WorkerSettings):
+    rpc_url: str | None = None
+    chain: str | None = None  # the chain's name in the tables; default: the worker's name
+    chain_id: int | None = None  # checked against the node's eth_chainId
+    wallets: list[Any] = []  # [{address, label}] or plain addresses
+    tokens: list[Any] = []  # ERC-20 contract addresses
+    nft_contracts: list[Any] = []  # ERC-721 contracts whose every transfer is followed
+    confirmations: int = Field(default=12, ge=0)
+    start_block: int | None = Field(
+        default=None, ge=0
+    )  # first block of history; default: `backfill_blocks` below the head
+    backfill_blocks: int = Field(default=1000, ge=0)
+    max_block_range: int = Field(default=500, gt=0)  # blocks per eth_getLogs range (providers cap it)
+    block_batch_size: int = Field(default=20, gt=0)  # full blocks per JSON-RPC batch while scanning
+    max_ranges_per_cycle: int = Field(default=50, ge=0)
+    requests_per_second: float = Field(default=0, ge=0)  # 0: no pacing (HTTP requests, a batch counts once)
+    rpc_timeout_s: float = Field(default=10, gt=0)
+    batch_size: int = Field(default=100, gt=0)  # calls per JSON-RPC batch
+    multicall: str = "auto"  # auto | multicall | batch | naive
+    multicall_size: int = Field(default=500, gt=0)  # reads per aggregate3 call
+    token_refresh_s: float = Field(default=7 * 86400, ge=0)
+    nft_uris_per_cycle: int = Field(default=500, ge=0)
+    ens: bool | str = "auto"  # auto (chain 1 or ens_rpc_url set) | true | false
+    ens_rpc_url: str | None = None
+    ens_refresh_s: float = Field(default=86400, ge=0)
+    ens_per_cycle: int = Field(default=100, ge=0)
+
+
 class EvmWorker(Worker[Any]):
-    defaults = {
-        "chain_id": None,
-        "wallets": [],  # [{address, label}] or plain addresses
-        "tokens": [],  # ERC-20 contract addresses
-        "nft_contracts": [],  # ERC-721 contracts whose every transfer is followed
-        "confirmations": 12,
-        "start_block": None,  # first block of history; default: `backfill_blocks` below the head
-        "backfill_blocks": 1000,
-        "max_block_range": 500,  # blocks per eth_getLogs range (providers cap it)
-        "block_batch_size": 20,  # full blocks per JSON-RPC batch while scanning
-        "max_ranges_per_cycle": 50,
-        "requests_per_second": 0,  # 0: no pacing (HTTP requests, a batch counts once)
-        "rpc_timeout_s": 10,
-        "batch_size": 100,  # calls per JSON-RPC batch
-        "multicall": "auto",  # auto | multicall | batch | naive
-        "multicall_size": 500,  # reads per aggregate3 call
-        "token_refresh_s": 7 * 86400,
-        "nft_uris_per_cycle": 500,
-        "ens": "auto",  # auto (chain 1 or ens_rpc_url set) | true | false
-        "ens_rpc_url": None,
-        "ens_refresh_s": 86400,
-        "ens_per_cycle": 100,
-    }
+    settings_model = EvmSettings
+    settings: EvmSettings
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._client: JsonRpcClient | None = None
-        self._client_key: tuple[Any, ...] | None = None
         self._reader: ContractReader | None = None
         self._verified_chain: tuple[str, int] | None = None
-        self._ens_client: JsonRpcClient | None = None
         self._ens_w3: Web3 | None = None
-        self._ens_url: str | None = None
         self._ens_available: bool | None = None
         self._range_limit: int | None = None
         self._history_blocks: dict[str, int | None] = {}
@@ -144,56 +143,47 @@ class EvmWorker(Worker[Any]):
 
     @property
     def chain(self) -> str:
-        return str(self.setting("chain") or self.name)
+        return self.settings.chain or self.name
 
     def validate(self) -> None:
-        url = self.setting("rpc_url")
+        url = self.settings.rpc_url
         if not url:
             env = f"{self.name.upper()}_RPC_URL"
             raise NotConfigured(f"rpc_url is not set (set {env} or workers.{self.name}.rpc_url)")
-        expected = self.setting("chain_id")
-        if expected is None or self._verified_chain == (url, int(expected)):
+        expected = self.settings.chain_id
+        if expected is None or self._verified_chain == (url, expected):
             return
         try:
             actual = int(self.client().call("eth_chainId"), 16)
         except UpstreamError:
             return  # cannot tell now; the cycle reports the node's failure
-        if actual != int(expected):
+        if actual != expected:
             raise NotConfigured(f"rpc_url serves chain {actual}, but workers.{self.name}.chain_id is {expected}")
-        self._verified_chain = (url, int(expected))
+        self._verified_chain = (url, expected)
 
     def client(self) -> JsonRpcClient:
-        """The node's client, rebuilt when its settings change."""
-        key = (
-            self.setting("rpc_url"),
-            float(self.setting("requests_per_second") or 0),
-            float(self.setting("rpc_timeout_s")),
-            int(self.setting("batch_size")),
-            str(self.setting("multicall")),
-            int(self.setting("multicall_size")),
+        """The node's client, rebuilt (with its contract reader) when its settings change."""
+        s = self.settings
+        key = (s.rpc_url, s.requests_per_second, s.rpc_timeout_s, s.batch_size, s.multicall, s.multicall_size)
+        return self.cached_client("rpc", key, self._build_client)
+
+    def _build_client(self) -> JsonRpcClient:
+        s = self.settings
+        client = JsonRpcClient(
+            str(s.rpc_url), timeout=s.rpc_timeout_s, requests_per_second=s.requests_per_second, max_batch=s.batch_size
         )
-        if self._client is None or key != self._client_key:
-            if self._client is not None:
-                self._client.close()
-            self._client = JsonRpcClient(key[0], timeout=key[2], requests_per_second=key[1], max_batch=key[3])
-            self._reader = ContractReader(self._client, key[4], key[5])
-            self._client_key = key
-            self._range_limit = None
-        return self._client
+        self._reader = ContractReader(client, s.multicall, s.multicall_size)
+        self._range_limit = None
+        return client
 
     def reader(self) -> ContractReader:
         self.client()
         assert self._reader is not None
         return self._reader
 
-    def close(self) -> None:
-        for client in (self._client, self._ens_client):
-            if client is not None:
-                client.close()
-
     def _addresses(self, key: str) -> list[str]:
         out = []
-        for raw in self.setting(key) or []:
+        for raw in getattr(self.settings, key):
             address = checksum(raw)
             if address is None:
                 self.record_error(f"{key}: {raw!r} is not an address", f"config {key}")
@@ -204,8 +194,7 @@ class EvmWorker(Worker[Any]):
     # ---- the cycle ---------------------------------------------------------------------------------
 
     def run_cycle(self) -> CycleResult:
-        client = self.client()
-        calls_before = client.calls
+        self.client()  # (re)built for the current settings before anything reads
         total = CycleResult()
         wallets = self.sync_wallets()
         cursor = self.load_cursor(BLOCKS_CURSOR)
@@ -219,7 +208,6 @@ class EvmWorker(Worker[Any]):
             self.sync_nft_uris(head)
         if not self.stopping:
             total.add(self.sync_ens())
-        total.notes.update(head=head, wallets=len(wallets), rpc_calls=client.calls - calls_before)
         return total
 
     def read_head(self, cursor: dict[str, Any] | None) -> tuple[int, dict[str, Any] | None]:
@@ -242,7 +230,7 @@ class EvmWorker(Worker[Any]):
     def sync_wallets(self) -> list[str]:
         """Seed the configured wallets into `wallets`; return every active wallet of this chain."""
         seeds = []
-        for entry in self.setting("wallets") or []:
+        for entry in self.settings.wallets:
             raw, label = (entry.get("address"), entry.get("label") or "") if isinstance(entry, dict) else (entry, "")
             address = checksum(raw)
             if address is None:
@@ -273,7 +261,7 @@ class EvmWorker(Worker[Any]):
         fresh = {
             row[0]
             for row in self.db.execute(
-                q("fresh_tokens"), {"chain": self.chain, "max_age_s": float(self.setting("token_refresh_s"))}
+                q("fresh_tokens"), {"chain": self.chain, "max_age_s": self.settings.token_refresh_s}
             )
         }
         wanted: dict[str, str] = {}
@@ -372,10 +360,10 @@ class EvmWorker(Worker[Any]):
         """Confirmed block ranges after the cursor: transactions, transfers and NFT ownership.
         `cursor_block` is the chain's block at the cursor now (None if it has none)."""
         total = CycleResult()
-        safe = head - int(self.setting("confirmations"))
+        safe = head - self.settings.confirmations
         if safe < 0:
             return total
-        self._ranges_left = int(self.setting("max_ranges_per_cycle"))
+        self._ranges_left = self.settings.max_ranges_per_cycle
         if cursor is None:
             start = self._first_block(safe)
             prev_hash: str | None = None
@@ -425,15 +413,15 @@ class EvmWorker(Worker[Any]):
         return total
 
     def _first_block(self, safe: int) -> int:
-        start_block = self.setting("start_block")
-        return int(start_block) if start_block is not None else max(0, safe - int(self.setting("backfill_blocks")) + 1)
+        start_block = self.settings.start_block
+        return start_block if start_block is not None else max(0, safe - self.settings.backfill_blocks + 1)
 
     def _fetch_range_adaptive(
         self, start: int, last: int, wallets: Sequence[str], *, include_nft_contracts: bool
     ) -> RangeData | None:
         """The next range from `start` (at most `max_block_range`, less after the node refused
         larger ones); None when the node refused it and a smaller one should be tried."""
-        configured = max(1, int(self.setting("max_block_range")))
+        configured = self.settings.max_block_range
         end = min(last, start + min(configured, self._range_limit or configured) - 1)
         try:
             data = self.fetch_range(start, end, wallets, include_nft_contracts=include_nft_contracts)
@@ -468,7 +456,7 @@ class EvmWorker(Worker[Any]):
     def rewind(self, cursor_block: int) -> tuple[int, str | None]:
         """The chain changed below the confirmed cursor: drop what came from the last blocks and
         move the cursor back before them, so they are read again. Returns (start, parent hash)."""
-        depth = max(2 * int(self.setting("confirmations")), 16)
+        depth = max(2 * self.settings.confirmations, 16)
         back_to = max(0, cursor_block - depth + 1)  # first block to read again
         parent = None
         if back_to > 0:
@@ -490,7 +478,7 @@ class EvmWorker(Worker[Any]):
             w: (b if b is None or b < back_to else back_to - 1) for w, b in self._history_blocks.items()
         }
         self.record_error(
-            f"chain reorganised below block {cursor_block + 1} (deeper than {self.setting('confirmations')} "
+            f"chain reorganised below block {cursor_block + 1} (deeper than {self.settings.confirmations} "
             f"confirmations): rewound to block {back_to} and reading it again",
             "reorg",
         )
@@ -519,7 +507,7 @@ class EvmWorker(Worker[Any]):
         # logs point at (their sender and value, which logs do not carry).
         # Without wallets only the range's ends are needed (the hash chain), and no transactions.
         numbers = list(range(start, end + 1)) if wallet_set else sorted({start, end})
-        step = max(1, int(self.setting("block_batch_size")))
+        step = self.settings.block_batch_size
         picked: list[tuple[dict[str, Any], dict[str, Any]]] = []
         parent_hash = end_hash = ""
         for i in range(0, len(numbers), step):
@@ -660,7 +648,7 @@ class EvmWorker(Worker[Any]):
 
     def sync_nft_uris(self, head: int) -> None:
         """tokenURI of NFTs now held by tracked wallets, read once (batched)."""
-        rows = self.db.execute(q("nfts_without_uri"), (self.chain, int(self.setting("nft_uris_per_cycle")))).fetchall()
+        rows = self.db.execute(q("nfts_without_uri"), (self.chain, self.settings.nft_uris_per_cycle)).fetchall()
         if not rows:
             return
         results = self.reader().read([token_uri(contract, int(token_id)) for contract, token_id in rows], head)
@@ -677,29 +665,21 @@ class EvmWorker(Worker[Any]):
 
     def ens_web3(self) -> Web3 | None:
         """A Web3 on mainnet ENS: `ens_rpc_url` if set, else this chain when it is chain 1."""
-        mode = self.setting("ens")
+        s = self.settings
+        mode = s.ens
         if mode in (False, "false", "off", "no"):
             return None
-        url = self.setting("ens_rpc_url")
-        chain_id = self.setting("chain_id")
-        if not url and not (
-            mode in (True, "true", "on", "yes") or (chain_id is not None and int(chain_id) == MAINNET_CHAIN_ID)
-        ):
+        url = s.ens_rpc_url
+        if not url and not (mode in (True, "true", "on", "yes") or s.chain_id == MAINNET_CHAIN_ID):
             return None
         if url:
-            if self._ens_client is None or self._ens_url != url:
-                if self._ens_client is not None:
-                    self._ens_client.close()
-                self._ens_client = JsonRpcClient(
-                    url,
-                    timeout=float(self.setting("rpc_timeout_s")),
-                    requests_per_second=float(self.setting("requests_per_second") or 0),
-                )
-                self._ens_url, self._ens_w3, self._ens_available = url, None, None
-            client = self._ens_client
+            client = self.cached_client(
+                "ens",
+                (url, s.rpc_timeout_s, s.requests_per_second),
+                lambda: JsonRpcClient(url, timeout=s.rpc_timeout_s, requests_per_second=s.requests_per_second),
+            )
         else:
-            if self._ens_url is not None:
-                self._ens_url, self._ens_w3, self._ens_available = None, None, None
+            self.drop_client("ens")
             client = self.client()
         if self._ens_w3 is None or getattr(self._ens_w3.provider, "client", None) is not client:
             self._ens_w3 = Web3(Web3Provider(client))
@@ -716,8 +696,8 @@ class EvmWorker(Worker[Any]):
                 q("ens_due"),
                 {
                     "chain": self.chain,
-                    "max_age_s": float(self.setting("ens_refresh_s")),
-                    "limit": int(self.setting("ens_per_cycle")),
+                    "max_age_s": self.settings.ens_refresh_s,
+                    "limit": self.settings.ens_per_cycle,
                 },
             )
         ]
@@ -754,7 +734,3 @@ class EvmWorker(Worker[Any]):
         with self.transaction() as tx:
             result, _ = self.run_items(found, tx, write)
         return result
-
-
-if __name__ == "__main__":
-    EvmWorker.main()
