@@ -126,13 +126,21 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{w['errorRate']:.0%}",
             _ago(w["lastRun"]),
             "; ".join(w["reasons"]) or "-",
+            _where(w.get("owner")),
         )
         for w in workers
     ]
     print(
-        _table(rows, ["WORKER", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "ITEMS", "ERRORS", "LAST RUN", "WHY"])
+        _table(
+            rows, ["WORKER", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "ITEMS", "ERRORS", "LAST RUN", "WHY", "ON"]
+        )
     )
     return 0
+
+
+def _where(owner: dict[str, Any] | None) -> str:
+    """Which manager runs it (several managers may share one database)."""
+    return f"{owner['host']}:{owner['pid']}" if owner else "-"
 
 
 def _flag_name(config: Config, name: str) -> str:

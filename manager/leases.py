@@ -228,8 +228,9 @@ class LeaseKeeper:
             for m in self.peers.values()
         ]
         dead = set(self._dead)
+        not_holding = dead | {self.identity.id}  # a row of ours we no longer hold (lost) is free to us
         rows = {
-            name: LeaseRow(lease.owner, lease.expires_in_s > 0 and lease.owner not in dead)
+            name: LeaseRow(lease.owner, lease.expires_in_s > 0 and lease.owner not in not_holding)
             for name, lease in self.leases.items()
         }
         decided = plan(self.identity.id, pins, peers, rows, frozenset(self.held))

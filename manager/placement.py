@@ -90,7 +90,9 @@ def plan(
     owners = {w: row.owner for w, row in leases.items() if row.held}
     owners.update({w: me for w in holding})
     target = assign(pins, peers, owners)
-    acquire, keep, hand_over = set(), set(), set()
+    acquire: set[str] = set()
+    keep: set[str] = set()
+    hand_over: set[str] = set()
     for worker, chosen in target.items():
         if worker in holding:
             (keep if chosen in (me, None) else hand_over).add(worker)
