@@ -102,6 +102,7 @@ class LeaseKeeper:
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._handovers: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._dead: list[str] = []  # managers whose renewing session is gone
         self.last_error: str | None = None
@@ -120,11 +121,11 @@ class LeaseKeeper:
     async def stop(self) -> None:
         """Stop every worker this manager runs, each lease released the moment its copy exited."""
         self._stopping = True
-        for task in self._tasks:
+        for task in [*self._tasks, *self._handovers]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await asyncio.gather(*(self._hand_over(name) for name in list(self.held)), return_exceptions=True)
+        await asyncio.gather(*(self._shut_down(name) for name in list(self.held)), return_exceptions=True)
         with contextlib.suppress(psycopg.Error):
             conn = await self._connection()
             await conn.execute(query("forget_manager", SQL), {"id": self.identity.id})
@@ -236,7 +237,9 @@ class LeaseKeeper:
         decided = plan(self.identity.id, pins, peers, rows, frozenset(self.held))
         for name in decided.hand_over - self._handing_over:
             self._handing_over.add(name)
-            self._tasks.append(asyncio.create_task(self._hand_over(name), name=f"hand-over-{name}"))
+            task = asyncio.create_task(self._hand_over(name), name=f"hand-over-{name}")
+            self._handovers.add(task)
+            task.add_done_callback(self._handovers.discard)
         wanted = sorted(name for name in decided.acquire if self._supervisor.runners[name].idle)
         if not wanted:
             return
@@ -256,14 +259,17 @@ class LeaseKeeper:
         while not runner.idle or runner.state.value in ("starting", "stopping"):
             await asyncio.sleep(0.02)
         if self.held.pop(name, None) is not None:
-            if self._stopping:
-                with contextlib.suppress(psycopg.Error):
-                    conn = await self._connection()
-                    await conn.execute(query("release_leases", SQL), {"id": self.identity.id, "names": [name]})
-            else:
-                self._to_release.add(name)
-                self._wake.set()
+            self._to_release.add(name)
+            self._wake.set()
         self._handing_over.discard(name)
+
+    async def _shut_down(self, name: str) -> None:
+        """The manager is stopping: stop the worker for good, then release its lease at once."""
+        await self._supervisor.runners[name].stop()
+        if self.held.pop(name, None) is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn = await self._connection()
+                await conn.execute(query("release_leases", SQL), {"id": self.identity.id, "names": [name]})
 
     def _lose(self, names: list[str], reason: str) -> None:
         for name in names:

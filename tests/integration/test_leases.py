@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,23 @@ def converged(view: ManagerHandle, names: list[str], owners: set[str]) -> list[d
     return status if ok and sorted(w["name"] for w in status) == sorted(names) else None
 
 
+def boot_together(boot_manager: Any, count: int, workers: dict[str, Any]) -> list[ManagerHandle]:
+    handles = [boot_manager(workers=workers, healdec=LEASES, start=False) for _ in range(count)]
+    with ThreadPoolExecutor(count) as pool:
+        list(pool.map(lambda h: h.start(), handles))
+    return handles
+
+
+def terminate_together(handles: list[ManagerHandle]) -> None:
+    """SIGTERM every manager at once (one by one, each would hand its workers to the next)."""
+    for handle in handles:
+        if handle.proc is not None and handle.proc.poll() is None:
+            handle.proc.send_signal(signal.SIGTERM)
+    for handle in handles:
+        if handle.proc is not None:
+            handle.proc.wait(20)
+
+
 def manager_id(handle: ManagerHandle) -> str:
     return str(handle.http.get("/healthz").json()["manager"]["managerId"])
 
@@ -78,7 +96,7 @@ def test_fence_refuses_a_stale_epoch_and_blocks_acquisition_until_commit(migrate
 def test_three_managers_run_each_worker_once_and_take_over_from_a_killed_one(boot_manager: Any, tmp_path: Path) -> None:
     names = ["w1", "w2", "w3", "w4"]
     workers = {n: example_worker() for n in names}
-    handles = [boot_manager(workers=workers, healdec=LEASES) for _ in range(3)]
+    handles = boot_together(boot_manager, 3, workers)
     ids = {manager_id(h): h for h in handles}
     status = wait_for(lambda: converged(handles[2], names, set(ids)), 20, 0.1, "every worker placed and running")
     copies = wait_for(lambda: (c := running_copies(handles)) and all(len(c.get(n, [])) == 1 for n in names) and c)
@@ -123,6 +141,7 @@ def test_three_managers_run_each_worker_once_and_take_over_from_a_killed_one(boo
     theirs = next(n for n in names if n not in mine)
     assert survivors[0].api("POST", f"/api/workers/{theirs}/stop").status_code == 202
     survivors[1].wait_worker(theirs, lambda w: w["state"] == "stopped", 10, f"{theirs} stopped by its owner")
+    terminate_together(handles)
 
 
 def test_a_frozen_managers_worker_is_fenced_and_a_terminated_managers_worker_moves(boot_manager: Any) -> None:
@@ -157,3 +176,4 @@ def test_a_frozen_managers_worker_is_fenced_and_a_terminated_managers_worker_mov
     second.terminate()
     first.wait_worker("solo", lambda w: w["state"] == "running" and w["pid"] not in (None, first_pid), 5)
     assert not pid_alive(first_pid)
+    terminate_together([first, second])
