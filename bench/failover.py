@@ -65,7 +65,7 @@ def measure(url: str, workdir: Path, kills: int) -> list[list[Any]]:
     handles = [_boot(workdir, url, 0), _boot(workdir, url, 1)]
     booted = 2
     results: dict[str, list[float]] = {"kill": [], "stop": [], "term": []}
-    plan = ["kill"] * kills + ["stop"] * max(3, kills // 4) + ["term"] * max(5, kills // 2)
+    plan = ["kill"] * kills + ["stop"] * 3 + ["term"] * 5
     try:
         for i, how in enumerate(plan):
             print(f"  {how} {i + 1}/{len(plan)}", file=sys.stderr, flush=True)
