@@ -37,11 +37,30 @@ def _owner_pid(view: ManagerHandle, name: str) -> int | None:
     return w["owner"]["pid"] if w["owner"] and w["state"] == "running" and w["pid"] else None
 
 
+def _release_gap(view: ManagerHandle, old_pid: int, new_pid: int) -> float:
+    """Seconds from the old copy's exit (its lease is released right after) to the new copy's start."""
+
+    def gap() -> float | None:
+        row = view.sql(
+            "SELECT extract(epoch FROM min(occurred_at) FILTER (WHERE event IN ('started', 'restarted') AND pid = %s)"
+            " - max(occurred_at) FILTER (WHERE event = 'exited' AND pid = %s))::float8"
+            " FROM supervision_events WHERE worker_name = 'w0'",
+            (new_pid, old_pid),
+        )
+        return row[0][0]
+
+    return float(wait_for(gap, 30, 0.1, "both supervision events"))
+
+
+GAPS: list[float] = []
+
+
 def _one(handles: list[ManagerHandle], how: str) -> float:
     """Stop the manager running w0 in the way `how`; seconds until w0 runs under another."""
     owner_pid = wait_for(lambda: _owner_pid(handles[0], "w0"), 30, 0.05, "w0 placed")
     victim = next(h for h in handles if h.proc and h.proc.pid == owner_pid)
     other = next(h for h in handles if h is not victim)
+    old_pid = victim.worker("w0")["pid"]
     started = time.perf_counter()
     assert victim.proc is not None
     if how == "kill":
@@ -52,6 +71,8 @@ def _one(handles: list[ManagerHandle], how: str) -> float:
         victim.proc.send_signal(signal.SIGTERM)
     wait_for(lambda: _owner_pid(other, "w0") not in (None, owner_pid), 60, 0.01, "w0 elsewhere")
     took = time.perf_counter() - started
+    if how == "term":
+        GAPS.append(_release_gap(other, old_pid, other.worker("w0")["pid"]))
     if how == "stop":
         victim.proc.send_signal(signal.SIGCONT)
         victim.proc.kill()
@@ -81,6 +102,8 @@ def measure(url: str, workdir: Path, kills: int) -> list[list[Any]]:
         ("stop", "SIGSTOP (frozen) → elsewhere"),
         ("term", "SIGTERM (deploy) → elsewhere"),
     ):
+        if not results[how]:
+            continue
         s = summary_ms(results[how])
         rows.append(
             [
@@ -93,11 +116,23 @@ def measure(url: str, workdir: Path, kills: int) -> list[list[Any]]:
                 f"{s['median'] / (TTL * 1000):.2f}",
             ]
         )
+    s = summary_ms(GAPS)
+    rows.append(
+        [
+            "deploy: old copy exited → new started",
+            s["n"],
+            f"{s['median']:.0f}",
+            f"{s['p99']:.0f}",
+            f"{s['max']:.0f}",
+            "1000 (goal)",
+            f"{s['median'] / 1000:.2f}",
+        ]
+    )
     return rows
 
 
 def main() -> None:
-    kills = int(os.environ.get("BENCH_KILLS", "20"))
+    kills = int(os.environ.get("BENCH_KILLS", "20"))  # BENCH_KILLS=0: only the freezes and deploys
     with (
         tempfile.TemporaryDirectory() as tmp,
         postgres_server(Path(tmp) / "pg") as admin_url,
