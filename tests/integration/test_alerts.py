@@ -93,7 +93,11 @@ def test_failed_is_alerted_once_retried_after_500_and_recovery_follows(boot_mana
     assert generic["from"]["state"] != "failed" and generic["reasons"][0].startswith("failed: restart budget spent")
     assert len(receiver.posts) == 3  # one of the two first attempts got a 500 and was retried
 
-    rows = m.sql("SELECT url, attempt, status_code, error, delivered FROM alert_deliveries ORDER BY id")
+    def recorded(count: int) -> list[tuple[Any, ...]] | None:
+        rows = m.sql("SELECT url, attempt, status_code, error, delivered FROM alert_deliveries ORDER BY id")
+        return rows if len(rows) >= count else None
+
+    rows = wait_for(lambda: recorded(3), 10, 0.05, "three recorded attempts")
     assert sorted((attempt, code, delivered) for _, attempt, code, _, delivered in rows) == [
         (1, 200, True),
         (1, 500, False),
@@ -111,6 +115,7 @@ def test_failed_is_alerted_once_retried_after_500_and_recovery_follows(boot_mana
     wait_for(lambda: len(receiver.delivered(f"/slack/{SECRET}")) == 2, 10, 0.05, "the slack recovery alert")
     assert "flaky recovered after" in receiver.delivered(f"/slack/{SECRET}")[1]["text"]
 
+    wait_for(lambda: recorded(5), 10, 0.05, "five recorded attempts")
     api = m.api("GET", "/api/alerts/deliveries", params={"worker": "flaky"})
     assert api.status_code == 200 and len(api.json()) == 5
     page = m.api("GET", "/workers/flaky")
