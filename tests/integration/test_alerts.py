@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.manager import ManagerHandle, example_worker
 from tests.support.waiting import wait_for
 
 SECRET = "T0KEN-s3cr3t-9f8e7d"
@@ -49,31 +51,38 @@ class Receiver:
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    r = Receiver(fail_first=1)
+    r = Receiver()
     yield r
     r.server.shutdown()
     r.server.server_close()
 
 
+def boot_with_alerts(
+    boot_manager: Any, workers: dict[str, Any], alerts: dict[str, Any], **kwargs: Any
+) -> ManagerHandle:
+    m: ManagerHandle = boot_manager(workers, start=False, **kwargs)
+    config = yaml.safe_load(m.config_path.read_text())
+    m.config_path.write_text(yaml.safe_dump({**config, "alerts": alerts}))
+    return m.start()
+
+
 def test_failed_is_alerted_once_retried_after_500_and_recovery_follows(boot_manager, receiver, tmp_path: Path):
     ready = tmp_path / "ready"  # the worker crashes at once until this file exists
     program = f"import os, sys, time\nif not os.path.exists({str(ready)!r}): sys.exit(3)\ntime.sleep(600)"
-    m = boot_manager(
+    receiver.fail_first = 1
+    m = boot_with_alerts(
+        boot_manager,
         {"flaky": {"command": [sys.executable, "-c", program], "heartbeat": False}},
+        {
+            "for_s": 60,  # the short restarting spells between crashes are not worth an alert
+            "retry_base_s": 0.1,
+            "webhooks": [
+                {"url": f"{receiver.url}/slack/{SECRET}", "format": "slack"},
+                {"url": f"{receiver.url}/json/{SECRET}"},
+            ],
+        },
         healdec={"max_restarts": 2, "restart_delay_ms": 20, "max_restart_delay_ms": 100},
-        start=False,
     )
-    config = yaml.safe_load(m.config_path.read_text())
-    config["alerts"] = {
-        "for_s": 60,  # the short restarting spells between crashes are not worth an alert
-        "retry_base_s": 0.1,
-        "webhooks": [
-            {"url": f"{receiver.url}/slack/{SECRET}", "format": "slack"},
-            {"url": f"{receiver.url}/json/{SECRET}"},
-        ],
-    }
-    m.config_path.write_text(yaml.safe_dump(config))
-    m.start()
 
     m.wait_worker("flaky", lambda w: w["state"] == "failed", what="failed")
     wait_for(
@@ -123,3 +132,29 @@ def test_failed_is_alerted_once_retried_after_500_and_recovery_follows(boot_mana
     shown = api.text + page.text + m.output() + json.dumps(m.status())
     assert SECRET not in shown
     assert len(receiver.posts) == 5  # nothing more: one alert per webhook per episode
+
+
+def test_degraded_alerts_once_after_for_s_and_a_settings_fix_brings_the_recovery(boot_manager, receiver):
+    hook = f"/hook/{SECRET}"
+    m = boot_with_alerts(
+        boot_manager,
+        {"counter": example_worker(batch_size="many")},  # a bad config value: it waits, degraded
+        {"for_s": 1, "webhooks": [{"url": receiver.url + hook}]},
+    )
+    wait_for(lambda: receiver.delivered(hook), 15, 0.05, "the degraded alert")
+    [alert] = receiver.delivered(hook)
+    assert (alert["event"], alert["to"]) == ("degraded", {"state": "running", "verdict": "degraded"})
+    assert alert["unhealthyForSeconds"] >= 1 and "batch_size" in alert["reasons"][0]
+    m.wait_worker("counter", lambda w: w["heartbeatAgeSeconds"] is not None, what="a heartbeat")
+    time.sleep(1)  # several sweeps and heartbeats later, still one alert for this episode
+    assert len(receiver.posts) == 1
+
+    assert m.api("PUT", "/api/settings/counter_batch_size", json={"value": 3}).status_code == 200
+    wait_for(lambda: len(receiver.delivered(hook)) == 2, 15, 0.05, "the recovery alert")
+    recovered = receiver.delivered(hook)[1]
+    assert (recovered["event"], recovered["from"]["verdict"], recovered["to"]["verdict"]) == (
+        "recovered",
+        "degraded",
+        "healthy",
+    )
+    assert len(receiver.posts) == 2
