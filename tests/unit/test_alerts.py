@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
 from healdec.rules import HealthInputs, Verdict, judge
 from manager.alerts import AlertRules, Sighting, retry_delays_s
+from manager.config import Config, describe_validation_error
 from manager.limits import MB, over_limit_figure
 from workers.redact import redact_webhook_url
 
@@ -86,3 +90,23 @@ def test_memory_figure_and_the_degraded_rule():
     health = judge(HealthInputs(**base, memory_restarts_last_hour=4, max_rss_mb=512))
     assert health.verdict is Verdict.DEGRADED
     assert health.reasons == ["memory: restarted 4 times in the last hour for rss over max_rss_mb 512"]
+
+
+def test_config_refuses_bad_limits_and_webhooks_without_echoing_the_url():
+    ok = Config.model_validate(
+        {
+            "alerts": {"webhooks": [{"url": "https://h.example/x", "format": "slack"}]},
+            "workers": {"w": {"module": "workers.example", "max_rss_mb": 512, "nice": 10}},
+        }
+    )
+    assert ok.workers["w"].max_rss_mb == 512 and ok.alerts.webhooks[0].format == "slack"
+    for bad, where in [
+        ({"workers": {"w": {"module": "workers.example", "max_rss_mb": 0}}}, "workers.w.max_rss_mb"),
+        ({"workers": {"w": {"module": "workers.example", "nice": 20}}}, "workers.w.nice"),
+        ({"alerts": {"webhooks": [{"url": "file:///SECRETX"}]}}, "alerts.webhooks.0.url"),
+        ({"alerts": {"webhooks": [{"url": "https://h.example/x", "format": "xml"}]}}, "alerts.webhooks.0.format"),
+    ]:
+        with pytest.raises(ValidationError) as exc:
+            Config.model_validate(bad)
+        message = describe_validation_error(exc.value)
+        assert message.startswith(f"{where}: ") and "SECRETX" not in message
