@@ -19,6 +19,7 @@ import contextlib
 import logging
 import socket
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 from manager.config import AlertsConfig, WebhookConfig
 from manager.logs import iso
 from sql import query
-from workers.redact import redact_webhook_url
+from workers.redact import SecretScrubber, redact_webhook_url
 
 if TYPE_CHECKING:
     from healdec.engine import HealthEngine
@@ -242,6 +243,8 @@ class Alerts:
     async def _deliver(self, alert: Alert, webhook: WebhookConfig) -> None:
         assert self._client is not None
         masked = redact_webhook_url(webhook.url)
+        parts = urllib.parse.urlsplit(webhook.url)
+        scrub = SecretScrubber({webhook.url, parts.path, parts.query})  # errors may quote any of them
         body = alert.body(webhook, self._source)
         delays = retry_delays_s(self._config.attempts, self._config.retry_base_s)
         for attempt in range(1, self._config.attempts + 1):
@@ -250,8 +253,8 @@ class Alerts:
                 response = await self._client.post(webhook.url, json=body)
                 status = response.status_code
                 error = None if 200 <= status < 300 else f"HTTP {status}"
-            except httpx.HTTPError as exc:  # the message may quote the URL: never record it
-                error = f"{type(exc).__name__}: {str(exc).replace(webhook.url, masked) or 'no answer'}"
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {scrub(str(exc)) or 'no answer'}"
             await self._record(Delivery(alert.worker, alert.event, masked, attempt, status, error))
             if error is None:
                 return

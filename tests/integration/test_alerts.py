@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.manager import ManagerHandle, example_worker
+from tests.support.manager import ManagerHandle, example_worker, free_port
 from tests.support.waiting import wait_for
 
 SECRET = "T0KEN-s3cr3t-9f8e7d"
@@ -70,6 +70,7 @@ def test_failed_is_alerted_once_retried_after_500_and_recovery_follows(boot_mana
     ready = tmp_path / "ready"  # the worker crashes at once until this file exists
     program = f"import os, sys, time\nif not os.path.exists({str(ready)!r}): sys.exit(3)\ntime.sleep(600)"
     receiver.fail_first = 1
+    dead = f"http://127.0.0.1:{free_port()}"  # nobody listens: every attempt fails
     m = boot_with_alerts(
         boot_manager,
         {"flaky": {"command": [sys.executable, "-c", program], "heartbeat": False}},
@@ -79,6 +80,7 @@ def test_failed_is_alerted_once_retried_after_500_and_recovery_follows(boot_mana
             "webhooks": [
                 {"url": f"{receiver.url}/slack/{SECRET}", "format": "slack"},
                 {"url": f"{receiver.url}/json/{SECRET}"},
+                {"url": f"{dead}/gone/{SECRET}"},
             ],
         },
         healdec={"max_restarts": 2, "restart_delay_ms": 20, "max_restart_delay_ms": 100},
@@ -102,18 +104,26 @@ def test_failed_is_alerted_once_retried_after_500_and_recovery_follows(boot_mana
     assert generic["from"]["state"] != "failed" and generic["reasons"][0].startswith("failed: restart budget spent")
     assert len(receiver.posts) == 3  # one of the two first attempts got a 500 and was retried
 
-    def recorded(count: int) -> list[tuple[Any, ...]] | None:
-        rows = m.sql("SELECT url, attempt, status_code, error, delivered FROM alert_deliveries ORDER BY id")
+    def recorded(url: str, count: int) -> list[tuple[Any, ...]] | None:
+        rows = m.sql(
+            "SELECT url, attempt, status_code, error, delivered FROM alert_deliveries WHERE url = %s ORDER BY id",
+            (f"{url}/***",),
+        )
         return rows if len(rows) >= count else None
 
-    rows = wait_for(lambda: recorded(3), 10, 0.05, "three recorded attempts")
+    rows = wait_for(lambda: recorded(receiver.url, 3), 10, 0.05, "three recorded attempts")
     assert sorted((attempt, code, delivered) for _, attempt, code, _, delivered in rows) == [
         (1, 200, True),
         (1, 500, False),
         (2, 200, True),
     ]
-    assert {url for url, *_ in rows} == {f"{receiver.url}/***"}
     assert [error for *_, error, delivered in rows if not delivered] == ["HTTP 500"]
+
+    gone = wait_for(lambda: recorded(dead, 4), 10, 0.05, "four attempts at the dead webhook")
+    assert [(attempt, code, delivered) for _, attempt, code, _, delivered in gone] == [
+        (n, None, False) for n in (1, 2, 3, 4)
+    ]
+    assert all(error.startswith("ConnectError") for *_, error, _ in gone)
 
     ready.touch()
     assert m.api("POST", "/api/workers/flaky/restart").status_code == 202
@@ -124,9 +134,11 @@ def test_failed_is_alerted_once_retried_after_500_and_recovery_follows(boot_mana
     wait_for(lambda: len(receiver.delivered(f"/slack/{SECRET}")) == 2, 10, 0.05, "the slack recovery alert")
     assert "flaky recovered after" in receiver.delivered(f"/slack/{SECRET}")[1]["text"]
 
-    wait_for(lambda: recorded(5), 10, 0.05, "five recorded attempts")
+    wait_for(lambda: recorded(receiver.url, 5), 10, 0.05, "five recorded attempts")
+    wait_for(lambda: recorded(dead, 8), 10, 0.05, "eight attempts at the dead webhook")
     api = m.api("GET", "/api/alerts/deliveries", params={"worker": "flaky"})
-    assert api.status_code == 200 and len(api.json()) == 5
+    assert api.status_code == 200 and len(api.json()) == 13
+    assert {row["url"] for row in api.json()} == {f"{receiver.url}/***", f"{dead}/***"}
     page = m.api("GET", "/workers/flaky")
     assert page.status_code == 200 and "Alerts sent" in page.text and "recovered" in page.text
     shown = api.text + page.text + m.output() + json.dumps(m.status())
@@ -144,7 +156,9 @@ def test_degraded_alerts_once_after_for_s_and_a_settings_fix_brings_the_recovery
     wait_for(lambda: receiver.delivered(hook), 15, 0.05, "the degraded alert")
     [alert] = receiver.delivered(hook)
     assert (alert["event"], alert["to"]) == ("degraded", {"state": "running", "verdict": "degraded"})
-    assert alert["unhealthyForSeconds"] >= 1 and "batch_size" in alert["reasons"][0]
+    assert alert["unhealthyForSeconds"] >= 1
+    # (on a loaded machine the worker may still be starting when for_s has passed)
+    assert "batch_size" in alert["reasons"][0] or alert["reasons"][0] == "waiting for the first heartbeat"
     m.wait_worker("counter", lambda w: w["heartbeatAgeSeconds"] is not None, what="a heartbeat")
     time.sleep(1)  # several sweeps and heartbeats later, still one alert for this episode
     assert len(receiver.posts) == 1
