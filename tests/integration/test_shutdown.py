@@ -53,8 +53,10 @@ STARTED_BEFORE_HTTP = [
     "orphan guardian",
     "event recorder",
     "workers",
+    "memory limits",
     "flag listener",
     "healdec",
+    "alerts",
     "leases",
 ]
 
