@@ -27,6 +27,7 @@ from manager.auth import SESSION_COOKIE, SESSION_MAX_AGE_S, Auth, Principal, Rol
 from manager.errors import UnknownWorker
 from manager.fleet import StatusView
 from manager.store import Store
+from workers.features import flag_owner
 from workers.redact import mask_secrets
 
 HERE = Path(__file__).resolve().parent
@@ -215,7 +216,9 @@ def mount_console(app: FastAPI, view: StatusView, store: Store, auth: Auth) -> N
                 title="No such worker",
                 message=f"There is no worker named “{name}” in this manager's configuration.",
             )
-        return page(request, "worker.html", who, worker=worker)
+        flags, _, _ = await flags_and_settings()
+        features = [f for f in flags if f["flag_name"] != worker["flag"] and flag_owner(f["flag_name"], view.names()) == name]
+        return page(request, "worker.html", who, worker=worker, features=features)
 
     app.include_router(router)
     app.mount("/workers/static", StaticFiles(directory=str(STATIC)), name="console-static")

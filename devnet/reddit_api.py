@@ -596,6 +596,24 @@ class RedditAPI(StubServer):
         created = self._now() if created_utc is None else created_utc
         return dict(self.data.add_comment(post_id, body, author, created, parent=parent))
 
+    def remove(self, fullname: str, by: str = "deleted") -> dict[str, Any]:
+        """Delete a post or comment as its author would (`by="deleted"`) or remove it as a moderator
+        (`"moderator"`): it keeps its id and place; its text becomes `[deleted]` / `[removed]`, a
+        deleted one loses its author, and a post gets `removed_by_category`, as Reddit serves them."""
+        marker = "[deleted]" if by == "deleted" else "[removed]"
+        with self.data.lock:
+            if fullname.startswith("t3_"):
+                data = self.data.posts[fullname.removeprefix("t3_")].data
+                data["removed_by_category"] = by
+                if data.get("is_self"):
+                    data["selftext"] = marker
+            else:
+                data = self.data.comments[fullname.removeprefix("t1_")].data
+                data["body"] = marker
+            if by == "deleted":
+                data["author"], data["author_fullname"] = "[deleted]", None
+            return dict(data)
+
     # --- HTTP ------------------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:

@@ -45,6 +45,9 @@ _SUBREDDIT_NAME = re.compile(r"^[A-Za-z0-9_]{2,21}$")
 
 Thing = dict[str, Any]
 
+#: The parts switched by `reddit_<feature>_enabled` flags (seeded by the manager; see workers/features.py).
+FEATURES = {"comments": "Fetch the comment threads of new and changed posts"}
+
 
 class RedditRejected(Exception):
     """Reddit refused one request (404, 403, a redirect to search, ...): that subreddit or thread
@@ -322,7 +325,7 @@ class RedditWorker(Worker[Thing]):
                 return things, False
             things.append(post)
             count = post.get("num_comments")
-            if count and stored.get(str(post.get("name"))) != count:
+            if count and stored.get(str(post.get("name"))) != count and self.flag("comments"):
                 try:
                     things += self._comments(post)
                 except RedditRejected as exc:

@@ -1,0 +1,16 @@
+-- Issue 14: social data that stays true and connected.
+-- Removals are marked, never hard-deleted: `deleted_at` on posts, follows and reactions (a row that
+-- comes back, e.g. a re-follow, clears it). Marking a post also moves its `updated_at`, so the
+-- search and ai workers see it in their next cycle and drop it from the index and recommendations.
+ALTER TABLE external_posts ADD COLUMN IF NOT EXISTS deleted_at timestamptz;
+ALTER TABLE follows ADD COLUMN IF NOT EXISTS deleted_at timestamptz;
+ALTER TABLE reactions ADD COLUMN IF NOT EXISTS deleted_at timestamptz;
+CREATE INDEX IF NOT EXISTS external_posts_deleted_idx ON external_posts (id) WHERE deleted_at IS NOT NULL;
+
+-- Wallets found through a social profile (Farcaster verified addresses): the profile they belong to.
+-- `source` says 'farcaster'; the chain workers track them like any other wallet.
+ALTER TABLE wallets ADD COLUMN IF NOT EXISTS profile_id bigint REFERENCES profiles (id) ON DELETE SET NULL;
+CREATE INDEX IF NOT EXISTS wallets_profile_idx ON wallets (profile_id) WHERE profile_id IS NOT NULL;
+
+-- GET /api/trending counts one kind of tag over a recent window.
+CREATE INDEX IF NOT EXISTS post_tags_kind_time_idx ON post_tags (kind, created_at);

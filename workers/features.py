@@ -1,0 +1,33 @@
+"""Named feature flags: the parts of a worker that can be switched off one by one.
+
+Each worker module declares `FEATURES = {"<feature>": "<what it does>"}`; the flag of a part is
+`<worker>_<feature>_enabled` (the configured worker name, so `ethereum_ens_enabled` and
+`base_ens_enabled` switch the same part of two chain workers). The manager seeds these rows with
+their descriptions at boot, only where no row exists; the worker reads them with `Worker.flag`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+
+
+def declared_features(module: str) -> dict[str, str]:
+    """The `FEATURES` of a worker module (empty when it declares none or cannot be imported:
+    the worker itself will then report why it cannot start)."""
+    try:
+        features = getattr(importlib.import_module(module), "FEATURES", None)
+    except Exception:
+        return {}
+    return {str(k): str(v) for k, v in features.items()} if isinstance(features, dict) else {}
+
+
+def feature_flag(worker: str, feature: str) -> str:
+    return f"{worker}_{feature}_enabled"
+
+
+def flag_owner(flag: str, workers: Iterable[str]) -> str | None:
+    """The worker a flag belongs to (`<worker>_enabled` or `<worker>_<feature>_enabled`), the
+    longest matching name winning, or None for a flag of no configured worker."""
+    owners = [w for w in workers if flag == f"{w}_enabled" or (flag.startswith(f"{w}_") and flag.endswith("_enabled"))]
+    return max(owners, key=len) if owners else None
