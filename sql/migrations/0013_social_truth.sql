@@ -7,6 +7,10 @@ ALTER TABLE follows ADD COLUMN IF NOT EXISTS deleted_at timestamptz;
 ALTER TABLE reactions ADD COLUMN IF NOT EXISTS deleted_at timestamptz;
 CREATE INDEX IF NOT EXISTS external_posts_deleted_idx ON external_posts (id) WHERE deleted_at IS NOT NULL;
 
+-- Author profiles: karma and account age (Reddit `/user/{name}/about`), read within the request budget.
+ALTER TABLE profiles ADD COLUMN IF NOT EXISTS karma bigint;
+ALTER TABLE profiles ADD COLUMN IF NOT EXISTS account_created_at timestamptz;
+
 -- Wallets found through a social profile (Farcaster verified addresses): the profile they belong to.
 -- `source` says 'farcaster'; the chain workers track them like any other wallet.
 ALTER TABLE wallets ADD COLUMN IF NOT EXISTS profile_id bigint REFERENCES profiles (id) ON DELETE SET NULL;
