@@ -217,7 +217,9 @@ def mount_console(app: FastAPI, view: StatusView, store: Store, auth: Auth) -> N
                 message=f"There is no worker named “{name}” in this manager's configuration.",
             )
         flags, _, _ = await flags_and_settings()
-        features = [f for f in flags if f["flag_name"] != worker["flag"] and flag_owner(f["flag_name"], view.names()) == name]
+        features = [
+            f for f in flags if f["flag_name"] != worker["flag"] and flag_owner(f["flag_name"], view.names()) == name
+        ]
         return page(request, "worker.html", who, worker=worker, features=features)
 
     app.include_router(router)

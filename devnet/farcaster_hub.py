@@ -1005,7 +1005,11 @@ class FarcasterHub(StubServer):
         address = (request.arg("address") or "").lower()
         if address and index is not None:
             with self.store.lock:
-                chosen = [m for m in index.messages if m["data"]["verificationAddEthAddressBody"]["address"].lower() == address]
+                chosen = [
+                    m
+                    for m in index.messages
+                    if m["data"]["verificationAddEthAddressBody"]["address"].lower() == address
+                ]
             index = _Index([message_key(m) for m in chosen], chosen)
         return self._list(index, request)
 

@@ -128,7 +128,8 @@ WHERE platform = %(platform)s AND follower_id = %(author)s AND deleted_at IS NUL
 -- Marks posts or comments found deleted or removed on a revisit (content kept as it was last seen).
 UPDATE external_posts SET deleted_at = now(), updated_at = now(),
   raw = raw || jsonb_build_object('removal', %(reason)s::text)
-WHERE platform = %(platform)s AND external_id = ANY(%(ids)s::text[]) AND deleted_at IS NULL;
+WHERE platform = %(platform)s AND external_id = ANY(%(ids)s::text[]) AND deleted_at IS NULL
+RETURNING external_id;
 
 -- name: profile_id
 -- The id of one stored profile (linked wallets point at it).

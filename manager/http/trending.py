@@ -38,7 +38,12 @@ async def trending(
         await cur.execute(query("trending", "insights.sql"), params)
         rows = await cur.fetchall()
     items = [
-        {"tag": r["tag"], "posts": r["posts"], "previous": r["previous"], "velocity": velocity(r["posts"], r["previous"])}
+        {
+            "tag": r["tag"],
+            "posts": r["posts"],
+            "previous": r["previous"],
+            "velocity": velocity(r["posts"], r["previous"]),
+        }
         for r in rows
     ]
     return {"window": window, "kind": kind, "items": items}

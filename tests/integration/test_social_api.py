@@ -26,7 +26,10 @@ def test_features_are_seeded_with_descriptions_where_no_row_exists(migrated_url)
         }
     )
     prepare_database(config, say=lambda _: None)
-    flags = {name: (enabled, about) for name, enabled, about in rows(migrated_url, "SELECT flag_name, enabled, description FROM feature_flags")}
+    flags = {
+        name: (enabled, about)
+        for name, enabled, about in rows(migrated_url, "SELECT flag_name, enabled, description FROM feature_flags")
+    }
     for name in (
         "farcaster_follows_enabled",
         "farcaster_wallets_enabled",
@@ -84,6 +87,10 @@ def test_trending_ranks_a_planted_burst_first_and_profiles_show_linked_wallets(b
     body = profile.json()
     assert body["username"] == "dwr" and body["tokens"] == [] and body["nfts"] == []
     (wallet,) = body["wallets"]
-    assert (wallet["chain"], wallet["address"], wallet["balance_wei"]) == ("ethereum", address, "123456789012345678901234")
+    assert (wallet["chain"], wallet["address"], wallet["balance_wei"]) == (
+        "ethereum",
+        address,
+        "123456789012345678901234",
+    )
     assert m.api("GET", "/api/profiles/farcaster/999").status_code == 404
     assert m.api("GET", "/api/profiles/myspace/3").status_code == 422

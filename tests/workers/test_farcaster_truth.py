@@ -128,7 +128,9 @@ def test_verified_addresses_become_linked_wallets_bounded_and_unlinked_when_remo
     worker.run_cycle()
     active = rows(migrated_url, "SELECT chain, address FROM wallets WHERE active ORDER BY 1, 2")
     assert active == [("base", ETH_B), ("ethereum", ETH_B), ("solana", SOL)]
-    assert rows(migrated_url, "SELECT count(*) FROM wallets WHERE NOT active AND address = %s", (checksummed,))[0][0] == 2
+    assert (
+        rows(migrated_url, "SELECT count(*) FROM wallets WHERE NOT active AND address = %s", (checksummed,))[0][0] == 2
+    )
 
 
 def test_each_feature_flag_switches_its_part_off_at_the_next_cycle_with_an_audit_row(hub, migrated_url):

@@ -394,7 +394,8 @@ class FarcasterWorker(Worker[Message]):
         live: dict[str, list[str]] = {}
         for stream in streams:
             try:
-                live[stream.name] = [_live_id(stream.name, m) for m in self._listing(fid, stream)]
+                named = [_live_id(stream.name, m) for m in self._listing(fid, stream)]
+                live[stream.name] = [i for i in named if i is not None]
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 # A message we cannot read would look like a removal: leave this stream unmarked.
                 self._item_error(result, f"fid {fid} {stream.name}", f"removal check skipped: {describe(exc)}")
@@ -403,7 +404,7 @@ class FarcasterWorker(Worker[Message]):
         with self.transaction() as tx:
             for name, ids in live.items():
                 marked = tx.execute(
-                    REMOVAL_QUERIES[name], {"platform": PLATFORM, "author": str(fid), "live": [i for i in ids if i]}
+                    REMOVAL_QUERIES[name], {"platform": PLATFORM, "author": str(fid), "live": ids}
                 ).rowcount
                 result.items += max(marked, 0)
         self._checked[fid] = time.monotonic()

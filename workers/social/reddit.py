@@ -28,6 +28,7 @@ import prawcore
 from pydantic import Field
 from requests.models import Response
 
+from sql import query
 from workers.base import CycleResult, Worker, describe
 from workers.errors import NotConfigured, RateLimited, UpstreamError
 from workers.pacing import Pacer, retry_after_seconds
@@ -40,6 +41,7 @@ USERNAME_ENV = "REDDIT_USERNAME"
 PASSWORD_ENV = "REDDIT_PASSWORD"
 SITE = "https://www.reddit.com"
 DELETED = "[deleted]"
+REMOVED_MARKERS = ("[deleted]", "[removed]")  # what Reddit serves as the text of deleted/removed items
 MORECHILDREN_BATCH = 100  # Reddit expands at most 100 comment ids per call
 _SUBREDDIT_NAME = re.compile(r"^[A-Za-z0-9_]{2,21}$")
 
@@ -113,6 +115,17 @@ def comment_row(data: Thing) -> PostRow:
         created_epoch=float(data["created_utc"]),
         raw=to_json(raw),
     )
+
+
+def removal(data: Thing) -> str | None:
+    """Why a revisited post or comment is gone (`deleted` by its author, `removed` or Reddit's
+    `removed_by_category`), or None while it is live. A deleted account alone (author `[deleted]`,
+    text intact) is not a removal: the content is still there."""
+    category = data.get("removed_by_category")
+    if category:
+        return str(category)
+    text = data.get("body") if str(data.get("name", "")).startswith("t1_") else data.get("selftext")
+    return text.strip("[]") if text in REMOVED_MARKERS else None
 
 
 def profile_rows(things: Iterable[Thing]) -> list[ProfileRow]:
@@ -300,8 +313,10 @@ class RedditWorker(Worker[Thing]):
             # Done at the floor, at the end of the listing, or if Reddit stops moving forward.
             done = complete and (len(wanted) < len(posts) or not next_after or not posts or next_after == after)
             with self.transaction() as tx:
+                things, gone, stored = self._without_stored_removals(tx, things)
                 rows, on_error = self._rows(things, result), self._on_write_error(result)
                 result.items += self.store.write_posts(tx, rows, on_error)
+                self._mark_removed(tx, gone, stored, result)
                 result.items += self.store.write_profiles(tx, profile_rows(things), on_error)
                 if complete:
                     cursor = (
@@ -353,6 +368,26 @@ class RedditWorker(Worker[Thing]):
             more += hidden
             calls += 1
         return comments
+
+    def _without_stored_removals(
+        self, tx: Any, things: list[Thing]
+    ) -> tuple[list[Thing], dict[str, str], set[str]]:
+        """The things to write - all but those that came back deleted or removed and are stored
+        already (their content stays as last seen) -, {fullname: why} of every gone one, and
+        which of those were stored before (only their marking counts as a change)."""
+        gone = {str(d.get("name")): reason for d in things if (reason := removal(d))}
+        if not gone:
+            return things, gone, set()
+        stored = set(self.store.comment_counts(tx, PLATFORM, list(gone)))
+        return [d for d in things if str(d.get("name")) not in stored], gone, stored
+
+    def _mark_removed(self, tx: Any, gone: dict[str, str], stored: set[str], result: CycleResult) -> None:
+        """`deleted_at` on the gone posts and comments (and `removal` in raw: why)."""
+        for reason in sorted(set(gone.values())):
+            ids = [name for name, why in gone.items() if why == reason]
+            params = {"platform": PLATFORM, "ids": ids, "reason": reason}
+            marked = tx.execute(query("mark_deleted_posts", "social.sql"), params).fetchall()
+            result.items += sum(1 for (name,) in marked if name in stored)
 
     def _rows(self, things: list[Thing], result: CycleResult) -> list[PostRow]:
         rows = []
