@@ -26,6 +26,7 @@ from admin import present
 from manager.auth import SESSION_COOKIE, SESSION_MAX_AGE_S, Auth, Principal, Role
 from manager.errors import UnknownWorker
 from manager.fleet import StatusView
+from manager.http.trending import KINDS, WINDOWS, top_items
 from manager.store import Store
 from workers.features import flag_owner
 from workers.redact import mask_secrets
@@ -198,6 +199,23 @@ def mount_console(app: FastAPI, view: StatusView, store: Store, auth: Auth) -> N
             flags=flags,
             settings=settings,
             db_error=db_error,
+        )
+
+    @router.get("/workers/trending", response_class=HTMLResponse)
+    async def trending_page(request: Request, window: str = "24h") -> Response:
+        who = who_for_page(request)
+        if isinstance(who, Response):
+            return who
+        if window not in WINDOWS:
+            window = "24h"
+        tables, db_error = {}, None
+        try:
+            for kind in KINDS:
+                tables[kind] = await top_items(store, window, kind, 15)
+        except Exception as exc:  # the page says so instead of failing
+            db_error = str(exc).splitlines()[0] if str(exc) else repr(exc)
+        return page(
+            request, "trending.html", who, window=window, windows=list(WINDOWS), tables=tables, db_error=db_error
         )
 
     @router.get("/workers/{name}", response_class=HTMLResponse)

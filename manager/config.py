@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from manager.errors import ConfigError
 
 WORKER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-RESERVED_NAMES = frozenset({"login", "logout", "static", "status", "api"})  # console/API paths
+RESERVED_NAMES = frozenset({"login", "logout", "static", "status", "api", "trending"})  # console/API paths
 # Worker modules that moved into packages: old configs keep working, with a notice to update them.
 MOVED_MODULES = {"workers.farcaster": "workers.social.farcaster", "workers.reddit": "workers.social.reddit"}
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -155,3 +155,30 @@ UPDATE wallets SET
   updated_at = now()
 WHERE profile_id = %(profile_id)s AND chain || ' ' || address <> ALL(%(keep)s::text[])
   AND (source <> 'farcaster' OR active);
+
+-- name: clear_listing
+-- Forgets what one ranked listing showed before it is written again.
+DELETE FROM social_listings WHERE platform = %(platform)s AND channel = %(channel)s AND listing = %(listing)s;
+
+-- name: add_listing_entry
+-- One position of a ranked listing.
+INSERT INTO social_listings (platform, channel, listing, position, external_id)
+VALUES (%(platform)s, %(channel)s, %(listing)s, %(position)s, %(external_id)s);
+
+-- name: young_posts
+-- Live posts of one channel younger than an age, newest first: their score and comments are refreshed.
+SELECT external_id FROM external_posts
+WHERE platform = %(platform)s AND lower(channel) = lower(%(channel)s) AND external_id LIKE 't3_%%'
+  AND deleted_at IS NULL AND created_at > now() - make_interval(secs => %(max_age_s)s)
+ORDER BY created_at DESC LIMIT %(limit)s;
+
+-- name: profiles_to_read
+-- Profiles whose details (karma, account age) were never read or not for a while, oldest first.
+SELECT external_id FROM profiles
+WHERE platform = %(platform)s AND (details_read_at IS NULL OR details_read_at < now() - make_interval(secs => %(max_age_s)s))
+ORDER BY details_read_at NULLS FIRST, id LIMIT %(limit)s;
+
+-- name: set_profile_details
+-- What the platform says about an account (NULLs when it would not say: deleted or suspended).
+UPDATE profiles SET karma = %(karma)s, account_created_at = to_timestamp(%(created_utc)s), details_read_at = now()
+WHERE platform = %(platform)s AND external_id = %(external_id)s;

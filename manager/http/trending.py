@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from psycopg.rows import dict_row
 
 from manager.http.deps import StoreDep, Viewer
+from manager.store import Store
 from sql import query
 
 router = APIRouter(tags=["social"])
@@ -33,11 +34,16 @@ async def trending(
     limit: int = Query(20, ge=1, le=100),
 ) -> dict[str, Any]:
     """Top items by posts in the window, each with `posts`, `previous` (the window before) and `velocity`."""
+    return {"window": window, "kind": kind, "items": await top_items(store, window, kind, limit)}
+
+
+async def top_items(store: Store, window: str, kind: str, limit: int) -> list[dict[str, Any]]:
+    """The ranked items (shared with the console's trending page)."""
     params = {"window": WINDOWS[window], "kind": KINDS[kind], "limit": limit}
     async with store.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query("trending", "insights.sql"), params)
         rows = await cur.fetchall()
-    items = [
+    return [
         {
             "tag": r["tag"],
             "posts": r["posts"],
@@ -46,4 +52,3 @@ async def trending(
         }
         for r in rows
     ]
-    return {"window": window, "kind": kind, "items": items}

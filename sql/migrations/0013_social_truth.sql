@@ -10,6 +10,19 @@ CREATE INDEX IF NOT EXISTS external_posts_deleted_idx ON external_posts (id) WHE
 -- Author profiles: karma and account age (Reddit `/user/{name}/about`), read within the request budget.
 ALTER TABLE profiles ADD COLUMN IF NOT EXISTS karma bigint;
 ALTER TABLE profiles ADD COLUMN IF NOT EXISTS account_created_at timestamptz;
+ALTER TABLE profiles ADD COLUMN IF NOT EXISTS details_read_at timestamptz;  -- when they were last asked for
+
+-- What a platform's ranked listings show now (Reddit hot, rising, top of the day), per channel:
+-- replaced as a whole each time a listing is read.
+CREATE TABLE IF NOT EXISTS social_listings (
+  platform    text NOT NULL,
+  channel     text NOT NULL,                -- subreddit
+  listing     text NOT NULL,                -- hot | rising | top_day
+  position    integer NOT NULL,             -- 1 = first
+  external_id text NOT NULL,
+  seen_at     timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (platform, channel, listing, position)
+);
 
 -- Wallets found through a social profile (Farcaster verified addresses): the profile they belong to.
 -- `source` says 'farcaster'; the chain workers track them like any other wallet.

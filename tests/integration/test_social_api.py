@@ -67,6 +67,9 @@ def test_trending_ranks_a_planted_burst_first_and_profiles_show_linked_wallets(b
     bad = m.api("GET", "/api/trending", params={"window": "2h"})
     assert bad.status_code == 422 and "window" in bad.text
     assert m.api("GET", "/api/trending", token=None).status_code == 401
+    page = m.api("GET", "/workers/trending", params={"window": "1h"})
+    assert page.status_code == 200, page.text
+    assert page.text.index("<code>#launch</code>") < page.text.index("<code>#gm</code>")
 
     # A profile with a linked wallet and what the chain workers stored for it.
     (pid,) = m.sql(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -56,3 +57,43 @@ def test_deleted_and_removed_items_are_marked_with_their_content_kept(api, migra
     live = rows(migrated_url, "SELECT count(*) FROM external_posts WHERE deleted_at IS NULL AND body = '[deleted]'")
     assert live[0][0] == 0  # seeded deleted comments were marked on first sight as well
     assert result.item_errors == 0
+
+
+def test_ranked_listings_young_post_refresh_and_author_profiles(api, migrated_url):
+    star = api.add_post("ethereum", "everyone upvotes this", "gm", author="devnet_star")
+    with api.data.lock:
+        api.data.posts[star["id"]].data["score"] = 50_000
+    worker = make_worker(migrated_url, api.url, subreddits=["ethereum"], profiles_per_cycle=3)
+    worker.run_cycle()
+
+    listings = rows(
+        migrated_url,
+        "SELECT listing, array_agg(external_id ORDER BY position) FROM social_listings "
+        "WHERE channel = 'ethereum' GROUP BY 1 ORDER BY 1",
+    )
+    assert [name for name, _ in listings] == ["hot", "rising", "top_day"]
+    for name, ids in listings:
+        assert ids[0] == star["name"], name  # the planted favourite leads every ranked listing
+    stored = {r[0] for r in rows(migrated_url, "SELECT external_id FROM external_posts")}
+    assert all(set(ids) <= stored for _, ids in listings)
+
+    # A young post's score moves on Reddit: the next cycle refreshes it (old seeded posts are not asked for).
+    with api.data.lock:
+        api.data.posts[star["id"]].data["score"] = 50_321
+    before = len(api.requests)
+    worker.run_cycle()
+    assert (
+        rows(migrated_url, "SELECT score FROM external_posts WHERE external_id = %s", (star["name"],))[0][0] == 50_321
+    )
+    info = [r for r in list(api.requests)[before:] if r.path == "/api/info"]
+    assert len(info) == 1 and parse_qs(info[0].query)["id"] == [star["name"]]
+
+    # Authors become profiles with karma and account age, three per cycle (the request budget).
+    read = rows(
+        migrated_url,
+        "SELECT external_id, karma, extract(epoch FROM account_created_at) FROM profiles WHERE details_read_at IS NOT NULL",
+    )
+    assert len(read) == 6
+    for name, karma, created in read:
+        about = api.user_about(name)
+        assert karma == about["link_karma"] + about["comment_karma"] and created == about["created_utc"]
