@@ -97,6 +97,14 @@ class WorkerConfig(BaseModel):
         """No successful cycle for this long makes the worker `degraded`."""
         if self.stale_after_s is not None:
             return self.stale_after_s
+        schedule = (self.model_extra or {}).get("schedule")
+        if isinstance(schedule, str):
+            from workers.schedule import longest_gap_s
+
+            try:  # a cron worker's cycles are as far apart as its slots, not its interval_ms
+                return max(3 * longest_gap_s(schedule, str((self.model_extra or {}).get("timezone") or "UTC")), 60.0)
+            except ValueError:
+                pass  # the worker reports the bad schedule itself
         return max(3 * self.interval_ms / 1000, 60.0)
 
 

@@ -40,3 +40,16 @@ def due_at(schedule: str, tz: str, last_run: datetime | None, now: datetime) -> 
     if last_run is None:
         return now
     return max(next_run(schedule, tz, last_run), now)
+
+
+def longest_gap_s(schedule: str, tz: str, slots: int = 50) -> float:
+    """The longest time between two consecutive slots among the next `slots` (how long a healthy
+    scheduled worker may go without a cycle)."""
+    check_schedule(schedule, tz)
+    at = next_run(schedule, tz, datetime.now(UTC))
+    longest = 0.0
+    for _ in range(slots):
+        following = next_run(schedule, tz, at)
+        longest = max(longest, (following - at).total_seconds())
+        at = following
+    return longest

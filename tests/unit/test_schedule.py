@@ -71,3 +71,12 @@ def test_worker_settings_refuse_a_bad_schedule_and_name_the_key():
     assert "5-field cron" in worker.settings_error
     good = ExampleWorker(name="counter", config={"schedule": "0 * * * *", "timezone": "Asia/Tokyo"}, database_url="")
     assert good.settings_error is None and good.settings.schedule == "0 * * * *"
+
+
+def test_a_scheduled_worker_is_stale_only_after_three_of_its_gaps():
+    from manager.config import WorkerConfig
+
+    hourly = WorkerConfig.model_validate({"module": "workers.example", "schedule": "0 * * * *"})
+    assert hourly.effective_stale_after_s() == 3 * 3600
+    weekdays = WorkerConfig.model_validate({"module": "workers.example", "schedule": "0 9 * * 1-5"})
+    assert weekdays.effective_stale_after_s() == 3 * 3 * 86400  # Friday 09:00 to Monday 09:00
