@@ -8,18 +8,36 @@ their descriptions at boot, only where no row exists; the worker reads them with
 
 from __future__ import annotations
 
-import importlib
+import ast
+import importlib.util
 from collections.abc import Iterable
+from pathlib import Path
 
 
 def declared_features(module: str) -> dict[str, str]:
-    """The `FEATURES` of a worker module (empty when it declares none or cannot be imported:
-    the worker itself will then report why it cannot start)."""
+    """The `FEATURES` of a worker module, read from its source without importing it (the manager
+    boots without loading every worker's libraries). Empty when it declares none or cannot be
+    found: the worker itself will then report why it cannot start."""
     try:
-        features = getattr(importlib.import_module(module), "FEATURES", None)
-    except Exception:
+        spec = importlib.util.find_spec(module)
+        origin = spec.origin if spec is not None else None
+        tree = ast.parse(Path(origin).read_text()) if origin and origin.endswith(".py") else None
+    except (ImportError, ValueError, OSError, SyntaxError):
         return {}
-    return {str(k): str(v) for k, v in features.items()} if isinstance(features, dict) else {}
+    for node in tree.body if tree is not None else []:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id == "FEATURES":
+            try:
+                features = ast.literal_eval(value)
+            except ValueError:
+                return {}
+            return {str(k): str(v) for k, v in features.items()} if isinstance(features, dict) else {}
+    return {}
 
 
 def feature_flag(worker: str, feature: str) -> str:
