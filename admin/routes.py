@@ -238,7 +238,11 @@ def mount_console(app: FastAPI, view: StatusView, store: Store, auth: Auth) -> N
         features = [
             f for f in flags if f["flag_name"] != worker["flag"] and flag_owner(f["flag_name"], view.names()) == name
         ]
-        return page(request, "worker.html", who, worker=worker, features=features)
+        try:
+            alerts = await store.alert_deliveries(name, 10)
+        except Exception:  # the page still shows what memory knows
+            alerts = []
+        return page(request, "worker.html", who, worker=worker, alerts=alerts, features=features)
 
     app.include_router(router)
     app.mount("/workers/static", StaticFiles(directory=str(STATIC)), name="console-static")
