@@ -11,6 +11,8 @@ import pytest
 
 from devnet.farcaster_hub import FarcasterHub, farcaster_time
 from tests.support.db import rows
+from tests.workers.test_evm import eth, ethereum  # noqa: F401 - the anvil fixtures
+from tests.workers.test_evm import worker as evm_worker
 from workers.search import SearchWorker
 from workers.social.farcaster import API_KEY_ENV, FarcasterWorker
 
@@ -153,3 +155,23 @@ def test_each_feature_flag_switches_its_part_off_at_the_next_cycle_with_an_audit
     worker.run_cycle()
     assert rows(migrated_url, "SELECT count(*) FROM follows")[0][0] == len(hub.following(fid))
     assert rows(migrated_url, "SELECT count(*) FROM reactions")[0][0] == 0
+
+
+def test_a_verified_address_gets_balances_from_the_chain_worker_with_no_configuration(hub, migrated_url, eth):  # noqa: F811
+    node, seed = eth
+    node.rpc("anvil_setBalance", [ETH_A, hex(7 * 10**18)])
+    fid = hub.fids[0]
+    hub.add_verification(fid, ETH_A)
+    make_worker(migrated_url, hub.url, [fid], evm_chains=["ethereum"]).run_cycle()
+
+    chain = evm_worker(migrated_url, seed, wallets=[])  # nothing configured: only the link
+    chain.run_cycle()
+    checksummed = "0x52908400098527886E0F7030069857D2E4169EE7"
+    balance = rows(migrated_url, "SELECT balance_wei FROM evm_native_balances WHERE address = %s", (checksummed,))
+    assert balance == [(7 * 10**18,)]
+    profile = rows(
+        migrated_url,
+        "SELECT p.external_id FROM wallets w JOIN profiles p ON p.id = w.profile_id WHERE w.address = %s",
+        (checksummed,),
+    )
+    assert profile == [(str(fid),)]
