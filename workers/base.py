@@ -293,6 +293,8 @@ class Worker(Generic[Item]):
     def idle(self, seconds: float) -> None:
         """The wait between cycles: like `sleep`, but a run-now request ends it at once. The end
         of the wait is reported as `next_run` in the heartbeat."""
+        if seconds <= 0:
+            return  # a backlog: the next cycle starts at once
         self.next_run_at = datetime.fromtimestamp(time.time() + seconds, UTC)
         try:
             self.heartbeat()
