@@ -36,8 +36,10 @@ class Listener:
         self._thread.start()
 
     def stop(self) -> None:
+        """Ask the thread to end, without waiting out its poll: a stopping worker must exit at once
+        (the daemon thread and its connection end with the process)."""
         self._done.set()
-        self._thread.join(timeout=2.0)
+        self._thread.join(timeout=0.05)
 
     def _run(self) -> None:
         delay = 0.2
