@@ -14,6 +14,8 @@ subclass) and implements:
   - `drain_streams({name: one_batch}, max_cycle_s)`: several cursors (per fid, per wallet, ...)
     served in turn until drained or out of time; a backlog sets `more_pending` (next cycle at once).
   - `beat_if_due()`: call between slow steps; `stopping`: leave at the next safe point.
+  - `report_lag(value, unit)`: how far behind the upstream the worker is (blocks, slots,
+    seconds, rows), sent with every heartbeat.
   - `cached_client(name, key, build)`: an upstream client rebuilt when the settings it uses change.
 - `close()`: release anything not made by `cached_client`.
 
@@ -32,6 +34,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -41,6 +44,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from sql import query
+from workers.blocked import blocked_reason, error_kind, every_item_failing
 from workers.errors import NotConfigured, RateLimited
 from workers.redact import mask_secrets
 from workers.settings import SettingsInvalid, WorkerSettings, load_settings
@@ -115,6 +119,15 @@ class Worker(Generic[Item]):
         self._last_beat = 0.0
         self._rate_limited_s = 0.0
         self.cycles = 0
+        #: What the worker is doing, sent with every heartbeat: starting | waiting | running | idle.
+        self.phase = "starting"
+        #: Why the worker cannot do its job (see workers.blocked), sent with every heartbeat until
+        #: a cycle succeeds; None while it works.
+        self.blocked: str | None = None
+        self.lag: float | None = None
+        self.lag_unit: str | None = None
+        self._attempted = 0  # items handed to run_items this cycle
+        self._item_errors: Counter[str] = Counter()  # this cycle's item errors, by kind
 
     # ---- to override ------------------------------------------------------------------------
 
@@ -226,9 +239,21 @@ class Worker(Generic[Item]):
 
     # ---- heartbeats ---------------------------------------------------------------------------
 
-    def heartbeat(self, phase: str = "running", last_error: str | None = None) -> None:
-        last_error = last_error or self.settings_error
-        detail = {"config": mask_secrets(self.settings.model_dump(mode="json")), "cycles": self.cycles}
+    def report_lag(self, value: float | None, unit: str) -> None:
+        """How far behind the upstream the worker is, in `unit` (blocks, slots, seconds, rows);
+        None when unknown. Sent with every heartbeat; Healdec calls lag that keeps growing degraded."""
+        self.lag, self.lag_unit = (None if value is None else max(0.0, float(value))), unit
+
+    def heartbeat(self, phase: str | None = None, last_error: str | None = None) -> None:
+        """Report liveness with the current phase and blocked reason (never overwriting them with
+        a default: a waiting worker's every heartbeat says it waits)."""
+        phase = phase or self.phase
+        last_error = last_error or self.settings_error or self.blocked
+        detail = {
+            "config": mask_secrets(self.settings.model_dump(mode="json")),
+            "cycles": self.cycles,
+            "settingsError": self.settings_error,  # a refused settings row (the previous settings stay)
+        }
         self.control.execute(
             query("heartbeat"),
             {
@@ -239,6 +264,9 @@ class Worker(Generic[Item]):
                 "last_error": last_error,
                 "rate_limited_s": self._rate_limited_s,
                 "detail": Jsonb(detail),
+                "blocked": self.blocked,
+                "lag": self.lag,
+                "lag_unit": self.lag_unit,
             },
         )
         self._last_beat = time.monotonic()
@@ -283,6 +311,7 @@ class Worker(Generic[Item]):
         for item in items:
             if self.stopping:
                 return result, False
+            self._attempted += 1
             try:
                 with tx.transaction():
                     result.items += handle(item, tx)
@@ -290,6 +319,7 @@ class Worker(Generic[Item]):
                 raise  # the connection is gone: the whole cycle fails, nothing half-written
             except Exception as exc:
                 result.item_errors += 1
+                self._item_errors[error_kind(describe(exc))] += 1
                 self.record_error(describe(exc), self.item_key(item))
             self.beat_if_due()
         return result, True
@@ -330,6 +360,9 @@ class Worker(Generic[Item]):
                 "items": result.items,
                 "item_errors": result.item_errors,
                 "error": error,
+                "blocked": self.blocked,
+                "lag": self.lag,
+                "lag_unit": self.lag_unit,
             },
         )
 
@@ -353,29 +386,38 @@ class Worker(Generic[Item]):
             try:
                 self.refresh_settings()
                 if not self.flag_enabled():
-                    self.heartbeat("idle")
+                    self.phase = "idle"
+                    self.heartbeat()
                     self.sleep(self.interval_s)
                     continue
                 if not self._settings_valid:  # a bad config value: report it and wait, as unconfigured
-                    self.heartbeat("waiting", last_error=self.settings_error)
-                    self.sleep(min(self.interval_s, 30.0))
+                    self._wait(f"not configured: {self.settings_error}")
                     continue
                 try:
                     self.validate()
                 except NotConfigured as exc:
-                    self.heartbeat("waiting", last_error=str(exc))
-                    self.sleep(min(self.interval_s, 30.0))
+                    self._wait(blocked_reason(exc) or str(exc))
                     continue
+                self.phase = "running"  # `blocked` stays until a cycle succeeds
                 self.heartbeat()
                 self._one_cycle()
             except psycopg.OperationalError as exc:
                 self.log(f"lost the database ({describe(exc)}); reconnecting", err=True)
                 self._stop.wait(1.0)
 
+    def _wait(self, reason: str) -> None:
+        """Blocked before a cycle can start (not configured, budget spent): say so on every
+        heartbeat and re-check at least every 30 s, without crash-looping."""
+        self.phase, self.blocked = "waiting", reason
+        self.heartbeat()
+        self.sleep(min(self.interval_s, 30.0))
+
     def _one_cycle(self) -> None:
         started = time.time()
         result, ok, error, wait_s = CycleResult(), True, None, self.interval_s
         self._rate_limited_s = 0.0
+        self._attempted, self._item_errors = 0, Counter()
+        failure: Exception | None = None
         try:
             result = self.run_cycle()
             if result.more_pending:
@@ -387,10 +429,13 @@ class Worker(Generic[Item]):
         except psycopg.OperationalError:
             raise
         except Exception as exc:
-            ok, error = False, describe(exc)
+            ok, error, failure = False, describe(exc), exc
             if os.environ.get("WORKER_DEBUG"):
                 traceback.print_exc()
         self.cycles += 1
+        if not ok:  # a cycle that fails as a whole counts its batch (at least one item) as failed
+            result = CycleResult(items=0, item_errors=max(1, self._attempted))
+        self.blocked = self._blocked_after(ok, result, failure)
         if error:
             self.record_error(error)
         self._record_cycle(started, ok, result, error)
@@ -398,6 +443,17 @@ class Worker(Generic[Item]):
             errors = f", {result.item_errors} item error(s)" if result.item_errors else ""
             self.log(f"cycle {self.cycles}: {result.items} item(s){errors} in {time.time() - started:.2f} s")
         self.sleep(wait_s)
+
+    def _blocked_after(self, ok: bool, result: CycleResult, failure: Exception | None) -> str | None:
+        """What blocks the worker after a cycle: cleared by success, kept through an idle cycle
+        after every item failed (no evidence either way), set by a blocking failure."""
+        if not ok:
+            return blocked_reason(failure) if failure is not None else None
+        if result.item_errors and not result.items:
+            return every_item_failing(self._item_errors)
+        if not result.items and self.blocked and self.blocked.startswith("every item failing"):
+            return self.blocked
+        return None
 
     def run(self) -> int:
         """The process's whole life; returns the exit code (0 after a graceful stop)."""
