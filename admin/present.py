@@ -87,7 +87,9 @@ def cycle_ms(stats: dict[str, float | None] | None) -> str:
     """`{last, p50, p95}` cycle durations as `120 ms last · 95 ms median · 300 ms p95`."""
     if not stats or stats.get("last") is None:
         return "—"
-    return " · ".join(f"{stats[k] or 0:,.0f} ms {label}" for k, label in (("last", "last"), ("p50", "median"), ("p95", "p95")))
+    return " · ".join(
+        f"{stats[k] or 0:,.0f} ms {label}" for k, label in (("last", "last"), ("p50", "median"), ("p95", "p95"))
+    )
 
 
 def per_second(value: float | None) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import pairwise
 
 
 class Verdict(StrEnum):
@@ -97,7 +98,7 @@ def lag_growth(samples: Sequence[tuple[float, float]], now: float, window_s: flo
     if start is None:
         return None
     values = [value for _, value in samples[start:]]
-    if any(later < earlier for earlier, later in zip(values, values[1:], strict=False)):
+    if any(later < earlier for earlier, later in pairwise(values)):
         return None
     return (values[0], values[-1]) if values[-1] > values[0] else None
 

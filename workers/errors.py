@@ -14,7 +14,9 @@ class NotConfigured(WorkerError):
     def missing(cls, worker: str, key: str, env: str | None = None) -> NotConfigured:
         """The standard message for an unset key: where to set it, in the config and as a settings row."""
         via_env = f" (or the environment variable {env})" if env else ""
-        return cls(f"{key} is not set: set workers.{worker}.{key} in the config{via_env} or the settings row {worker}_{key}")
+        return cls(
+            f"{key} is not set: set workers.{worker}.{key} in the config{via_env} or the settings row {worker}_{key}"
+        )
 
 
 class BudgetSpent(NotConfigured):

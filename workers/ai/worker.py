@@ -38,8 +38,8 @@ from pydantic import Field
 
 from sql import query
 from workers.ai.client import AiClient, AiSettings, Rejected, Usage, content_hash
-from workers.base import CycleResult, Worker, describe
 from workers.backlog import rows_waiting
+from workers.base import CycleResult, Worker, describe
 from workers.errors import BudgetSpent, NotConfigured, UpstreamError
 from workers.settings import WorkerSettings
 
