@@ -201,6 +201,8 @@ class HealthEngine:
             lag_unit=stats.get("lag_unit"),
             lag_window_s=window,
             settings_error=(row.get("detail") or {}).get("settingsError") if row else None,
+            memory_restarts_last_hour=runner.memory_restarts_last_hour(),
+            max_rss_mb=spec.max_rss_mb,
         )
 
     def health(self, runner: WorkerRunner) -> Health:

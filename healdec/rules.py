@@ -127,6 +127,8 @@ class HealthInputs:
     lag_unit: str | None = None
     lag_window_s: float = 600.0
     settings_error: str | None = None  # a settings row the worker refused (it runs on the previous settings)
+    memory_restarts_last_hour: int = 0  # graceful restarts for going over max_rss_mb
+    max_rss_mb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,17 @@ class Health:
     verdict: Verdict
     reasons: list[str] = field(default_factory=list)
     hung: bool = False  # alive but silent past its heartbeat timeout: kill and restart
+
+
+MEMORY_RESTARTS_DEGRADED = 3  # more memory restarts than this in an hour: `degraded`
+
+
+def _memory_reasons(inputs: HealthInputs) -> list[str]:
+    """A worker that keeps outgrowing its memory limit is not well, even between restarts."""
+    count = inputs.memory_restarts_last_hour
+    if count <= MEMORY_RESTARTS_DEGRADED:
+        return []
+    return [f"memory: restarted {count} times in the last hour for rss over max_rss_mb {inputs.max_rss_mb or 0:g}"]
 
 
 def _seconds(value: float) -> str:
@@ -160,8 +173,9 @@ def judge(inputs: HealthInputs) -> Health:
         return Health(False, Verdict.DEGRADED, [f"{state}"])
 
     # running
+    memory = _memory_reasons(inputs)
     if not inputs.uses_heartbeat:
-        return Health(True, Verdict.HEALTHY, [])
+        return Health(True, Verdict.DEGRADED if memory else Verdict.HEALTHY, memory)
 
     timeout = inputs.heartbeat_timeout_s
     if inputs.heartbeat_age_s is None:
@@ -183,11 +197,11 @@ def judge(inputs: HealthInputs) -> Health:
         )
 
     if inputs.blocked:  # one stable reason while the cause stands; cleared by a successful cycle
-        return Health(False, Verdict.DEGRADED, [inputs.blocked])
+        return Health(False, Verdict.DEGRADED, [inputs.blocked, *memory])
     if inputs.phase == "starting":
-        return Health(False, Verdict.DEGRADED, ["starting: checking its configuration"])
+        return Health(False, Verdict.DEGRADED, ["starting: checking its configuration", *memory])
 
-    reasons: list[str] = []
+    reasons: list[str] = memory
     healthy = True
     if inputs.phase == "waiting":
         healthy = False
