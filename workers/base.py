@@ -107,7 +107,7 @@ class Worker(Generic[Item]):
         try:
             self.settings = load_settings(self.settings_model, self.name, self.base_config)
         except SettingsInvalid as exc:
-            self.settings = self.settings_model()  # only for the interval while waiting
+            self.settings = self._waiting_settings()  # only for the intervals while waiting
             self.settings_error, self._settings_valid = str(exc), False
         self._clients: dict[str, tuple[Any, Any, Callable[[Any], None]]] = {}
         self.database_url = database_url or os.environ.get("DATABASE_URL", "")
@@ -175,6 +175,15 @@ class Worker(Generic[Item]):
                 self._settings_valid = False
         if self.settings_error and self.settings_error != before:
             self.record_error(self.settings_error, "settings")
+
+    def _waiting_settings(self) -> WorkerSettings:
+        """The defaults with the configured intervals, when those validate: a worker waiting on a bad
+        config value re-checks (and heartbeats) at the pace its operator set."""
+        pace = {k: self.base_config[k] for k in ("interval_ms", "heartbeat_interval_ms") if k in self.base_config}
+        try:
+            return self.settings_model.model_validate(pace)
+        except ValueError:  # pydantic's ValidationError: the intervals themselves are the bad values
+            return self.settings_model()
 
     def cached_client(
         self, name: str, key: Any, build: Callable[[], Client], close: Callable[[Client], None] | None = None
