@@ -15,7 +15,7 @@ from tests.support.db import rows
 from tests.support.waiting import wait_for
 from workers.ai.client import AiSettings, Rejected, parse_summary, retry_after_s
 from workers.ai.worker import AiWorker, topic_label
-from workers.errors import NotConfigured, RateLimited
+from workers.errors import BudgetSpent, NotConfigured, RateLimited
 
 KEY = "sk-devnet-test"
 GAS = "Gas fees on ethereum keep dropping, I love it"
@@ -240,7 +240,7 @@ def test_missing_base_url_or_key_is_reported_not_crashed(migrated_url: str, monk
 def test_budget_cap_waits(migrated_url: str, stub: OpenAIStub, seeded: dict[str, int]) -> None:
     worker = make_worker(migrated_url, stub, max_cost_per_day_usd=0.0001)
     worker.run_cycle()
-    with pytest.raises(NotConfigured, match="daily budget spent"):
+    with pytest.raises(BudgetSpent, match=r"of \$0\.0001 in the last 24 h; raise workers\.ai\.max_cost_per_day_usd"):
         worker.validate()
 
 

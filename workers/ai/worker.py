@@ -38,8 +38,9 @@ from pydantic import Field
 
 from sql import query
 from workers.ai.client import AiClient, AiSettings, Rejected, Usage, content_hash
+from workers.backlog import rows_waiting
 from workers.base import CycleResult, Worker, describe
-from workers.errors import NotConfigured, UpstreamError
+from workers.errors import BudgetSpent, NotConfigured, UpstreamError
 from workers.settings import WorkerSettings
 
 START = {"updated_at": "-infinity", "id": 0}
@@ -218,7 +219,10 @@ class AiWorker(Worker[Work]):
         if budget is not None:
             spent = float((self.control.execute(_q("spent_last_day")).fetchone() or (0.0,))[0])
             if spent >= budget:
-                raise NotConfigured(f"daily budget spent: ${spent:.4f} of ${budget:.4f} in the last 24 h")
+                raise BudgetSpent(
+                    f"${spent:.4f} of ${budget:.4f} in the last 24 h; raise workers.{self.name}.max_cost_per_day_usd "
+                    f"or the settings row {self.name}_max_cost_per_day_usd"
+                )
 
     def _ensure_schema(self, dims: int) -> None:
         if not self._vector_ready:
@@ -252,7 +256,9 @@ class AiWorker(Worker[Work]):
         self.client  # noqa: B018 - validates (settings, schema) when run without the loop, as in tests
         self.db.execute(_q("forget_deleted_posts"))  # removals of the last cycle leave the recommendations
         streams = {"posts": self.posts_batch, "profiles": self.profiles_batch}
-        return self.drain_streams(streams, self.settings.max_cycle_s)
+        result = self.drain_streams(streams, self.settings.max_cycle_s)
+        self.report_lag(rows_waiting(self), "rows")
+        return result
 
     def _changed(self, name: str) -> tuple[list[tuple[Any, ...]], int]:
         cursor = self.load_cursor(name) or START

@@ -19,6 +19,7 @@ import psycopg
 from pydantic import Field
 
 from sql import query
+from workers.backlog import rows_waiting
 from workers.base import CycleResult, Worker
 from workers.settings import WorkerSettings
 
@@ -52,7 +53,9 @@ class SearchWorker(Worker[int]):
     def run_cycle(self) -> CycleResult:
         """Alternate post and profile batches until both are drained or `max_cycle_s` is up."""
         streams = {name: functools.partial(self.index_batch, name) for name in STREAMS}
-        return self.drain_streams(streams, self.settings.max_cycle_s)
+        result = self.drain_streams(streams, self.settings.max_cycle_s)
+        self.report_lag(rows_waiting(self), "rows")
+        return result
 
     def index_batch(self, stream: str, total: CycleResult) -> bool:
         """Index the next batch of one stream; returns whether more may be waiting."""
