@@ -164,7 +164,7 @@ def test_unchanged_content_costs_nothing_and_edits_are_reprocessed(
 def test_rate_limit_stops_the_cycle_keeps_finished_items_and_resumes(
     migrated_url: str, stub: OpenAIStub, seeded: dict[str, int]
 ) -> None:
-    worker = make_worker(migrated_url, stub)
+    worker = make_worker(migrated_url, stub, concurrency=1)  # one call at a time: "the third call" is one post
     stub.inject_fault("429", count=1, path_prefix="/v1/embeddings", retry_after=7)
     with pytest.raises(RateLimited) as first:
         worker.run_cycle()
