@@ -25,11 +25,9 @@ ON CONFLICT (post_id) DO UPDATE
 DELETE FROM post_tags WHERE post_id = ANY(%(ids)s);
 
 -- name: tag_posts
--- Extracts hashtags, cashtags, mentions and linked domains of the given posts.
+-- Extracts hashtags, cashtags, mentions and linked domains of the given posts (search_post_tags, migration 0014).
 INSERT INTO post_tags (kind, tag, post_id, created_at)
-SELECT t.kind, t.tag, p.id, p.created_at
-FROM external_posts p, search_extract_tags(p.title, p.body, p.url, p.embeds, p.mentions) t
-WHERE p.id = ANY(%(ids)s)
+SELECT kind, tag, post_id, created_at FROM search_post_tags(%(ids)s)
 ON CONFLICT DO NOTHING;
 
 -- name: learn_post_lexemes
