@@ -355,6 +355,7 @@ def embeddings(url: str) -> list[list[object]]:
             while total.items < count and worker.posts_batch(total):
                 pass
             seconds = time.perf_counter() - started
+            worker.close()
             for name in ("ai", "calls"):
                 worker.drop_client(name)
             _close(worker)

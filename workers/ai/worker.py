@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -92,6 +93,22 @@ class Work:
         self.hash = content_hash(self.text) if self.text else None
         if not self.text:
             self.meta["embedding"] = "skipped: no text"
+
+
+@dataclass
+class Prepared:
+    """A batch read after a cursor value, with its provider calls made: `done` items (a prefix)
+    finished, and why the rest was not (a 429, an outage), if it was not."""
+
+    after: dict[str, Any]
+    items: list[Work]
+    limit: int
+    done: int
+    interrupted: UpstreamError | None = None
+
+
+def _cursor_value(item: Work) -> dict[str, Any]:
+    return {"updated_at": item.updated_at.isoformat(), "id": item.id}
 
 
 def post_text(title: str | None, body: str | None) -> str:
@@ -227,6 +244,9 @@ class AiWorker(Worker[Work]):
         self._vector_ready = False
         self._indexed_dims: set[int] = set()
         self._topics: Topics | None = None
+        self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix="ai-prefetch")
+        self._prefetching: dict[str, tuple[dict[str, Any], Future[Prepared]]] = {}
+        self._prefetch_conn: psycopg.Connection[Any] | None = None
 
     # ---- set-up ---------------------------------------------------------------------------------
 
@@ -297,37 +317,46 @@ class AiWorker(Worker[Work]):
         streams = {"posts": self.posts_batch, "profiles": self.profiles_batch}
         return self.drain_streams(streams, self.settings.max_cycle_s)
 
-    def _changed(self, name: str) -> tuple[list[tuple[Any, ...]], int]:
-        cursor = self.load_cursor(name) or START
-        limit = self.settings.batch_size
-        rows = self.db.execute(
-            _q(f"changed_{name}"),
-            {"after_updated_at": cursor["updated_at"], "after_id": cursor["id"], "limit": limit},
-        ).fetchall()
-        return rows, limit
-
     def posts_batch(self, total: CycleResult) -> bool:
         """One batch of posts; returns whether more may be waiting."""
-        rows, limit = self._changed("posts")
-        cap = self.settings.max_input_chars
-        items = [Work("post", r[0], r[1], post_text(r[2], r[3])[:cap]) for r in rows]
-        return self._batch("posts", items, limit, total, summarize=self.settings.summaries)
+        return self._batch("posts", total)
 
     def profiles_batch(self, total: CycleResult) -> bool:
         """One batch of profiles; returns whether more may be waiting."""
-        rows, limit = self._changed("profiles")
-        cap = self.settings.max_input_chars
-        items = [Work("profile", r[0], r[1], profile_text(r[2], r[3], r[4])[:cap]) for r in rows]
-        return self._batch("profiles", items, limit, total, summarize=False)
+        return self._batch("profiles", total)
 
-    def _batch(self, stream: str, items: list[Work], limit: int, total: CycleResult, *, summarize: bool) -> bool:
+    def _read(self, stream: str, after: dict[str, Any], conn: psycopg.Connection[Any]) -> list[Work]:
+        """The next `batch_size` items of a stream after a cursor value."""
+        rows = conn.execute(
+            _q(f"changed_{stream}"),
+            {"after_updated_at": after["updated_at"], "after_id": after["id"], "limit": self.settings.batch_size},
+        ).fetchall()
+        cap = self.settings.max_input_chars
+        if stream == "posts":
+            return [Work("post", r[0], r[1], post_text(r[2], r[3])[:cap]) for r in rows]
+        return [Work("profile", r[0], r[1], profile_text(r[2], r[3], r[4])[:cap]) for r in rows]
+
+    def _prepare(self, stream: str, after: dict[str, Any], conn: psycopg.Connection[Any]) -> Prepared:
+        """Read a batch and make its provider calls (no transaction): everything but the writes."""
+        items = self._read(stream, after, conn)
+        prepared = Prepared(after, items, self.settings.batch_size, len(items))
+        if items:
+            self.embed(items, conn)
+            if stream == "posts" and self.settings.summaries:
+                prepared.done, prepared.interrupted = self.summarize(items, conn)
+        return prepared
+
+    def _batch(self, stream: str, total: CycleResult) -> bool:
+        after = self.load_cursor(stream) or START
+        prepared = self._prefetched(stream, after) or self._prepare(stream, after, self.db)
+        items, done = prepared.items, prepared.done
         if not items:
             return False
-        self.embed(items)
-        done, interrupted = len(items), None
-        if summarize:
-            done, interrupted = self.summarize(items)
         finished = items[:done]
+        more = done == len(items) >= prepared.limit and prepared.interrupted is None
+        if more and not self.stopping:
+            # the next batch's provider calls run while this one is written
+            self._prefetch(stream, _cursor_value(finished[-1]))
         complete = True
         if finished:
             try:
@@ -336,22 +365,58 @@ class AiWorker(Worker[Work]):
                     if stream == "posts" and self._topics is not None:
                         self._topics.save(tx)
                     if complete:
-                        last = finished[-1]
-                        self.save_cursor(tx, {"updated_at": last.updated_at.isoformat(), "id": last.id}, stream)
+                        self.save_cursor(tx, _cursor_value(finished[-1]), stream)
             except BaseException:
                 self._topics = None  # rolled back: the database has the truth
                 raise
             total.add(result)
-        if interrupted is not None:
-            raise interrupted
-        return complete and done == len(items) and len(items) >= limit and not self.stopping
+        if prepared.interrupted is not None:
+            raise prepared.interrupted
+        return complete and more and not self.stopping
+
+    # ---- the next batch, prepared while this one is written ---------------------------------------
+
+    @property
+    def prefetch_db(self) -> psycopg.Connection[Any]:
+        """The connection the prefetching thread reads and caches on (never in a transaction)."""
+        if self._prefetch_conn is None or self._prefetch_conn.closed or self._prefetch_conn.broken:
+            self._prefetch_conn = self._connect()
+        return self._prefetch_conn
+
+    def _prefetch(self, stream: str, after: dict[str, Any]) -> None:
+        self._drop_prefetched(stream)
+        self._prefetching[stream] = (after, self._prefetcher.submit(self._prepare, stream, after, self.prefetch_db))
+
+    def _prefetched(self, stream: str, after: dict[str, Any]) -> Prepared | None:
+        """The batch prefetched for this stream if it starts at the cursor (it does unless the
+        last write failed or stopped early); waits for it, heartbeating. Its errors (a 429) are
+        raised as if the calls had been made here."""
+        held = self._prefetching.pop(stream, None)
+        if held is None:
+            return None
+        while not held[1].done():
+            wait([held[1]], timeout=max(0.05, min(self.heartbeat_interval_s, 1.0)))
+            self.beat_if_due()
+        if held[0] != after:
+            return None  # read after a cursor that was not committed: read again (paid calls are cached)
+        return held[1].result()
+
+    def _drop_prefetched(self, stream: str) -> None:
+        held = self._prefetching.pop(stream, None)
+        if held is not None:
+            wait([held[1]])  # it may still use the prefetch connection
+
+    def close(self) -> None:
+        self._prefetcher.shutdown(wait=True, cancel_futures=True)
+        if self._prefetch_conn is not None:
+            self._prefetch_conn.close()
 
     def item_key(self, item: Work) -> str:
         return f"{item.kind} {item.id}"
 
     # ---- provider calls (before the transaction) ------------------------------------------------
 
-    def embed(self, items: list[Work]) -> None:
+    def embed(self, items: list[Work], conn: psycopg.Connection[Any]) -> None:
         """Fill `embedding` for every item with text: from the cache, else in requests of
         `embedding_batch` texts, `concurrency` at a time. New vectors are cached at once."""
         s = self.client.settings
@@ -362,7 +427,7 @@ class AiWorker(Worker[Work]):
         hashes = sorted({i.hash for i in wanted if i.hash is not None})
         cached = {
             bytes(h): np.asarray(v.to_numpy(), dtype=np.float32)
-            for h, v in self.db.execute(
+            for h, v in conn.execute(
                 _q("cached_embeddings"), {"model": s.embedding_model, "dims": dims, "hashes": hashes}
             )
         }
@@ -375,7 +440,7 @@ class AiWorker(Worker[Work]):
                 fresh[item.hash] = item.text
                 item.meta["embedding"] = "api"
         if fresh:
-            cached.update(self._embed_fresh(fresh))
+            cached.update(self._embed_fresh(fresh, conn))
         for item in wanted:
             assert item.hash is not None
             vector = cached.get(item.hash)
@@ -385,7 +450,7 @@ class AiWorker(Worker[Work]):
                 item.embedding = vector
                 item.meta.update(model=s.embedding_model, dims=dims)
 
-    def _embed_fresh(self, fresh: dict[bytes, str]) -> dict[bytes, np.ndarray]:
+    def _embed_fresh(self, fresh: dict[bytes, str], conn: psycopg.Connection[Any]) -> dict[bytes, np.ndarray]:
         """All new texts, in requests of `embedding_batch`; what was paid for is recorded and
         cached even when a later request fails (that failure is then raised)."""
         size = self.settings.embedding_batch
@@ -401,7 +466,7 @@ class AiWorker(Worker[Work]):
         self.record_usage(*usages)
         if got:
             s = self.client.settings
-            self.db.execute(  # autocommit, outside any batch transaction
+            conn.execute(  # autocommit, outside any batch transaction
                 _q("cache_embeddings"),
                 {
                     "model": s.embedding_model,
@@ -437,7 +502,7 @@ class AiWorker(Worker[Work]):
             got[h] = one[0]
         return got, usages, refused
 
-    def summarize(self, items: list[Work]) -> tuple[int, UpstreamError | None]:
+    def summarize(self, items: list[Work], conn: psycopg.Connection[Any]) -> tuple[int, UpstreamError | None]:
         """Summaries and sentiment, one chat call per new text, `concurrency` at a time. Returns
         how many items (a prefix) are done and, if the provider stopped us (429, outage) before
         the end, why. Answers that arrived after the failure are cached for the next attempt."""
@@ -445,7 +510,7 @@ class AiWorker(Worker[Work]):
         hashes = sorted({i.hash for i in items if i.hash is not None})
         known: dict[bytes, tuple[str | None, str | None]] = {
             bytes(h): (summary, sentiment)
-            for h, summary, sentiment in self.db.execute(
+            for h, summary, sentiment in conn.execute(
                 _q("reusable_summaries"), {"hashes": hashes, "chat_model": s.chat_model}
             )
         }
