@@ -79,7 +79,10 @@ ON CONFLICT DO NOTHING;
 
 -- Adds every pending count to the lexicon (new lexemes inserted with their trigrams, unless
 -- pg_trgm indexes the lexicon; lexemes reaching search_variant_min_ndoc() with their variants)
--- and empties the pending table; what search_learn_lexemes did per batch.
+-- and empties the pending table; what search_learn_lexemes did per batch. Trigrams and
+-- deletions are expanded set-based with generate_series: calling search_trigrams() and
+-- search_deletes() per lexeme (SQL functions with an aggregate are never inlined, each call sets
+-- up its own executor) took most of a fold's time.
 CREATE OR REPLACE FUNCTION search_fold_lexemes() RETURNS void
 LANGUAGE sql VOLATILE AS $$
   WITH moved AS (
@@ -90,23 +93,31 @@ LANGUAGE sql VOLATILE AS $$
   ), counted AS (
     UPDATE search_lexemes l SET ndoc = l.ndoc + c.ndoc FROM counts c WHERE l.lexeme = c.lexeme
     RETURNING l.id, l.lexeme, l.ndoc - c.ndoc AS before, l.ndoc AS after
+  ), fresh AS MATERIALIZED (
+    SELECT c.lexeme, c.ndoc FROM counts c WHERE NOT EXISTS (SELECT 1 FROM search_lexemes l WHERE l.lexeme = c.lexeme)
+  ), grams AS MATERIALIZED (  -- as search_trigrams(): padded "  w", " wo", ..., "rd ", distinct
+    SELECT DISTINCT f.lexeme, substr('  ' || f.lexeme || ' ', i, 3) AS trigram
+    FROM fresh f, generate_series(1, length(f.lexeme) + 1) AS i
   ), added AS (
     INSERT INTO search_lexemes (lexeme, ndoc, ntrigrams)
-    SELECT c.lexeme, c.ndoc, cardinality(search_trigrams(c.lexeme)) FROM counts c
-    WHERE NOT EXISTS (SELECT 1 FROM search_lexemes l WHERE l.lexeme = c.lexeme)
-    ORDER BY c.lexeme
+    SELECT f.lexeme, f.ndoc, n.ntrigrams
+    FROM fresh f JOIN (SELECT lexeme, count(*) AS ntrigrams FROM grams GROUP BY lexeme) AS n ON n.lexeme = f.lexeme
+    ORDER BY f.lexeme
     ON CONFLICT (lexeme) DO NOTHING
     RETURNING id, lexeme, ndoc
   ), trigrams AS (
     INSERT INTO search_lexeme_trigrams (trigram, lexeme_id)
-    SELECT unnest(search_trigrams(lexeme)), id FROM added WHERE NOT search_uses_pg_trgm()
-  )
-  INSERT INTO search_lexeme_variants (variant, lexeme_id)
-  SELECT unnest(search_deletes(lexeme)), id FROM (
+    SELECT g.trigram, a.id FROM added a JOIN grams g ON g.lexeme = a.lexeme WHERE NOT search_uses_pg_trgm()
+  ), reached AS (
     SELECT id, lexeme FROM added WHERE ndoc >= search_variant_min_ndoc()
     UNION ALL
     SELECT id, lexeme FROM counted WHERE before < search_variant_min_ndoc() AND after >= search_variant_min_ndoc()
-  ) AS reached
+  )
+  INSERT INTO search_lexeme_variants (variant, lexeme_id)
+  SELECT DISTINCT v.variant, r.id  -- as search_deletes(): the lexeme and each one-letter deletion
+  FROM reached r, LATERAL (
+    SELECT r.lexeme UNION ALL SELECT overlay(r.lexeme PLACING '' FROM i FOR 1) FROM generate_series(1, length(r.lexeme)) AS i
+  ) AS v (variant)
   ON CONFLICT DO NOTHING;
 $$;
 
