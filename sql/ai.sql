@@ -103,6 +103,7 @@ FROM ai_batch b CROSS JOIN LATERAL (
   FROM ai_posts a
   WHERE a.dims = {dims} AND a.embedding IS NOT NULL
     AND a.post_id <> b.id AND a.content_hash IS DISTINCT FROM b.content_hash
+    AND NOT EXISTS (SELECT 1 FROM external_posts d WHERE d.id = a.post_id AND d.deleted_at IS NOT NULL)
     AND a.embedding::vector({dims}) <=> b.embedding::vector({dims}) <= 1 - %(min_similarity)s
   ORDER BY a.embedding::vector({dims}) <=> b.embedding::vector({dims})
   LIMIT %(limit)s
@@ -124,6 +125,11 @@ FROM ai_batch b CROSS JOIN LATERAL (
 ) n
 WHERE b.embedding IS NOT NULL
 ORDER BY b.id, n.similarity DESC, n.other;
+
+-- name: forget_deleted_posts
+-- Removes posts marked deleted from every recommendation list, both as the post and as a recommendation.
+DELETE FROM ai_similar_posts s USING external_posts p
+WHERE p.deleted_at IS NOT NULL AND (s.post_id = p.id OR s.similar_post_id = p.id);
 
 -- name: clear_similar_posts
 -- Forgets the staged posts' recommendations before they are written again.

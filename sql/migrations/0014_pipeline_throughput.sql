@@ -166,7 +166,7 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
   WITH doc AS MATERIALIZED (
     SELECT p.id, p.created_at, coalesce(p.title, '') || E'\n' || coalesce(p.body, '') AS text,
            coalesce(p.url, '') || ' ' || coalesce(p.embeds::text, '') AS links, p.mentions
-    FROM external_posts p WHERE p.id = ANY (ids)
+    FROM external_posts p WHERE p.id = ANY (ids) AND p.deleted_at IS NULL  -- removed posts lose their tags
   )
   SELECT DISTINCT t.kind, t.tag, t.id, t.created_at FROM (
     SELECT 'hashtag', lower(m[1]), d.id, d.created_at

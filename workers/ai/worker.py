@@ -314,6 +314,7 @@ class AiWorker(Worker[Work]):
     def run_cycle(self) -> CycleResult:
         """Alternate post and profile batches until both are drained or `max_cycle_s` is up."""
         self.client  # noqa: B018 - validates (settings, schema) when run without the loop, as in tests
+        self.db.execute(_q("forget_deleted_posts"))  # removals of the last cycle leave the recommendations
         streams = {"posts": self.posts_batch, "profiles": self.profiles_batch}
         return self.drain_streams(streams, self.settings.max_cycle_s)
 
@@ -341,8 +342,9 @@ class AiWorker(Worker[Work]):
         items = self._read(stream, after, conn)
         prepared = Prepared(after, items, self.settings.batch_size, len(items))
         if items:
-            self.embed(items, conn)
-            if stream == "posts" and self.settings.summaries:
+            if self.flag("embeddings"):
+                self.embed(items, conn)
+            if stream == "posts" and self.settings.summaries and self.flag("summaries"):
                 prepared.done, prepared.interrupted = self.summarize(items, conn)
         return prepared
 
