@@ -271,6 +271,10 @@ class WorkerRunner:
         self.last_exit = status
         reason = {Desired.PAUSE: "paused", Desired.STOP: "operator stop", Desired.SHUTDOWN: "shutdown"}
         why = "operator restart" if self.desired is Desired.RUN else reason[self.desired]
+        forced = {}
+        if process.killed_after_timeout:
+            forced = {"forced": f"SIGKILL: still running {self.stop_timeout_s:g} s after SIGTERM"}
+            self.log.add("manager", f"did not stop within {self.stop_timeout_s:g} s of SIGTERM: killed (SIGKILL)")
         self._ctx.events.record(
             self.name,
             "exited",
@@ -279,6 +283,7 @@ class WorkerRunner:
             signal=status.signal,
             uptime_s=round(process.uptime_s(), 3),
             reason=why,
+            **forced,
         )
         self.process = None
 
