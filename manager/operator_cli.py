@@ -51,8 +51,9 @@ def format_line(line: dict[str, Any]) -> str:
 
 
 def _lines(config: Config, name: str, count: int) -> list[dict[str, Any]]:
+    """The worker's last `count` lines, oldest first (the API lists them newest first)."""
     detail = call_manager(config, "GET", f"/api/workers/{name}", params={"lines": count}).json()
-    return list(detail.get("logs") or [])
+    return list(reversed(detail.get("logs") or []))
 
 
 def _key(line: dict[str, Any]) -> tuple[str, str, str]:

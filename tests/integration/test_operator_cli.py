@@ -45,8 +45,9 @@ def test_restart_stop_and_start_act_through_the_running_manager(m: ManagerHandle
     assert m.wait_worker("counter", lambda w: w["state"] == "stopped")["pid"] is None
     assert cli(m, "start", "counter").returncode == 0
     m.wait_worker("counter", lambda w: w["state"] == "running" and w["pid"])
-    events = m.wait_events("counter", lambda es: es[-1]["event"] == "started" and len(es) > 3, what="the start")
-    assert [e["event"] for e in events if e["event"] in ("stopped", "started")][-2:] == ["stopped", "started"]
+    events = m.wait_events("counter", lambda es: es[-1]["event"] == "restarted" and len(es) > 5, what="the start")
+    assert [e["event"] for e in events][-3:] == ["exited", "stopped", "restarted"]
+    assert events[-3]["detail"]["reason"] == "operator stop"
 
 
 def test_a_missing_or_wrong_token_is_refused_clearly_and_changes_nothing(m: ManagerHandle):
@@ -86,7 +87,9 @@ def test_logs_prints_recent_lines_with_stderr_marked(m: ManagerHandle):
 
 def test_logs_follow_prints_new_lines_once_until_interrupted(m: ManagerHandle):
     m.wait_worker("talker", lambda w: w["state"] == "running")
-    proc = start_cli("logs", "talker", "-n", "1", "--follow", "--config", str(m.config_path), env={"ADMIN_TOKEN": TOKEN})
+    proc = start_cli(
+        "logs", "talker", "-n", "1", "--follow", "--config", str(m.config_path), env={"ADMIN_TOKEN": TOKEN}
+    )
     lines: queue.Queue[str] = queue.Queue()
     assert proc.stdout is not None
     reader = threading.Thread(target=lambda: [lines.put(line.rstrip("\n")) for line in proc.stdout], daemon=True)
