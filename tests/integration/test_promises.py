@@ -27,11 +27,11 @@ HEALDEC = {
     "restart_delay_ms": 200,
     "max_restart_delay_ms": 800,
     "heartbeat_timeout_s": 10,
-    "stop_timeout_s": 1.5,
+    "stop_timeout_s": 3,  # room for a loaded machine to finish an item and exit
     "sweep_interval_ms": 200,
     "flag_reread_s": 3600,  # flags only through LISTEN/NOTIFY
 }
-ITEM_S = 1.2  # the slow worker's item takes this long
+ITEM_S = 2.0  # the slow worker's item takes this long
 
 # Each start pops one line of the plan: `quick` crashes at once, `stable` crashes after outliving
 # min_uptime_s, an empty plan runs on.
@@ -90,7 +90,7 @@ def test_backoff_doubles_and_resets_after_a_stable_run(m: ManagerHandle):
     exits = [e for e in events if e["event"] == "exited"]
     gaps = [r["at"] - x["at"] for x, r in zip(exits, restarts, strict=True)]
     for gap, wanted in zip(gaps, [0.2, 0.4, 0.0, 0.2], strict=True):
-        assert wanted <= gap < wanted + 0.5, gaps  # waited the delay, and not much longer
+        assert wanted <= gap < wanted + 0.75, gaps  # waited the delay, and not much longer
     assert exits[2]["detail"]["uptime_s"] >= HEALDEC["min_uptime_s"]  # the stable run: restarted at once
     assert flaky["verdict"] == "healthy"
 
@@ -108,24 +108,22 @@ def test_hung_kills_spend_the_restart_budget(m: ManagerHandle):
 
 def test_a_paused_worker_finishes_its_current_item(m: ManagerHandle):
     def cycles() -> list[tuple[Any, ...]]:
-        return m.sql("SELECT items, ok FROM cycle_runs WHERE worker_name = 'slow' ORDER BY id")
+        return m.sql("SELECT started_at, finished_at, items, ok FROM cycle_runs WHERE worker_name = 'slow' ORDER BY id")
 
     before = len(wait_for(cycles, 15, 0.02, "a first slow cycle"))
-    wait_for(lambda: len(cycles()) > before, 5, 0.02, "the next cycle to end")
-    time.sleep(0.3)  # now well inside the next item, which takes ITEM_S
-    under_way = len(cycles())
+    wait_for(lambda: len(cycles()) > before, ITEM_S + 5, 0.02, "the next cycle to end")
+    time.sleep(0.5)  # now inside the next one-item cycle, which takes ITEM_S
     pid = m.worker("slow")["pid"]
-    m.sql("UPDATE feature_flags SET enabled = false WHERE flag_name = 'slow_enabled'")
-    asked = time.monotonic()
-    m.wait_worker("slow", lambda w: w["state"] == "paused", timeout=ITEM_S + 3)
-    assert time.monotonic() - asked > 0.4  # it waited for the item rather than dying mid-way
-    done = cycles()
-    assert len(done) == under_way + 1 and done[-1] == (1, True)  # the item in hand was finished and recorded
-    assert m.sql("SELECT value FROM sync_cursors WHERE worker_name = 'slow'") == [(len(done),)]
+    ((paused_at,),) = m.sql("UPDATE feature_flags SET enabled = false WHERE flag_name = 'slow_enabled' RETURNING now()")
+    m.wait_worker("slow", lambda w: w["state"] == "paused", timeout=ITEM_S + 5)
+    # the cycle in hand when the flag went off was finished and recorded, its cursor committed
+    (in_hand,) = [c for c in cycles() if c[0] < paused_at < c[1]]
+    assert in_hand[2:] == (1, True)
+    assert m.sql("SELECT value FROM sync_cursors WHERE worker_name = 'slow'") == [(len(cycles()),)]
     assert m.sql("SELECT phase FROM worker_heartbeats WHERE worker_name = 'slow'") == [("stopped",)]
     events = m.wait_events("slow", lambda es: "paused" in kinds(es), what="the pause stored")
     (exit_,) = [e for e in events if e["event"] == "exited"]
-    assert exit_["pid"] == pid and exit_["detail"]["code"] == 0 and exit_["detail"]["reason"] == "paused"
+    assert exit_["pid"] == pid and exit_["detail"]["code"] == 0 and exit_["detail"]["reason"] == "paused", exit_
 
 
 def test_a_worker_deaf_to_sigterm_is_killed_after_stop_timeout(m: ManagerHandle):
@@ -140,8 +138,8 @@ def test_a_worker_deaf_to_sigterm_is_killed_after_stop_timeout(m: ManagerHandle)
     events = m.wait_events("stubborn", lambda es: "exited" in kinds(es), what="the exit stored")
     (exit_,) = [e for e in events if e["event"] == "exited"]
     assert exit_["detail"]["signal"] == 9 and exit_["detail"]["reason"] == "operator stop"
-    assert exit_["detail"]["forced"] == "SIGKILL: still running 1.5 s after SIGTERM"
-    assert "did not stop within 1.5 s of SIGTERM: killed (SIGKILL)" in m.output()
+    assert exit_["detail"]["forced"] == "SIGKILL: still running 3 s after SIGTERM"
+    assert "did not stop within 3 s of SIGTERM: killed (SIGKILL)" in m.output()
 
 
 def test_status_answers_from_memory_while_the_database_is_down(m: ManagerHandle, pg_admin_url: str):
