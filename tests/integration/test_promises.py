@@ -23,7 +23,7 @@ from tests.support.waiting import wait_for
 HEALDEC = {
     "max_restarts": 4,
     "restart_window_s": 60,
-    "min_uptime_s": 1.5,
+    "min_uptime_s": 3,  # well above a hung kill's uptime, even on a loaded machine
     "restart_delay_ms": 200,
     "max_restart_delay_ms": 800,
     "heartbeat_timeout_s": 10,
@@ -38,7 +38,7 @@ ITEM_S = 2.0  # the slow worker's item takes this long
 FLAKY_PLAN = ["quick", "quick", "stable", "quick"]
 FLAKY = (
     'line=$(head -n1 "$PLAN"); sed -i 1d "$PLAN"; '
-    '[ -z "$line" ] && exec sleep 300; [ "$line" = stable ] && sleep 2; echo "crashing ($line)"; exit 3'
+    '[ -z "$line" ] && exec sleep 300; [ "$line" = stable ] && sleep 3.5; echo "crashing ($line)"; exit 3'
 )
 
 
@@ -82,7 +82,7 @@ def test_worker_output_lines_carry_the_name_prefix(m: ManagerHandle):
 
 
 def test_backoff_doubles_and_resets_after_a_stable_run(m: ManagerHandle):
-    flaky = m.wait_worker("flaky", lambda w: w["restartCount"] == 4 and w["state"] == "running", timeout=20)
+    flaky = m.wait_worker("flaky", lambda w: w["restartCount"] == 4 and w["state"] == "running", timeout=30)
     events = m.wait_events("flaky", lambda es: kinds(es).count("restarted") == 4, what="four restarts stored")
     delays = [e["detail"]["delay_s"] for e in events if e["event"] == "backoff"]
     assert delays == [0.2, 0.4, 0.2]  # doubled for the second quick crash, reset by the stable run
@@ -90,7 +90,7 @@ def test_backoff_doubles_and_resets_after_a_stable_run(m: ManagerHandle):
     exits = [e for e in events if e["event"] == "exited"]
     gaps = [r["at"] - x["at"] for x, r in zip(exits, restarts, strict=True)]
     for gap, wanted in zip(gaps, [0.2, 0.4, 0.0, 0.2], strict=True):
-        assert wanted <= gap < wanted + 0.75, gaps  # waited the delay, and not much longer
+        assert wanted <= gap < wanted + 1.0, gaps  # waited the delay, and not much longer
     assert exits[2]["detail"]["uptime_s"] >= HEALDEC["min_uptime_s"]  # the stable run: restarted at once
     assert flaky["verdict"] == "healthy"
 
