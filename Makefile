@@ -15,7 +15,7 @@ run: setup
 devnet: setup tools
 	$(PY) -m manager --config $${MANAGER_CONFIG:-config.yaml} --devnet
 
-# Branch coverage of manager/, healdec/ and workers/ (subprocesses included), with the floor from
+# Branch coverage of manager/, healdec/ and workers/ (in the test process), with the floor from
 # pyproject.toml's [tool.coverage.report] fail_under.
 test: setup-test tools browser lint
 	$(PY) -m pytest -q --cov --cov-report=term-missing:skip-covered
