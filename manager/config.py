@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from manager.errors import ConfigError
 
 WORKER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-RESERVED_NAMES = frozenset({"login", "logout", "static", "status", "api"})  # console/API paths
+RESERVED_NAMES = frozenset({"login", "logout", "static", "status", "api", "trending"})  # console/API paths
 # Worker modules that moved into packages: old configs keep working, with a notice to update them.
 MOVED_MODULES = {"workers.farcaster": "workers.social.farcaster", "workers.reddit": "workers.social.reddit"}
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -51,6 +51,7 @@ class HealdecConfig(_Strict):
     flag_reread_s: float = Field(default=30, gt=0)  # safety net under LISTEN/NOTIFY
     error_rate_degraded: float = Field(default=0.25, ge=0, le=1)
     events_retention_days: float = Field(default=14, gt=0)
+    lease_ttl_s: float = Field(default=5, gt=0)  # a dead manager's workers move after at most this long
 
 
 class WorkerConfig(BaseModel):
@@ -68,6 +69,7 @@ class WorkerConfig(BaseModel):
     stale_after_s: float | None = Field(default=None, gt=0)
     description: str = ""
     env: dict[str, str] = Field(default_factory=dict)
+    hosts: list[str] = Field(default_factory=list)  # pins: manager host names or labels; empty = any
     max_rss_mb: float | None = Field(default=None, gt=0)  # over it on two samples: graceful restart
     nice: int | None = Field(default=None, ge=-20, le=19)  # applied to the process at spawn
 
@@ -99,7 +101,22 @@ class WorkerConfig(BaseModel):
         """No successful cycle for this long makes the worker `degraded`."""
         if self.stale_after_s is not None:
             return self.stale_after_s
+        schedule = (self.model_extra or {}).get("schedule")
+        if isinstance(schedule, str):
+            from workers.schedule import longest_gap_s
+
+            try:  # a cron worker's cycles are as far apart as its slots, not its interval_ms
+                return max(3 * longest_gap_s(schedule, str((self.model_extra or {}).get("timezone") or "UTC")), 60.0)
+            except ValueError:
+                pass  # the worker reports the bad schedule itself
         return max(3 * self.interval_ms / 1000, 60.0)
+
+
+class ManagerConfig(_Strict):
+    """How this manager presents itself to the others sharing the database."""
+
+    host: str = ""  # empty: the machine's host name
+    labels: list[str] = Field(default_factory=list)  # plus MANAGER_LABELS (comma-separated)
 
 
 class WebhookConfig(_Strict):
@@ -120,6 +137,7 @@ class AlertsConfig(_Strict):
 class Config(_Strict):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    manager: ManagerConfig = Field(default_factory=ManagerConfig)
     healdec: HealdecConfig = Field(default_factory=HealdecConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     workers: dict[str, WorkerConfig] = Field(default_factory=dict)

@@ -59,6 +59,7 @@ STARTED_BEFORE_HTTP = [
     "flag listener",
     "healdec",
     "alerts",
+    "leases",
 ]
 
 
