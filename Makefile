@@ -15,8 +15,10 @@ run: setup
 devnet: setup tools
 	$(PY) -m manager --config $${MANAGER_CONFIG:-config.yaml} --devnet
 
+# Branch coverage of manager/, healdec/ and workers/ (in the test process), with the floor from
+# pyproject.toml's [tool.coverage.report] fail_under.
 test: setup-test tools browser lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --cov --cov-report=term-missing:skip-covered
 
 lint: setup-test
 	$(VENV)/bin/ruff check .
@@ -61,4 +63,4 @@ browser:
 	fi
 
 clean:
-	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache test-artifacts .coverage .coverage.*

@@ -262,6 +262,11 @@ def _embedding_inputs(raw: Any) -> tuple[list[str], int]:
     return texts, tokens
 
 
+# Text containing this word is refused with a 400, as a provider's content filter would refuse it.
+REFUSED_MARKER = "forbidden-topic"
+REFUSED_MESSAGE = "This content violates the usage policy"
+
+
 def chat_response(request: dict[str, Any]) -> dict[str, Any]:
     """The body for `POST /v1/chat/completions`.
 
@@ -278,6 +283,8 @@ def chat_response(request: dict[str, Any]) -> dict[str, Any]:
     texts = [_message_text(m.get("content")) if isinstance(m, dict) else "" for m in messages]
     user_texts = [t for m, t in zip(messages, texts, strict=True) if isinstance(m, dict) and m.get("role") == "user"]
     subject = _subject(user_texts[-1] if user_texts else texts[-1])
+    if REFUSED_MARKER in subject.lower():  # as a provider's content filter refuses a request
+        raise ApiError(400, REFUSED_MESSAGE, param="messages", code="content_policy_violation")
     wants_sentiment = any(_SENTIMENT_ASK_RE.search(t) for t in texts)
     summary, label = summarize(subject), sentiment_label(subject)
 

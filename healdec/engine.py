@@ -19,7 +19,7 @@ import psutil
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from healdec.rules import Health, HealthInputs, LagSamples, error_rate, judge, lag_growth, record_lag
+from healdec.rules import Health, HealthInputs, LagSamples, Verdict, error_rate, judge, lag_growth, record_lag
 from manager.config import Config
 from manager.logs import iso
 from manager.runner import WorkerRunner
@@ -101,7 +101,9 @@ class HealthEngine:
 
     async def sweep(self) -> None:
         """Refresh every fact, then act on hung workers."""
-        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        # A bounded wait: while the database is away the verdicts say so within seconds.
+        wait_s = max(2.0, 2 * self._interval_s)
+        async with self._pool.connection(timeout=wait_s) as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query("heartbeat_snapshot"))
             rows = await cur.fetchall()
             await cur.execute(query("cycle_stats"))
@@ -206,13 +208,22 @@ class HealthEngine:
         )
 
     def health(self, runner: WorkerRunner) -> Health:
-        return judge(self.inputs(runner))
+        return self._judge(runner, self.inputs(runner))
+
+    def _judge(self, runner: WorkerRunner, inputs: HealthInputs) -> Health:
+        """Healdec's rules, unless the heartbeats cannot be read: then the verdict says so
+        (instead of calling a worker hung or healthy on facts that stopped moving)."""
+        if self.last_sweep_error is None or not runner.spec.heartbeat or runner.state is not WorkerState.RUNNING:
+            return judge(inputs)
+        blind_s = time.monotonic() - self._heartbeats_at
+        why = f"database unreachable for {blind_s:.0f} s: heartbeats unknown ({self.last_sweep_error})"
+        return Health(False, Verdict.DEGRADED, [why])
 
     # ---- status, from memory ------------------------------------------------------------------
 
     def worker_status(self, runner: WorkerRunner) -> dict[str, Any]:
         inputs = self.inputs(runner)
-        health = judge(inputs)
+        health = self._judge(runner, inputs)
         row = self._heartbeats.get(runner.name) or {}
         cycles = self._cycle_stats.get(runner.name) or {}
         sample = self._samples.get(runner.name)

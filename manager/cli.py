@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from manager import operator_cli
 from manager.config import Config, load_config
 from manager.errors import ManagerError, ManagerNotRunning, UnknownWorker
 from workers.features import flag_owner
@@ -60,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", parents=[common], help="apply migrations and exit")
     worker = sub.add_parser("run-worker", parents=[common], help="run one configured worker in the foreground")
     worker.add_argument("name")
+    operator_cli.add_parsers(sub, common)
     return parser
 
 
@@ -294,6 +296,10 @@ COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
     "migrate": cmd_migrate,
     "run-now": cmd_run_now,
     "run-worker": cmd_run_worker,
+    "restart": operator_cli.cmd_worker_action,
+    "stop": operator_cli.cmd_worker_action,
+    "start": operator_cli.cmd_worker_action,
+    "logs": operator_cli.cmd_logs,
 }
 
 

@@ -113,6 +113,7 @@ class ChildProcess:
         self.started_wall = time.time()
         self.exited: asyncio.Task[ExitStatus] = asyncio.ensure_future(self._wait())
         self._readers: list[asyncio.Task[None]] = []
+        self.killed_after_timeout = False  # stop() had to escalate to SIGKILL
 
     @classmethod
     async def spawn(
@@ -188,6 +189,7 @@ class ChildProcess:
             try:
                 return await asyncio.wait_for(asyncio.shield(self.exited), timeout_s)
             except TimeoutError:
+                self.killed_after_timeout = True
                 self.signal_group(signal.SIGKILL)
         return await self.exited
 

@@ -341,6 +341,10 @@ class WorkerRunner:
         why = "operator restart" if self.desired is Desired.RUN else reason[self.desired]
         why, self._stop_reason = self._stop_reason or why, None
         why = why if self.leased else "handed over"
+        forced = {}
+        if process.killed_after_timeout:
+            forced = {"forced": f"SIGKILL: still running {self.stop_timeout_s:g} s after SIGTERM"}
+            self.log.add("manager", f"did not stop within {self.stop_timeout_s:g} s of SIGTERM: killed (SIGKILL)")
         self._ctx.events.record(
             self.name,
             "exited",
@@ -349,6 +353,7 @@ class WorkerRunner:
             signal=status.signal,
             uptime_s=round(process.uptime_s(), 3),
             reason=why,
+            **forced,
         )
         self.process = None
 

@@ -104,5 +104,7 @@ def test_metrics_healthz_and_docs(boot_manager):
     assert "worker_restarts_total" in text and "worker_items_processed_total" in text
     health = m.http.get("/healthz").json()
     assert health["status"] == "ok" and health["flagListener"]["connected"] is True
-    assert m.http.get("/docs").status_code == 200
+    docs = m.http.get("/docs")
+    assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
+    assert "SwaggerUIBundle" in docs.text and "'/openapi.json'" in docs.text  # the UI, fed by our schema
     assert "/api/workers/status" in m.http.get("/openapi.json").json()["paths"]

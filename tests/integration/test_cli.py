@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,22 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.cli import run_cli
 from tests.support.manager import ROOT, example_worker
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    import os
-
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("DATABASE_URL", None)
-    return subprocess.run(
-        [sys.executable, "-m", "manager", *args],
-        cwd=ROOT,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.mark.parametrize(
@@ -74,7 +61,9 @@ def test_flags_settings_and_status_commands(boot_manager, tmp_path: Path):
     table = run_cli("status", "--config", cfg)
     assert table.returncode == 0 and "WORKER" in table.stdout and "counter" in table.stdout
     raw = run_cli("status", "--json", "--config", cfg)
-    assert '"name": "counter"' in raw.stdout
+    parsed = json.loads(raw.stdout)
+    assert raw.returncode == 0 and [w["name"] for w in parsed] == ["counter"]
+    assert parsed[0]["state"] == "running" and parsed[0]["restartCount"] == 0
 
 
 def test_status_without_a_manager_says_so(tmp_path: Path):

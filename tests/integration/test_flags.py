@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import time
 
+from psycopg.conninfo import conninfo_to_dict
+
 from tests.support.manager import example_worker, pid_alive
 from tests.support.waiting import wait_for
 
 FLAG_DEADLINE_S = 1.0
+# Flag tests run with the periodic re-read out of reach, so only LISTEN/NOTIFY can pass them.
+NO_REREAD = {"flag_reread_s": 3600}
 
 
 def _committed_then(m, statement, name, check):
@@ -18,7 +22,7 @@ def _committed_then(m, statement, name, check):
 
 
 def test_sql_flag_pauses_and_resumes_within_a_second(boot_manager):
-    m = boot_manager({"counter": example_worker(), "other": example_worker()})
+    m = boot_manager({"counter": example_worker(), "other": example_worker()}, healdec=NO_REREAD)
     first = m.wait_worker("counter", lambda w: w["healthy"])
     paused, took = _committed_then(
         m,
@@ -45,15 +49,19 @@ def test_sql_flag_pauses_and_resumes_within_a_second(boot_manager):
 
 
 def test_flag_insert_with_defaults_and_delete_mean_what_they_say(boot_manager):
-    m = boot_manager({"counter": example_worker()})
+    m = boot_manager({"counter": example_worker()}, healdec=NO_REREAD)
     m.wait_worker("counter", lambda w: w["healthy"])
     m.sql("DELETE FROM feature_flags WHERE flag_name = 'counter_enabled'")  # a missing row means enabled
     time.sleep(0.2)
     assert m.worker("counter")["state"] == "running"
-    m.sql("INSERT INTO feature_flags (flag_name, enabled) VALUES ('counter_enabled', false)")
+    m.sql(
+        "SET application_name = 'psql-test';"
+        " INSERT INTO feature_flags (flag_name, enabled) VALUES ('counter_enabled', false)"
+    )
     m.wait_worker("counter", lambda w: w["state"] == "paused", timeout=3)
     (row,) = m.sql("SELECT description, updated_by FROM feature_flags WHERE flag_name = 'counter_enabled'")
-    assert row[0] == "" and row[1]
+    role = conninfo_to_dict(m.database_url)["user"]
+    assert row == ("", f"{role} (psql-test)")  # who: the database role and the application name
 
 
 def test_config_seeds_flags_but_never_overwrites(boot_manager, migrated_url):

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +167,24 @@ class ManagerHandle:
             cur = conn.execute(statement, params)
             return cur.fetchall() if cur.description else []
 
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The worker's stored supervision events, oldest first: {event, at (epoch s), pid, detail}."""
+        rows = self.sql(
+            "SELECT event, extract(epoch FROM occurred_at)::float8, pid, detail FROM supervision_events"
+            " WHERE worker_name = %s ORDER BY id",
+            (name,),
+        )
+        return [{"event": e, "at": at, "pid": pid, "detail": detail} for e, at, pid, detail in rows]
+
+    def wait_events(self, name: str, check: Any, timeout: float = 10, what: str = "") -> list[dict[str, Any]]:
+        """Poll the stored events (written in the background) until `check(events)` holds."""
+
+        def probe() -> list[dict[str, Any]] | None:
+            events = self.events(name)
+            return events if check(events) else None
+
+        return wait_for(probe, timeout, 0.05, what or f"{name}'s events to satisfy the check")
+
     def kill_worker(self, name: str, sig: int = signal.SIGKILL) -> int:
         pid = self.worker(name)["pid"]
         assert pid, f"{name} has no pid"
@@ -197,3 +217,19 @@ def wait_gone(pids: list[int], timeout: float) -> None:
 
 def elapsed(since: float) -> float:
     return time.monotonic() - since
+
+
+@contextmanager
+def module_manager(pg_admin_url: str, workdir: Path, workers: dict[str, Any], **kwargs: Any) -> Iterator[ManagerHandle]:
+    """One manager on its own fresh database, shared by the tests of a module (boots cost seconds).
+
+    Give each test its own worker in `workers`, so the tests stay independent of each other's order.
+    """
+    from tests.support.postgres import fresh_database
+
+    with fresh_database(pg_admin_url) as url:
+        handle = ManagerHandle(workdir, url, workers, **kwargs)
+        try:
+            yield handle.start()
+        finally:
+            handle.close()

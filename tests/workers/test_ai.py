@@ -10,11 +10,11 @@ import numpy as np
 import psycopg
 import pytest
 
-from devnet.openai_api import OpenAIStub, embed
+from devnet.openai_api import REFUSED_MARKER, REFUSED_MESSAGE, OpenAIStub, embed
 from tests.support.db import rows
 from tests.support.waiting import wait_for
 from workers.ai.calls import CallPool
-from workers.ai.client import AiSettings, Rejected, parse_summary, retry_after_s
+from workers.ai.client import AiSettings, parse_summary, retry_after_s
 from workers.ai.worker import AiWorker, topic_label
 from workers.errors import BudgetSpent, NotConfigured, RateLimited, UpstreamError
 from workers.pacing import Pacer
@@ -244,26 +244,22 @@ def test_call_pool_keeps_order_and_the_prefix_before_a_failure() -> None:
         pool.close()
 
 
-def test_a_refused_item_is_logged_and_skipped(
-    migrated_url: str, stub: OpenAIStub, seeded: dict[str, int], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_refused_item_is_logged_and_skipped(migrated_url: str, stub: OpenAIStub, seeded: dict[str, int]) -> None:
+    # The stand-in's content filter answers the summary request for this post with HTTP 400.
+    ((refused_id,),) = rows(
+        migrated_url,
+        "INSERT INTO external_posts (platform, external_id, body, created_at) "
+        f"VALUES ('farcaster', '0x08', 'a post about the {REFUSED_MARKER} of the week', now()) RETURNING id",
+    )
     worker = make_worker(migrated_url, stub)
     worker.validate()
-    real = worker.client.summarize
-
-    def summarize(text: str) -> Any:
-        if "Solana" in text:
-            raise Rejected("This content violates the usage policy")
-        return real(text)
-
-    monkeypatch.setattr(worker.client, "summarize", summarize)
-    assert worker.run_cycle().items == len(POSTS) + len(PROFILES)
+    assert worker.run_cycle().items == len(POSTS) + 1 + len(PROFILES)
     ((summary, embedding, meta),) = rows(
-        migrated_url, "SELECT summary, embedding IS NOT NULL, meta FROM ai_posts WHERE post_id = %s", (seeded["0x03"],)
+        migrated_url, "SELECT summary, embedding IS NOT NULL, meta FROM ai_posts WHERE post_id = %s", (refused_id,)
     )
     assert summary is None and embedding and meta["summary"].startswith("refused")
     errors = rows(migrated_url, "SELECT item_key, message FROM worker_errors WHERE worker_name = 'ai'")
-    assert errors == [(f"post {seeded['0x03']}", "summary refused: This content violates the usage policy")]
+    assert errors == [(f"post {refused_id}", f"summary refused: {REFUSED_MESSAGE}")]
 
 
 def test_embedding_size_is_configurable(migrated_url: str, stub: OpenAIStub, seeded: dict[str, int]) -> None:
