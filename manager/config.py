@@ -68,6 +68,8 @@ class WorkerConfig(BaseModel):
     stale_after_s: float | None = Field(default=None, gt=0)
     description: str = ""
     env: dict[str, str] = Field(default_factory=dict)
+    # Environment variables (secrets) this worker may read; None: its module's default (manager.worker_env).
+    secrets: list[str] | None = None
 
     @field_validator("module")
     @classmethod

@@ -42,7 +42,7 @@ from psycopg.types.json import Jsonb
 
 from sql import query
 from workers.errors import NotConfigured, RateLimited
-from workers.redact import mask_secrets
+from workers.redact import SecretScrubber, mask_secrets
 from workers.settings import SettingsInvalid, WorkerSettings, load_settings
 
 Item = TypeVar("Item")
@@ -115,6 +115,8 @@ class Worker(Generic[Item]):
         self._last_beat = 0.0
         self._rate_limited_s = 0.0
         self.cycles = 0
+        # Errors are stored scrubbed of this worker's own secrets (its environment and config).
+        self._scrub = SecretScrubber.from_environment(os.environ, self.base_config)
 
     # ---- to override ------------------------------------------------------------------------
 
@@ -220,6 +222,7 @@ class Worker(Generic[Item]):
 
     def record_error(self, message: str, item_key: str | None = None) -> None:
         """Keep an error for the detail view (outside any data transaction, so it survives rollback)."""
+        message = self._scrub(message)
         with suppress(psycopg.Error):  # the error is still printed below
             self.control.execute(query("record_error"), (self.name, item_key, message[:2000]))
         self.log(f"error{f' on {item_key}' if item_key else ''}: {message}", err=True)
@@ -228,6 +231,7 @@ class Worker(Generic[Item]):
 
     def heartbeat(self, phase: str = "running", last_error: str | None = None) -> None:
         last_error = last_error or self.settings_error
+        last_error = self._scrub(last_error) if last_error else last_error
         detail = {"config": mask_secrets(self.settings.model_dump(mode="json")), "cycles": self.cycles}
         self.control.execute(
             query("heartbeat"),

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from manager.http.deps import Admin, StoreDep, Viewer
+from manager.http.deps import Admin, FlagName, StoreDep, Viewer
 
 router = APIRouter(prefix="/api/flags", tags=["flags"])
 
@@ -22,6 +22,6 @@ async def list_flags(_: Viewer, store: StoreDep) -> list[dict[str, Any]]:
 
 
 @router.put("/{flag_name}")
-async def put_flag(flag_name: str, update: FlagUpdate, who: Admin, store: StoreDep) -> dict[str, Any]:
+async def put_flag(flag_name: FlagName, update: FlagUpdate, who: Admin, store: StoreDep) -> dict[str, Any]:
     """Set a flag; `<worker>_enabled` pauses or resumes that worker within a second."""
     return await store.set_flag(who.actor, flag_name, update.enabled)

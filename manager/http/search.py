@@ -9,13 +9,13 @@ operational status, so the endpoint needs a token (admin or viewer), unlike /api
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from psycopg import AsyncConnection
 
 from manager.http.deps import Services, ServicesDep, Viewer
+from manager.worker_env import worker_environment
 from sql import queries_from, query
 
 if TYPE_CHECKING:
@@ -49,7 +49,9 @@ async def _ai_settings(services: Services, conn: AsyncConnection[Any]) -> AiSett
     spec = services.config.workers[name]
     cur = await conn.execute(query("worker_settings"), {"prefix": f"{name}_"})
     live = {key: value for key, value in await cur.fetchall()}
-    environ = {**os.environ, **services.extra_env, **spec.env}
+    # Only what the ai worker itself is given: a settings row naming another variable
+    # (`ai_api_key_env: ADMIN_TOKEN`) finds nothing, so no other secret is sent to `ai_base_url`.
+    environ = worker_environment(name, spec, "", services.extra_env)
     try:
         settings = load_settings(AiWorkerSettings, name, spec.own_settings(), live)
         return AiSettings.from_config(settings.model_dump(), environ)
@@ -96,7 +98,7 @@ async def search(
     """Ranked results with `<mark>` highlights; each says how it matched (`matchedBy`)."""
     from workers.search.query import Search, SearchUnavailable
 
-    async with services.store.connection() as conn:
+    async with services.store.search_connection() as conn:
         settings = await _ai_settings(services, conn)
         embedder = _embedder(settings, conn) if settings else None
         try:

@@ -16,6 +16,7 @@ Every result says how it was found (`matchedBy`).
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -83,6 +84,14 @@ def _q(name: str) -> str:
     return query(name, "search.sql")
 
 
+def inert_highlight(headline: str | None) -> str | None:
+    """The highlight as safe HTML: the post text escaped, and only the exact `<mark>`/`</mark>`
+    tags put back (they carry no attributes, so even a post's own `<mark>` stays harmless)."""
+    if headline is None:
+        return None
+    return html.escape(headline, quote=True).replace("&lt;mark&gt;", "<mark>").replace("&lt;/mark&gt;", "</mark>")
+
+
 def _item(row: dict[str, Any], kind: str, matched_by: str) -> dict[str, Any]:
     if kind == "posts":
         return {
@@ -97,7 +106,7 @@ def _item(row: dict[str, Any], kind: str, matched_by: str) -> dict[str, Any]:
             "channel": row["channel"],
             "createdAt": row["created_at"].isoformat().replace("+00:00", "Z") if row["created_at"] else None,
             "score": round(float(row["score"]), 6),
-            "headline": row["headline"],
+            "headline": inert_highlight(row["headline"]),
             "matchedBy": matched_by,
         }
     return {
@@ -110,7 +119,7 @@ def _item(row: dict[str, Any], kind: str, matched_by: str) -> dict[str, Any]:
         "avatarUrl": row["avatar_url"],
         "url": row["url"],
         "score": round(float(row["score"]), 6),
-        "headline": row["headline"],
+        "headline": inert_highlight(row["headline"]),
         "matchedBy": matched_by,
     }
 
