@@ -396,6 +396,7 @@ class Worker(Generic[Item]):
                 traceback.print_exc()
         self.cycles += 1
         if error:
+            error = self._scrub(error)  # an exception's text may quote a URL or key: stored without it
             self.record_error(error)
         self._record_cycle(started, ok, result, error)
         if ok and (result.items or result.item_errors):  # idle cycles stay quiet

@@ -50,7 +50,7 @@ def _store(request: Request) -> Store:
 # Names in paths: the same rule the config applies to worker names, and a close one for flags and
 # settings, so a NUL byte, a slash or a 10 kB name is a 422 before any lookup.
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
-KEY_PATTERN = r"^[A-Za-z][A-Za-z0-9_.\-]{0,127}$"
+KEY_PATTERN = r"^[a-z][a-z0-9_.\-]{0,127}$"
 WorkerName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=63, description="a worker name from the config")]
 FlagName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=63, description="a flag name, e.g. `<worker>_enabled`")]
 SettingKey = Annotated[str, Path(pattern=KEY_PATTERN, max_length=128, description="a setting key, e.g. `ai_model`")]

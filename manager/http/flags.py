@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from manager.http.deps import Admin, FlagName, StoreDep, Viewer
 
@@ -13,7 +13,7 @@ router = APIRouter(prefix="/api/flags", tags=["flags"])
 
 
 class FlagUpdate(BaseModel):
-    enabled: bool
+    enabled: bool = Field(strict=True)  # `0` or `"yes"` is a mistake to report, not to guess at
 
 
 @router.get("")

@@ -26,6 +26,7 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from psycopg_pool import PoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -177,6 +178,19 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _validation_detail(exc)}, status_code=422)
+
+    @app.exception_handler(405)
+    async def wrong_method(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette names only the first matching route's methods; list every route's for this path.
+        allowed = sorted(
+            {
+                method
+                for route in app.routes
+                if isinstance(route, APIRoute) and route.path_regex.match(request.url.path)
+                for method in route.methods
+            }
+        )
+        return _json_response(405, "method not allowed", {"Allow": ", ".join(allowed)})
 
     @app.exception_handler(psycopg.DataError)
     async def bad_value(_: Request, exc: psycopg.DataError) -> JSONResponse:

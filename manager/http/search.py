@@ -3,7 +3,7 @@
 Searching itself is workers/search_query.py over the search worker's indexes. Semantic search
 embeds the query with the ai worker's provider settings (its config, live `ai_*` settings rows, the
 key from the environment), reusing the embedding cache so a repeated query costs nothing; with no
-provider configured it is skipped (mode=semantic answers 503). Results are user content, not
+provider configured it is skipped (mode=semantic answers 409: this manager cannot serve it as configured). Results are user content, not
 operational status, so the endpoint needs a token (admin or viewer), unlike /api/workers/status.
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 from psycopg import AsyncConnection
 
-from manager.http.deps import Services, ServicesDep, Viewer
+from manager.http.deps import ErrorBody, Services, ServicesDep, Viewer
 from manager.worker_env import worker_environment
 from sql import queries_from, query
 
@@ -79,7 +79,10 @@ def _embedder(settings: AiSettings, conn: AsyncConnection[Any]) -> Any:
     return embed
 
 
-@router.get("/api/search")
+@router.get(
+    "/api/search",
+    responses={409: {"model": ErrorBody, "description": "semantic search asked for, but no ai provider is configured"}},
+)
 async def search(
     _: Viewer,
     services: ServicesDep,
@@ -88,6 +91,7 @@ async def search(
         Query(
             min_length=1,
             max_length=500,
+            pattern=r"^[^\x00]+$",  # Postgres text cannot hold NUL
             description='words, "phrases", -not, OR, #hashtag, $cashtag, @mention, domain:example.com',
         ),
     ],
@@ -114,4 +118,4 @@ async def search(
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
         except SearchUnavailable as exc:
-            raise HTTPException(503, f"semantic search unavailable: {exc}") from None
+            raise HTTPException(409, f"semantic search unavailable: {exc}") from None

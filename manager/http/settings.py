@@ -12,6 +12,16 @@ from workers.redact import mask_secrets
 
 router = APIRouter(prefix="/api/settings", tags=["settings"])
 
+# Any JSON value but null (bare, or as `{"value": null}`): a setting is removed with DELETE.
+NOT_NULL = {
+    "not": {
+        "anyOf": [
+            {"type": "null"},
+            {"type": "object", "required": ["value"], "properties": {"value": {"type": "null"}}, "maxProperties": 1},
+        ]
+    }
+}
+
 
 @router.get("")
 async def list_settings(_: Viewer, store: StoreDep) -> list[dict[str, Any]]:
@@ -20,7 +30,7 @@ async def list_settings(_: Viewer, store: StoreDep) -> list[dict[str, Any]]:
 
 @router.put("/{key}")
 async def put_setting(
-    key: SettingKey, who: Admin, store: StoreDep, services: ServicesDep, body: Annotated[Any, Body()] = None
+    key: SettingKey, who: Admin, store: StoreDep, services: ServicesDep, body: Annotated[Any, Body(json_schema_extra=NOT_NULL)]
 ) -> dict[str, Any]:
     """Set a setting to a JSON value: send `{"value": <json>}` (or the bare JSON value). A setting
     naming an environment variable (`*_env`) may only name one its worker is given."""

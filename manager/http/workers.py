@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from manager.errors import UnknownWorker, WorkerConflict
 from manager.fleet import Action
-from manager.http.deps import Admin, Commands, StoreDep, View, Viewer, WorkerName, not_found
+from manager.http.deps import Admin, Commands, ErrorBody, StoreDep, View, Viewer, WorkerName, not_found
 from workers.redact import mask_secrets
 
 router = APIRouter(prefix="/api/workers", tags=["workers"])
@@ -61,19 +61,22 @@ def _act(commands: Commands, name: str, action: Action) -> JSONResponse:
     return JSONResponse({"accepted": action, "worker": status}, status_code=202)
 
 
-@router.post("/{name}/restart", status_code=202)
+CONFLICT = {409: {"model": ErrorBody, "description": "not possible in the worker's state (flag off, disabled in config)"}}
+
+
+@router.post("/{name}/restart", status_code=202, responses=CONFLICT)
 async def restart_worker(name: WorkerName, _: Admin, commands: Commands) -> JSONResponse:
     """Stop (if running) and start again; also clears `failed` and resets the restart budget."""
     return _act(commands, name, "restart")
 
 
-@router.post("/{name}/stop", status_code=202)
+@router.post("/{name}/stop", status_code=202, responses=CONFLICT)
 async def stop_worker(name: WorkerName, _: Admin, commands: Commands) -> JSONResponse:
     """Stop gracefully; it stays `stopped` until started."""
     return _act(commands, name, "stop")
 
 
-@router.post("/{name}/start", status_code=202)
+@router.post("/{name}/start", status_code=202, responses=CONFLICT)
 async def start_worker(name: WorkerName, _: Admin, commands: Commands) -> JSONResponse:
     """Start a stopped or failed worker (resets its restart budget)."""
     return _act(commands, name, "start")

@@ -4,6 +4,7 @@ live manager's own OpenAPI document, so a route added later is covered without e
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 from typing import Any
 
 import httpx
@@ -21,8 +22,6 @@ HOSTILE_BODIES: list[tuple[bytes, str]] = [
     (b'{"value": Infinity}', "application/json"),
     (b'{"value": -Infinity}', "application/json"),
     (b'{"value": 1e999}', "application/json"),
-    (b'{"value": "nul\\u0000byte"}', "application/json"),
-    (b'{"enabled": "maybe"}', "application/json"),
     (b"[" * 5000 + b"]" * 5000, "application/json"),
     (b'{"value": 1}', "text/plain"),
     (b"value=1", "application/x-www-form-urlencoded"),
@@ -62,9 +61,7 @@ def test_hostile_path_names(manager):
         if "{" not in path:
             continue
         for name in HOSTILE_NAMES:
-            response = manager.http.request(
-                method, _concrete(path, httpx.URL(path="/" + name).raw_path.decode()[1:]), headers=_auth(), json=1
-            )
+            response = manager.http.request(method, _concrete(path, quote(name, safe="")), headers=_auth(), json=1)
             _check(response, f"{method} {path} name={name[:20]!r}")
             assert response.status_code in (404, 422), (method, path, name[:20], response.status_code)
 
@@ -87,7 +84,12 @@ def test_hostile_bodies(manager):
             headers = {**_auth(), **({"content-type": ctype} if ctype else {})}
             response = manager.http.request(method, _concrete(path, "counter_enabled"), content=body, headers=headers)
             _check(response, f"{method} {path} body={body[:30]!r} type={ctype!r}")
-            assert response.status_code != 200 or body == b'{"value": 1}' and "settings" in path
+            assert response.status_code in (400, 413, 415, 422), (method, path, body[:30], response.status_code)
+    # valid JSON the route cannot use: a flag that is not a boolean, a NUL byte Postgres refuses
+    for path, body in [("/api/flags/counter_enabled", b'{"enabled": "maybe"}'), ("/api/settings/x", b'"nul\\u0000"')]:
+        response = manager.http.put(path, content=body, headers={**_auth(), "content-type": "application/json"})
+        _check(response, f"PUT {path} {body!r}")
+        assert response.status_code in (400, 422)
 
 
 def test_authentication_comes_before_the_body(manager):

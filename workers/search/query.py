@@ -159,8 +159,8 @@ class Search:
     async def run(self) -> dict[str, Any]:
         started = time.perf_counter()
         tags, words = parse_tags(self.q) if self.kind == "posts" else ([], self.q)
-        if self.mode == "tag" and not tags:
-            raise ValueError("mode=tag needs a #hashtag, $cashtag, @mention or domain:example.com in q")
+        if self.mode == "tag" and not tags:  # a well-formed request that matches nothing: say why
+            self.notes["note"] = "mode=tag needs a #hashtag, $cashtag, @mention or domain:example.com in q"
         if tags and self.mode in ("auto", "tag") and not words:
             await self._tags(tags)
         if self.mode == "semantic":
