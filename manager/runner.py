@@ -8,9 +8,7 @@ Operators and the flag listener only express intent (`desired`) and wake the tas
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import signal
 import sys
 import time

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterable, Mapping
+from itertools import pairwise
 from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
@@ -39,7 +40,9 @@ _KEYLIKE_SEGMENT = re.compile(r"(?=[A-Za-z0-9_\-~.]*\d)(?=[A-Za-z0-9_\-~.]*[A-Za
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>]+")
 _HOST_AFTER_AT = re.compile(r"[A-Za-z0-9.\-]+(:\d*)?(?=[/?#]|$)|\[[0-9A-Fa-f:.]+\](:\d*)?(?=[/?#]|$)")
 # key=value pairs in free text or a libpq key=value DSN (value quoted or up to whitespace).
-_KV_PAIR = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_\-]*)(?P<eq>\s*[=:]\s*)(?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&,;]+)")
+_KV_PAIR = re.compile(
+    r"(?P<key>[A-Za-z_][A-Za-z0-9_\-]*)(?P<eq>\s*[=:]\s*)(?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&,;]+)"
+)
 
 
 def key_words(key: str) -> list[str]:
@@ -53,7 +56,7 @@ def is_secret_key(key: str) -> bool:
         return False
     if any(w in SECRET_WORDS for w in words):
         return True
-    return any(f"{a}_{b}" in SECRET_PHRASES for a, b in zip(words, words[1:], strict=False))
+    return any(f"{a}_{b}" in SECRET_PHRASES for a, b in pairwise(words))
 
 
 def _split_userinfo(url: str) -> tuple[str, str, str] | None:
@@ -93,7 +96,9 @@ def redact_url(url: str) -> str:
     except ValueError:
         return prefix + MASK if prefix else MASK
     path = "/".join(MASK if _KEYLIKE_SEGMENT.fullmatch(seg) else seg for seg in parts.path.split("/"))
-    masked = urlunsplit(parts._replace(path=path, query=_mask_query(parts.query), fragment=MASK if parts.fragment else ""))
+    masked = urlunsplit(
+        parts._replace(path=path, query=_mask_query(parts.query), fragment=MASK if parts.fragment else "")
+    )
     if prefix:
         return prefix + masked.removeprefix("//")
     return masked

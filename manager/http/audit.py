@@ -14,7 +14,9 @@ router = APIRouter(tags=["flags", "settings"])
 
 @router.get("/api/audit")
 async def audit(
-    _: Viewer, store: StoreDep, key: str | None = Query(None, pattern=KEY_PATTERN, max_length=128),
+    _: Viewer,
+    store: StoreDep,
+    key: str | None = Query(None, pattern=KEY_PATTERN, max_length=128),
     limit: int = Query(100, ge=1, le=1000),
 ) -> list[dict[str, Any]]:
     """Changes to flags and settings, newest first, however they were made."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Request
 from pydantic import BaseModel
@@ -62,12 +62,12 @@ class ErrorBody(BaseModel):
     detail: str | list[dict[str, object]]
 
 
-def _error(description: str) -> dict[str, object]:
+def _error(description: str) -> dict[str, Any]:
     return {"model": ErrorBody, "description": description}
 
 
 # The errors any API route may answer with, documented once for the OpenAPI schema.
-ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _error("malformed body (not UTF-8, not strict JSON) or a value the database rejects"),
     401: _error("no valid token"),
     403: _error("the viewer token, or a cookie session without its CSRF token, tried to change something"),

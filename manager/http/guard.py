@@ -187,14 +187,16 @@ def install_error_handlers(app: FastAPI) -> None:
                 method
                 for route in app.routes
                 if isinstance(route, APIRoute) and route.path_regex.match(request.url.path)
-                for method in route.methods
+                for method in route.methods or ()
             }
         )
         return _json_response(405, "method not allowed", {"Allow": ", ".join(allowed)})
 
     @app.exception_handler(psycopg.DataError)
     async def bad_value(_: Request, exc: psycopg.DataError) -> JSONResponse:
-        return _json_response(400, "the database rejected a value in the request (e.g. a NUL byte or an invalid number)")
+        return _json_response(
+            400, "the database rejected a value in the request (e.g. a NUL byte or an invalid number)"
+        )
 
     @app.exception_handler(psycopg.errors.QueryCanceled)
     async def too_slow(_: Request, exc: psycopg.errors.QueryCanceled) -> JSONResponse:

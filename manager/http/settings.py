@@ -30,7 +30,11 @@ async def list_settings(_: Viewer, store: StoreDep) -> list[dict[str, Any]]:
 
 @router.put("/{key}")
 async def put_setting(
-    key: SettingKey, who: Admin, store: StoreDep, services: ServicesDep, body: Annotated[Any, Body(json_schema_extra=NOT_NULL)]
+    key: SettingKey,
+    who: Admin,
+    store: StoreDep,
+    services: ServicesDep,
+    body: Annotated[Any, Body(json_schema_extra=NOT_NULL)],
 ) -> dict[str, Any]:
     """Set a setting to a JSON value: send `{"value": <json>}` (or the bare JSON value). A setting
     naming an environment variable (`*_env`) may only name one its worker is given."""

@@ -61,7 +61,9 @@ def _act(commands: Commands, name: str, action: Action) -> JSONResponse:
     return JSONResponse({"accepted": action, "worker": status}, status_code=202)
 
 
-CONFLICT = {409: {"model": ErrorBody, "description": "not possible in the worker's state (flag off, disabled in config)"}}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "not possible in the worker's state (flag off, disabled in config)"}
+}
 
 
 @router.post("/{name}/restart", status_code=202, responses=CONFLICT)

@@ -4,8 +4,8 @@ live manager's own OpenAPI document, so a route added later is covered without e
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest

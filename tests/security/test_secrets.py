@@ -52,13 +52,20 @@ def test_no_sentinel_leaves_the_manager(boot_manager):
         {"leaky": leaky, "counter": example_worker(), "ai": {"module": "workers.ai", "enabled": False}},
         env={"LEAKY_API_KEY": SENTINELS["env"], "OTHER_WORKER_KEY": SENTINELS["other_env"], "VIEWER_TOKEN": "v" * 20},
     )
-    assert m.api("PUT", "/api/settings/leaky_provider", json={"value": {"auth": {"token": SENTINELS["nested"]}}}).is_success
+    assert m.api(
+        "PUT", "/api/settings/leaky_provider", json={"value": {"auth": {"token": SENTINELS["nested"]}}}
+    ).is_success
     assert m.api("PUT", "/api/settings/leaky_api_key", json={"value": SENTINELS["setting"]}).is_success
     # a settings row cannot send the admin token to the ai provider
     refused = m.api("PUT", "/api/settings/ai_api_key_env", json={"value": "ADMIN_TOKEN"})
     assert refused.status_code == 422 and "OPENAI_API_KEY" in refused.json()["detail"]
     m.wait_worker("leaky", lambda w: w["lastError"] is not None, what="the leaky worker's first failed cycle")
-    wait_for(lambda: m.sql("SELECT count(*) FROM worker_errors WHERE worker_name = 'leaky'")[0][0] > 0, 10, 0.05, "an error row")
+    wait_for(
+        lambda: m.sql("SELECT count(*) FROM worker_errors WHERE worker_name = 'leaky'")[0][0] > 0,
+        10,
+        0.05,
+        "an error row",
+    )
 
     detail = m.api("GET", "/api/workers/leaky").json()
     texts = [line["text"] for line in detail["logs"]]
@@ -101,10 +108,20 @@ def test_workers_get_only_their_declared_environment():
     environ = {"PATH": "/bin", "LANG": "C", "ADMIN_TOKEN": "a", "OPENAI_API_KEY": "o", "REDDIT_PASSWORD": "r"}
     ai = WorkerConfig(module="workers.ai")
     env = worker_environment("ai", ai, "postgresql://x", {"FARCASTER_HUB_API_KEY": "f"}, environ=environ)
-    assert {k for k in env if not k.startswith(("WORKER_", "PYTHON"))} == {"PATH", "LANG", "OPENAI_API_KEY", "DATABASE_URL"}
+    assert {k for k in env if not k.startswith(("WORKER_", "PYTHON"))} == {
+        "PATH",
+        "LANG",
+        "OPENAI_API_KEY",
+        "DATABASE_URL",
+    }
     custom = WorkerConfig(command=["true"], secrets=["REDDIT_PASSWORD"], env={"EXTRA": "1"})
     env = worker_environment("c", custom, "postgresql://x", environ=environ)
-    assert env["REDDIT_PASSWORD"] == "r" and env["EXTRA"] == "1" and "ADMIN_TOKEN" not in env and "OPENAI_API_KEY" not in env
+    assert (
+        env["REDDIT_PASSWORD"] == "r"
+        and env["EXTRA"] == "1"
+        and "ADMIN_TOKEN" not in env
+        and "OPENAI_API_KEY" not in env
+    )
     assert "secrets" not in json.loads(env["WORKER_CONFIG"])
 
 
