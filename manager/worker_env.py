@@ -30,6 +30,7 @@ BASE_ENV = (
     "TMPDIR",
     "PYTHON*",
     "VIRTUAL_ENV",
+    "LD_LIBRARY_PATH",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
     "WORKER_*",

