@@ -35,6 +35,7 @@ from manager.auth import Auth
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+CLOSE = {"Connection": "close"}  # after a 413, the server stops reading the rest of the upload
 CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 JSON_TYPES = ("application/json",)
 
@@ -110,7 +111,7 @@ class EdgeGuard:
             if not length.isdigit():
                 raise BadRequest(400, "Content-Length must be a number")
             if int(length) > self.max_body:
-                raise BadRequest(413, f"the body is over {self.max_body} bytes")
+                raise BadRequest(413, f"the body is over {self.max_body} bytes", CLOSE)
         if scope["method"] not in CHANGING:
             return receive
         body = await self._read_capped(receive)
@@ -130,7 +131,7 @@ class EdgeGuard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
-                raise BadRequest(413, f"the body is over {self.max_body} bytes")
+                raise BadRequest(413, f"the body is over {self.max_body} bytes", CLOSE)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)

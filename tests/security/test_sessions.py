@@ -10,7 +10,9 @@ from workers.search.query import inert_highlight
 
 
 def _request(cookie: str) -> Request:
-    return Request({"type": "http", "method": "GET", "path": "/", "headers": [(b"cookie", f"{SESSION_COOKIE}={cookie}".encode())]})
+    return Request(
+        {"type": "http", "method": "GET", "path": "/", "headers": [(b"cookie", f"{SESSION_COOKIE}={cookie}".encode())]}
+    )
 
 
 def test_a_session_ends_when_its_token_changes():
