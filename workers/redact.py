@@ -118,6 +118,20 @@ def _mask_all(value: Any) -> Any:
     return value if value in (None, "") else MASK
 
 
+def redact_webhook_url(url: str) -> str:
+    """Only the scheme, host and port: a webhook's path and query are its secret token."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return MASK
+    if not parts.scheme or not host:
+        return MASK
+    return f"{parts.scheme}://{host}{port}/{MASK}"
+
+
 def mask_secrets(value: Any, key: str = "") -> Any:
     """A copy of a JSON-like value: everything under secret-looking keys masked, and strings
     redacted by structure (URLs, key=value DSNs)."""
