@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -127,13 +126,21 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{w['errorRate']:.0%}",
             _ago(w["lastRun"]),
             "; ".join(w["reasons"]) or "-",
+            _where(w.get("owner")),
         )
         for w in workers
     ]
     print(
-        _table(rows, ["WORKER", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "ITEMS", "ERRORS", "LAST RUN", "WHY"])
+        _table(
+            rows, ["WORKER", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "ITEMS", "ERRORS", "LAST RUN", "WHY", "ON"]
+        )
     )
     return 0
+
+
+def _where(owner: dict[str, Any] | None) -> str:
+    """Which manager runs it (several managers may share one database)."""
+    return f"{owner['host']}:{owner['pid']}" if owner else "-"
 
 
 def _flag_name(config: Config, name: str) -> str:
@@ -210,15 +217,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_run_worker(args: argparse.Namespace) -> int:
-    from manager.runner import worker_argv, worker_environment
+    from manager.runworker import run_leased_worker
 
     config = _config(args)
     if args.name not in config.workers:
         raise UnknownWorker(f"no worker named {args.name!r} (configured: {', '.join(config.workers)})")
-    url = _database(config)
-    spec = config.workers[args.name]
-    argv = worker_argv(spec)
-    os.execvpe(argv[0], argv, worker_environment(args.name, spec, url))
+    return run_leased_worker(args.name, config, _database(config))
 
 
 def cmd_boot(args: argparse.Namespace) -> int:

@@ -57,6 +57,7 @@ STARTED_BEFORE_HTTP = [
     "flag listener",
     "healdec",
     "alerts",
+    "leases",
 ]
 
 
