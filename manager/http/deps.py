@@ -68,13 +68,13 @@ def _error(description: str) -> dict[str, Any]:
 
 # The errors any API route may answer with, documented once for the OpenAPI schema.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _error("malformed body (not UTF-8, not strict JSON) or a value the database rejects"),
+    400: _error("a value the database rejects (e.g. a NUL byte)"),
     401: _error("no valid token"),
     403: _error("the viewer token, or a cookie session without its CSRF token, tried to change something"),
     404: _error("no such worker, flag or setting"),
     413: _error("body over the size cap"),
     415: _error("body not sent as application/json"),
-    422: _error("a parameter or the body failed validation"),
+    422: _error("a parameter or the body failed validation, or the body is not UTF-8 strict JSON"),
     503: _error("the database is unavailable or too slow"),
 }
 

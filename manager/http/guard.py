@@ -7,7 +7,8 @@
 - bodies over `MAX_BODY_BYTES` get 413, judged by Content-Length or, when it is absent, while
   streaming, so an oversized body is never read whole;
 - API bodies must be `application/json`, valid UTF-8 and strict JSON (no NaN, Infinity, or
-  numbers beyond a double's range such as 1e999): anything else is 415 or 400;
+  numbers beyond a double's range such as 1e999): anything else is 415 or 422 (FastAPI's own
+  answer to a malformed body, kept so clients see one status for every body problem);
 - every response gets `X-Content-Type-Options: nosniff`, and API responses `Cache-Control: no-store`.
 
 `install_error_handlers` maps what routes may raise (validation errors, NUL bytes and other values
@@ -62,13 +63,13 @@ def check_json(body: bytes) -> None:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise BadRequest(400, "the body is not valid UTF-8") from None
+        raise BadRequest(422, "the body is not valid UTF-8") from None
     try:
         json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except ValueError as exc:
-        raise BadRequest(400, f"the body is not valid JSON: {str(exc).splitlines()[0][:200]}") from None
+        raise BadRequest(422, f"the body is not valid JSON: {str(exc).splitlines()[0][:200]}") from None
     except RecursionError:
-        raise BadRequest(400, "the body is nested too deeply") from None
+        raise BadRequest(422, "the body is nested too deeply") from None
 
 
 def _json_response(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
