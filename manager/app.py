@@ -37,6 +37,7 @@ from manager.runner import RunnerContext
 from manager.store import Store
 from manager.supervisor import Supervisor
 from sql import MigrationChanged, apply_migrations, query
+from workers.features import declared_features, feature_flag
 from workers.redact import redact_url
 
 log = logging.getLogger("manager")
@@ -66,6 +67,8 @@ def prepare_database(config: Config, say: Any = print) -> str:
                     query("seed_flag"),
                     (f"{name}_enabled", True, worker.description or f"Run the {name} worker"),
                 )
+                for feature, about in declared_features(worker.module or "").items():
+                    conn.execute(query("seed_flag"), (feature_flag(name, feature), True, about))
     return url
 
 

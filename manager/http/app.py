@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from admin.routes import mount_console
-from manager.http import alerts, audit, flags, health, search, settings, trends, workers
+from manager.http import alerts, audit, flags, health, profiles, search, settings, trending, trends, workers
 from manager.http.deps import ERROR_RESPONSES, Services
 from manager.http.guard import EdgeGuard, install_error_handlers
 from manager.metrics import build_registry
@@ -25,7 +25,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     app.state.auth = services.auth  # read by manager.auth's dependencies
     app.state.metrics = build_registry(services.view.status)
-    for module in (workers, flags, settings, audit, search, trends, alerts):
+    for module in (workers, flags, settings, audit, search, trends, alerts, trending, profiles):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.include_router(health.router)
     install_error_handlers(app)

@@ -61,6 +61,30 @@ def _act(commands: Commands, name: str, action: Action) -> JSONResponse:
     return JSONResponse({"accepted": action, "worker": status}, status_code=202)
 
 
+RUNNABLE_STATES = ("running", "starting")
+
+
+@router.post(
+    "/{name}/run",
+    status_code=202,
+    responses={409: {"model": ErrorBody, "description": "the worker is not running, or has no heartbeat loop"}},
+)
+async def run_worker_now(name: WorkerName, _: Admin, view: View, store: StoreDep) -> JSONResponse:
+    """Start a cycle at once, without a restart: the request travels through Postgres (NOTIFY
+    `worker_run_now`) and ends the worker's wait between cycles; a worker in the middle of a cycle
+    starts another one right after it."""
+    try:
+        status = view.worker(name)
+    except UnknownWorker as exc:
+        raise not_found(exc) from None
+    if status["state"] not in RUNNABLE_STATES:
+        raise HTTPException(409, f"worker {name!r} is {status['state']}, not running: start it first")
+    if not status.get("heartbeat", True):
+        raise HTTPException(409, f"worker {name!r} has no heartbeat loop (a plain command): it cannot run on demand")
+    await store.run_now(name)
+    return JSONResponse({"accepted": "run", "worker": name}, status_code=202)
+
+
 CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorBody, "description": "not possible in the worker's state (flag off, disabled in config)"}
 }
