@@ -83,7 +83,36 @@ def count(n: int | None) -> str:
     return "—" if n is None else f"{n:,}"
 
 
-FILTERS = {"duration": duration, "size": size, "percent": percent, "cpu": cpu, "exact": exact, "count": count}
+def cycle_ms(stats: dict[str, float | None] | None) -> str:
+    """`{last, p50, p95}` cycle durations as `120 ms last · 95 ms median · 300 ms p95`."""
+    if not stats or stats.get("last") is None:
+        return "—"
+    return " · ".join(
+        f"{stats[k] or 0:,.0f} ms {label}" for k, label in (("last", "last"), ("p50", "median"), ("p95", "p95"))
+    )
+
+
+def per_second(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.1f} / s"
+
+
+def lag(worker: dict[str, Any]) -> str:
+    """The worker's lag in its own unit (`12 blocks`), or a dash when it reports none."""
+    value = worker.get("lag")
+    return "—" if value is None else f"{value:,.0f} {worker.get('lagUnit') or ''}".rstrip()
+
+
+FILTERS = {
+    "duration": duration,
+    "size": size,
+    "percent": percent,
+    "cpu": cpu,
+    "exact": exact,
+    "count": count,
+    "cycle_ms": cycle_ms,
+    "per_second": per_second,
+    "lag": lag,
+}
 
 
 def summary(workers: list[dict[str, Any]]) -> list[tuple[str, str, int]]:

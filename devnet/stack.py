@@ -20,6 +20,8 @@ from manager.config import Config
 
 REDDIT_CLIENT = ("devnet-client", "devnet-secret")
 OPENAI_KEY = "sk-devnet"
+# The shipped config paces the chain workers for public endpoints; local stand-ins need no pacing.
+UNPACED = {"requests_per_second": 0}
 
 
 def _get_json(url: str) -> Any:
@@ -93,7 +95,13 @@ def start_devnet(say: Callable[[str], None]) -> DevnetStack:
                 "requests_per_minute": 600,
                 "interval_ms": 30000,
             },
-            "solana": {"rpc_url": solana.url, "wallets": _solana_wallets(solana_seed), "interval_ms": 10000},
+            "solana": {
+                "rpc_url": solana.url,
+                "wallets": _solana_wallets(solana_seed),
+                "interval_ms": 10000,
+                "max_concurrency": 8,
+                **UNPACED,
+            },
             "ai": {"base_url": f"{openai.url}/v1", "interval_ms": 5000},
             "search": {"interval_ms": 5000},
         }
@@ -106,6 +114,7 @@ def start_devnet(say: Callable[[str], None]) -> DevnetStack:
                 "nft_contracts": [seed.nft.address],
                 "confirmations": 1,
                 "interval_ms": 5000,
+                **UNPACED,
             }
         stack.worker_settings["base"]["ens_rpc_url"] = chains["ethereum"][0].url  # names live on mainnet
         stack.env = {

@@ -19,7 +19,7 @@ import psutil
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from healdec.rules import Health, HealthInputs, error_rate, judge
+from healdec.rules import Health, HealthInputs, LagSamples, error_rate, judge, lag_growth, record_lag
 from manager.config import Config
 from manager.logs import iso
 from manager.runner import WorkerRunner
@@ -43,6 +43,17 @@ def _scrubbed(runner: WorkerRunner, text: str | None) -> str | None:
     return runner.scrub(text) if text else text
 
 
+def _cycle_ms(stats: dict[str, Any]) -> dict[str, float | None]:
+    """Cycle durations over the last hour, in milliseconds (None before the first cycle)."""
+    return {k: None if stats.get(f"{k}_ms") is None else round(stats[f"{k}_ms"], 1) for k in ("last", "p50", "p95")}
+
+
+def _items_per_second(stats: dict[str, Any]) -> float | None:
+    """Items done per second spent in cycles over the last hour: the worker's speed while it works."""
+    busy = stats.get("busy_s") or 0.0
+    return round((stats.get("items_done") or 0) / busy, 2) if busy > 0 else None
+
+
 class HealthEngine:
     def __init__(self, config: Config, supervisor: Supervisor, pool: AsyncConnectionPool) -> None:
         self._config = config
@@ -51,6 +62,9 @@ class HealthEngine:
         self._interval_s = config.healdec.sweep_interval_ms / 1000
         self._heartbeats: dict[str, dict[str, Any]] = {}
         self._heartbeats_at = time.monotonic()  # when the ages in _heartbeats were measured
+        self._cycle_stats: dict[str, dict[str, Any]] = {}  # last hour's items and cycle times
+        self._lag_samples: dict[str, LagSamples] = {}
+        self._announced: dict[str, str] = {}  # the blocked reason last logged per worker
         self._processes: dict[int, psutil.Process] = {}
         self._samples: dict[str, ProcessSample] = {}
         self._task: asyncio.Task[None] | None = None
@@ -90,12 +104,17 @@ class HealthEngine:
         async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query("heartbeat_snapshot"))
             rows = await cur.fetchall()
+            await cur.execute(query("cycle_stats"))
+            stats = await cur.fetchall()
             if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
                 keep_s = self._config.healdec.events_retention_days * 86400
                 await cur.execute(query("prune_history"), {"keep_s": keep_s})
                 self._last_prune = time.monotonic()
         self._heartbeats = {row["worker_name"]: row for row in rows}
+        self._cycle_stats = {row["worker_name"]: row for row in stats}
         self._heartbeats_at = time.monotonic()
+        self._track_lag()
+        self._announce_blocked()
         self._forget_status()
         self.last_sweep_error = None
         self._sample_processes()
@@ -106,6 +125,22 @@ class HealthEngine:
             # a full timeout after it returns before calling anyone hung.
             if health.hung and blind_for > self._config.heartbeat_timeout_s(runner.name):
                 runner.kill_hung(health.reasons[0])
+
+    def _track_lag(self) -> None:
+        window = self._config.healdec.lag_degraded_after_s
+        for name in self._supervisor.runners:
+            lag = (self._heartbeats.get(name) or {}).get("lag")
+            self._lag_samples[name] = record_lag(self._lag_samples.get(name, []), self._heartbeats_at, lag, window)
+
+    def _announce_blocked(self) -> None:
+        """One log line per worker that waits (and each time its reason changes), naming what to set."""
+        for runner in self._supervisor.runners.values():
+            row = self._heartbeat_of(runner)
+            reason = row.get("blocked") if row and row["phase"] == "waiting" else None
+            if reason and self._announced.get(runner.name) != reason:
+                hint = " (`make devnet` runs the whole fleet offline)" if reason.startswith("not configured") else ""
+                log.warning("%s waits: %s%s", runner.name, runner.scrub(reason), hint)
+            self._announced[runner.name] = reason or ""
 
     def _sample_processes(self) -> None:
         live: dict[int, psutil.Process] = {}
@@ -137,6 +172,8 @@ class HealthEngine:
         row = self._heartbeat_of(runner)
         since_sweep = time.monotonic() - self._heartbeats_at
         stats = self._heartbeats.get(runner.name) or {}
+        items = self._cycle_stats.get(runner.name) or {}
+        window = self._config.healdec.lag_degraded_after_s
 
         def aged(value: float | None) -> float | None:
             return None if value is None else value + since_sweep
@@ -152,13 +189,18 @@ class HealthEngine:
             last_cycle_ok=row["last_cycle_ok"] if row else None,
             last_error=row["last_error"] if row else None,
             success_age_s=aged(stats.get("success_age_s")),
-            error_rate=error_rate(stats.get("failed_last_hour", 0), stats.get("cycles_last_hour", 0)),
+            error_rate=error_rate(items.get("items_failed") or 0, items.get("items_attempted") or 0),
             error_rate_threshold=self._config.healdec.error_rate_degraded,
             rate_limited_for_s=(row["rate_limited_for_s"] - since_sweep)
             if row and row["rate_limited_for_s"] is not None
             else None,
             flag_name=runner.flag_name,
             crash_note=runner.crash_note,
+            blocked=row.get("blocked") if row else None,
+            lag_growth=lag_growth(self._lag_samples.get(runner.name, []), time.monotonic(), window),
+            lag_unit=stats.get("lag_unit"),
+            lag_window_s=window,
+            settings_error=(row.get("detail") or {}).get("settingsError") if row else None,
             memory_restarts_last_hour=runner.memory_restarts_last_hour(),
             max_rss_mb=spec.max_rss_mb,
         )
@@ -172,6 +214,7 @@ class HealthEngine:
         inputs = self.inputs(runner)
         health = judge(inputs)
         row = self._heartbeats.get(runner.name) or {}
+        cycles = self._cycle_stats.get(runner.name) or {}
         sample = self._samples.get(runner.name)
         uptime = runner.uptime_s()
         exit_ = runner.last_exit
@@ -184,7 +227,12 @@ class HealthEngine:
             "lastRun": iso(row.get("last_run")),
             "lastSuccess": iso(row.get("last_success")),
             "lastError": _scrubbed(runner, row.get("last_error") if runner.spec.heartbeat else runner.crash_note),
-            "errorRate": error_rate(row.get("failed_last_hour", 0), row.get("cycles_last_hour", 0)),
+            "errorRate": inputs.error_rate,
+            "cycleErrorRate": error_rate(row.get("failed_last_hour", 0), row.get("cycles_last_hour", 0)),
+            "cycleMs": _cycle_ms(cycles),
+            "itemsPerSecond": _items_per_second(cycles),
+            "lag": row.get("lag"),
+            "lagUnit": row.get("lag_unit"),
             "restartCount": runner.restart_count,
             "uptimeSeconds": round(uptime, 3) if uptime is not None else None,
             "cpuPercent": round(sample.cpu_percent, 2) if sample else None,

@@ -6,9 +6,10 @@ function returns plain values, so every rule is unit-tested in microseconds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import pairwise
 
 
 class Verdict(StrEnum):
@@ -68,9 +69,38 @@ def decide_after_crash(
     return CrashDecision(give_up=False, delay_s=backoff_delay_s(streak, policy), quick_crashes=streak)
 
 
-def error_rate(failed_cycles: int, total_cycles: int) -> float:
-    """Failed cycles over all cycles (0 when there were none)."""
-    return round(failed_cycles / total_cycles, 4) if total_cycles else 0.0
+def error_rate(failed: int, total: int) -> float:
+    """Failed over attempted (items or cycles; 0 when there were none)."""
+    return round(failed / total, 4) if total else 0.0
+
+
+LagSamples = list[tuple[float, float]]  # (time, lag) at each change of the reported lag, oldest first
+
+
+def record_lag(samples: LagSamples, now: float, lag: float | None, window_s: float) -> LagSamples:
+    """`samples` with the lag reported now: a new sample only when the value changed; samples
+    older than the one that anchors the window are dropped. No lag clears the history."""
+    if lag is None:
+        return []
+    kept = samples if samples and samples[-1][1] == lag else [*samples, (now, lag)]
+    while len(kept) > 1 and kept[1][0] <= now - window_s:
+        kept = kept[1:]
+    return kept
+
+
+def lag_growth(samples: Sequence[tuple[float, float]], now: float, window_s: float) -> tuple[float, float] | None:
+    """(lag when the window began, lag now) when the lag rose and never fell across the whole last
+    `window_s`; None otherwise (including while the history is shorter than the window)."""
+    start = None
+    for i, (at, _) in enumerate(samples):
+        if at <= now - window_s:
+            start = i
+    if start is None:
+        return None
+    values = [value for _, value in samples[start:]]
+    if any(later < earlier for earlier, later in pairwise(values)):
+        return None
+    return (values[0], values[-1]) if values[-1] > values[0] else None
 
 
 @dataclass(frozen=True)
@@ -92,6 +122,11 @@ class HealthInputs:
     rate_limited_for_s: float | None = None  # the worker is waiting out an upstream rate limit
     flag_name: str | None = None
     crash_note: str | None = None  # e.g. "exited with code 1; restarting in 2.0 s"
+    blocked: str | None = None  # why the worker cannot do its job (workers.blocked), until a cycle succeeds
+    lag_growth: tuple[float, float] | None = None  # (from, to) when lag kept growing for lag_window_s
+    lag_unit: str | None = None
+    lag_window_s: float = 600.0
+    settings_error: str | None = None  # a settings row the worker refused (it runs on the previous settings)
     memory_restarts_last_hour: int = 0  # graceful restarts for going over max_rss_mb
     max_rss_mb: float | None = None
 
@@ -161,6 +196,11 @@ def judge(inputs: HealthInputs) -> Health:
             hung=True,
         )
 
+    if inputs.blocked:  # one stable reason while the cause stands; cleared by a successful cycle
+        return Health(False, Verdict.DEGRADED, [inputs.blocked, *memory])
+    if inputs.phase == "starting":
+        return Health(False, Verdict.DEGRADED, ["starting: checking its configuration", *memory])
+
     reasons: list[str] = memory
     healthy = True
     if inputs.phase == "waiting":
@@ -169,10 +209,18 @@ def judge(inputs: HealthInputs) -> Health:
     elif inputs.last_cycle_ok is False:
         healthy = False
         reasons.append(f"last cycle failed: {inputs.last_error or 'unknown error'}")
+    if inputs.settings_error:
+        reasons.append(f"refused {inputs.settings_error}; the previous settings stay in force")
     if inputs.rate_limited_for_s is not None and inputs.rate_limited_for_s > 0:
         reasons.append(f"upstream rate limit: backing off for {_seconds(inputs.rate_limited_for_s)}")
     if inputs.error_rate > inputs.error_rate_threshold:
-        reasons.append(f"error rate {inputs.error_rate:.0%} over the last hour")
+        reasons.append(f"error rate {inputs.error_rate:.0%} of items over the last hour")
+    if inputs.lag_growth is not None:
+        before, now = inputs.lag_growth
+        unit = inputs.lag_unit or ""
+        reasons.append(
+            f"lag growing: {now:,.0f} {unit} behind, up from {before:,.0f} over {_seconds(inputs.lag_window_s)}"
+        )
     age_without_success = inputs.success_age_s if inputs.success_age_s is not None else inputs.uptime_s
     if inputs.phase != "waiting" and age_without_success is not None and age_without_success > inputs.stale_after_s:
         reasons.append(

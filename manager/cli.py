@@ -108,6 +108,16 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
 
 
+def _lag(worker: dict[str, Any]) -> str:
+    lag = worker.get("lag")
+    return "-" if lag is None else f"{lag:,.0f} {worker.get('lagUnit') or ''}".rstrip()
+
+
+def _why(worker: dict[str, Any]) -> str:
+    """Healdec's reasons, exactly as the API gives them; `-` only when it has none."""
+    return "; ".join(worker["reasons"]) or "-"
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     config = _config(args)
     host = config.api.host if config.api.host not in ("0.0.0.0", "::") else "127.0.0.1"
@@ -131,17 +141,28 @@ def cmd_status(args: argparse.Namespace) -> int:
             w["restartCount"],
             w["itemsProcessed"],
             f"{w['errorRate']:.0%}",
+            _lag(w),
             _ago(w["lastRun"]),
-            "; ".join(w["reasons"]) or "-",
             _where(w.get("owner")),
+            _why(w),
         )
         for w in workers
     ]
-    print(
-        _table(
-            rows, ["WORKER", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "ITEMS", "ERRORS", "LAST RUN", "WHY", "ON"]
-        )
-    )
+    headers = [
+        "WORKER",
+        "STATE",
+        "HEALTH",
+        "PID",
+        "UPTIME",
+        "RESTARTS",
+        "ITEMS",
+        "ERRORS",
+        "LAG",
+        "LAST RUN",
+        "WHY",
+        "ON",
+    ]
+    print(_table(rows, headers))
     return 0
 
 

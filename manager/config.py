@@ -50,6 +50,7 @@ class HealdecConfig(_Strict):
     sweep_interval_ms: int = Field(default=1000, gt=0)  # how often heartbeats are read
     flag_reread_s: float = Field(default=30, gt=0)  # safety net under LISTEN/NOTIFY
     error_rate_degraded: float = Field(default=0.25, ge=0, le=1)
+    lag_degraded_after_s: float = Field(default=600, gt=0)  # lag growing this long: degraded
     events_retention_days: float = Field(default=14, gt=0)
     lease_ttl_s: float = Field(default=5, gt=0)  # a dead manager's workers move after at most this long
 

@@ -10,6 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 STATES = ("starting", "running", "paused", "backoff", "stopping", "stopped", "failed", "disabled")
+VERDICTS = ("healthy", "degraded", "down")
 
 
 class WorkerCollector(Collector):
@@ -29,7 +30,22 @@ class WorkerCollector(Collector):
             "worker_failed_cycles_last_hour", "Failed cycles in the last hour", labels=["worker"]
         )
         error_rate = GaugeMetricFamily(
-            "worker_error_rate", "Failed cycles over all cycles, last hour", labels=["worker"]
+            "worker_error_rate", "Failed items over attempted items, last hour", labels=["worker"]
+        )
+        cycle_error_rate = GaugeMetricFamily(
+            "worker_cycle_error_rate", "Failed cycles over all cycles, last hour", labels=["worker"]
+        )
+        verdict = GaugeMetricFamily(
+            "worker_verdict", "1 for Healdec's current verdict on the worker", labels=["worker", "verdict"]
+        )
+        cycle_ms = GaugeMetricFamily(
+            "worker_cycle_ms", "Cycle duration over the last hour (last, p50, p95)", labels=["worker", "stat"]
+        )
+        speed = GaugeMetricFamily(
+            "worker_items_per_second", "Items done per second spent in cycles, last hour", labels=["worker"]
+        )
+        lag = GaugeMetricFamily(
+            "worker_lag", "How far behind its upstream the worker is, in its own unit", labels=["worker", "unit"]
         )
         items = CounterMetricFamily("worker_items_processed", "Items processed (all time)", labels=["worker"])
         rss = GaugeMetricFamily("worker_rss_bytes", "Resident memory of the worker process", labels=["worker"])
@@ -44,12 +60,23 @@ class WorkerCollector(Collector):
             cycles.add_metric([name], row["cycles"])
             errors.add_metric([name], row["failedCyclesLastHour"])
             error_rate.add_metric([name], row["errorRate"])
+            cycle_error_rate.add_metric([name], row["cycleErrorRate"])
+            for v in VERDICTS:
+                verdict.add_metric([name, v], 1.0 if row["verdict"] == v else 0.0)
+            for stat, value in row["cycleMs"].items():
+                if value is not None:
+                    cycle_ms.add_metric([name, stat], value)
+            if row["itemsPerSecond"] is not None:
+                speed.add_metric([name], row["itemsPerSecond"])
+            if row["lag"] is not None:
+                lag.add_metric([name, row["lagUnit"] or ""], row["lag"])
             items.add_metric([name], row["itemsProcessed"])
             if row["rssBytes"] is not None:
                 rss.add_metric([name], row["rssBytes"])
             if row["cpuPercent"] is not None:
                 cpu.add_metric([name], row["cpuPercent"])
-        yield from (up, healthy, state, restarts, cycles, errors, error_rate, items, rss, cpu)
+        yield from (up, healthy, verdict, state, restarts, cycles, errors, error_rate, cycle_error_rate, items)
+        yield from (rss, cpu, cycle_ms, speed, lag)
 
 
 def build_registry(status: Callable[[], list[dict[str, Any]]]) -> CollectorRegistry:

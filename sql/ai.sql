@@ -36,58 +36,95 @@ LIMIT %(limit)s;
 SELECT content_hash, embedding FROM ai_embedding_cache
 WHERE model = %(model)s AND dims = %(dims)s AND content_hash = ANY(%(hashes)s);
 
--- name: cache_embedding
--- Keeps one embedding for its content (committed at once, outside the batch: it was paid for).
-INSERT INTO ai_embedding_cache (model, dims, content_hash, embedding, tokens)
-VALUES (%(model)s, %(dims)s, %(content_hash)s, %(embedding)s, %(tokens)s)
+-- name: cache_embeddings
+-- Keeps the embeddings of one request's texts (committed at once, outside the batch: they were paid for).
+INSERT INTO ai_embedding_cache (model, dims, content_hash, embedding)
+SELECT %(model)s, %(dims)s, c.content_hash, c.embedding
+FROM unnest(%(hashes)s::bytea[], %(embeddings)s::vector[]) AS c (content_hash, embedding)
 ON CONFLICT DO NOTHING;
 
 -- name: reusable_summaries
--- Summaries and sentiment already made for identical post text by the same chat model.
-SELECT DISTINCT ON (content_hash) content_hash, summary, sentiment FROM ai_posts
-WHERE content_hash = ANY(%(hashes)s) AND chat_model = %(chat_model)s AND summary IS NOT NULL
-ORDER BY content_hash, processed_at DESC;
+-- Summaries and sentiment already paid for, for identical post text and the same chat model.
+SELECT content_hash, summary, sentiment FROM ai_summary_cache
+WHERE content_hash = ANY(%(hashes)s) AND chat_model = %(chat_model)s;
 
--- name: upsert_post
--- The results for one post and how they were made (meta); idempotent on post_id.
+-- name: cache_summaries
+-- Keeps chat answers by content (at once, outside the batch: paid for even if the batch stops).
+INSERT INTO ai_summary_cache (chat_model, content_hash, summary, sentiment)
+SELECT %(chat_model)s, c.content_hash, c.summary, c.sentiment
+FROM unnest(%(hashes)s::bytea[], %(summaries)s::text[], %(sentiments)s::text[]) AS c (content_hash, summary, sentiment)
+ON CONFLICT (chat_model, content_hash) DO UPDATE SET summary = excluded.summary, sentiment = excluded.sentiment;
+
+-- name: create_batch_table
+-- The staging table one batch's results are COPYed into before the set-based writes below.
+CREATE TEMP TABLE IF NOT EXISTS ai_batch (
+  id bigint PRIMARY KEY, source_updated_at timestamptz NOT NULL, content_hash bytea, embedding vector,
+  summary text, sentiment text, chat_model text, topic_id integer, meta jsonb NOT NULL
+) ON COMMIT DELETE ROWS;
+
+-- name: clear_batch
+-- Empties the staging table (a batch retried item by item reuses it inside one transaction).
+DELETE FROM ai_batch;
+
+-- name: copy_batch
+-- One batch's results into the staging table (binary COPY).
+COPY ai_batch (id, source_updated_at, content_hash, embedding, summary, sentiment, chat_model, topic_id, meta)
+FROM STDIN (FORMAT BINARY);
+
+-- name: upsert_posts
+-- The results of the staged posts and how they were made (meta); idempotent on post_id.
 INSERT INTO ai_posts AS a (post_id, source_updated_at, content_hash, model, dims, embedding, summary, sentiment,
                            chat_model, topic_id, processed_at, meta)
-VALUES (%(post_id)s, %(source_updated_at)s, %(content_hash)s, %(model)s, %(dims)s, %(embedding)s, %(summary)s,
-        %(sentiment)s, %(chat_model)s, %(topic_id)s, now(), %(meta)s)
+SELECT b.id, b.source_updated_at, b.content_hash, CASE WHEN b.embedding IS NOT NULL THEN %(model)s END,
+       CASE WHEN b.embedding IS NOT NULL THEN %(dims)s::integer END, b.embedding, b.summary, b.sentiment,
+       b.chat_model, b.topic_id, now(), b.meta
+FROM ai_batch b
 ON CONFLICT (post_id) DO UPDATE SET
   source_updated_at = excluded.source_updated_at, content_hash = excluded.content_hash, model = excluded.model,
   dims = excluded.dims, embedding = excluded.embedding, summary = excluded.summary, sentiment = excluded.sentiment,
   chat_model = excluded.chat_model, topic_id = excluded.topic_id, processed_at = excluded.processed_at,
   meta = excluded.meta;
 
--- name: upsert_profile
--- The embedding of one profile and how it was made; idempotent on profile_id.
+-- name: upsert_profiles
+-- The embeddings of the staged profiles and how they were made; idempotent on profile_id.
 INSERT INTO ai_profiles AS a (profile_id, source_updated_at, content_hash, model, dims, embedding, processed_at, meta)
-VALUES (%(profile_id)s, %(source_updated_at)s, %(content_hash)s, %(model)s, %(dims)s, %(embedding)s, now(), %(meta)s)
+SELECT b.id, b.source_updated_at, b.content_hash, CASE WHEN b.embedding IS NOT NULL THEN %(model)s END,
+       CASE WHEN b.embedding IS NOT NULL THEN %(dims)s::integer END, b.embedding, now(), b.meta
+FROM ai_batch b
 ON CONFLICT (profile_id) DO UPDATE SET
   source_updated_at = excluded.source_updated_at, content_hash = excluded.content_hash, model = excluded.model,
   dims = excluded.dims, embedding = excluded.embedding, processed_at = excluded.processed_at, meta = excluded.meta;
 
 -- name: similar_posts
--- The nearest posts to one embedding (cosine), not the post itself nor copies of its text.
-SELECT a.post_id, (1 - (a.embedding::vector({dims}) <=> %(embedding)s))::real AS similarity
-FROM ai_posts a
-WHERE a.dims = {dims} AND a.embedding IS NOT NULL
-  AND a.post_id <> %(id)s
-  AND NOT EXISTS (SELECT 1 FROM external_posts d WHERE d.id = a.post_id AND d.deleted_at IS NOT NULL) AND a.content_hash IS DISTINCT FROM %(content_hash)s
-  AND a.embedding::vector({dims}) <=> %(embedding)s <= 1 - %(min_similarity)s
-ORDER BY a.embedding::vector({dims}) <=> %(embedding)s
-LIMIT %(limit)s;
+-- The nearest posts to each staged post (cosine, HNSW per row), not the post itself nor copies of its text.
+SELECT b.id, n.other, n.similarity
+FROM ai_batch b CROSS JOIN LATERAL (
+  SELECT a.post_id AS other, (1 - (a.embedding::vector({dims}) <=> b.embedding::vector({dims})))::real AS similarity
+  FROM ai_posts a
+  WHERE a.dims = {dims} AND a.embedding IS NOT NULL
+    AND a.post_id <> b.id AND a.content_hash IS DISTINCT FROM b.content_hash
+    AND NOT EXISTS (SELECT 1 FROM external_posts d WHERE d.id = a.post_id AND d.deleted_at IS NOT NULL)
+    AND a.embedding::vector({dims}) <=> b.embedding::vector({dims}) <= 1 - %(min_similarity)s
+  ORDER BY a.embedding::vector({dims}) <=> b.embedding::vector({dims})
+  LIMIT %(limit)s
+) n
+WHERE b.embedding IS NOT NULL
+ORDER BY b.id, n.similarity DESC, n.other;
 
 -- name: similar_profiles
--- The nearest profiles to one embedding (cosine), not the profile itself nor copies of its text.
-SELECT a.profile_id, (1 - (a.embedding::vector({dims}) <=> %(embedding)s))::real AS similarity
-FROM ai_profiles a
-WHERE a.dims = {dims} AND a.embedding IS NOT NULL
-  AND a.profile_id <> %(id)s AND a.content_hash IS DISTINCT FROM %(content_hash)s
-  AND a.embedding::vector({dims}) <=> %(embedding)s <= 1 - %(min_similarity)s
-ORDER BY a.embedding::vector({dims}) <=> %(embedding)s
-LIMIT %(limit)s;
+-- The nearest profiles to each staged profile (cosine), not the profile itself nor copies of its text.
+SELECT b.id, n.other, n.similarity
+FROM ai_batch b CROSS JOIN LATERAL (
+  SELECT a.profile_id AS other, (1 - (a.embedding::vector({dims}) <=> b.embedding::vector({dims})))::real AS similarity
+  FROM ai_profiles a
+  WHERE a.dims = {dims} AND a.embedding IS NOT NULL
+    AND a.profile_id <> b.id AND a.content_hash IS DISTINCT FROM b.content_hash
+    AND a.embedding::vector({dims}) <=> b.embedding::vector({dims}) <= 1 - %(min_similarity)s
+  ORDER BY a.embedding::vector({dims}) <=> b.embedding::vector({dims})
+  LIMIT %(limit)s
+) n
+WHERE b.embedding IS NOT NULL
+ORDER BY b.id, n.similarity DESC, n.other;
 
 -- name: forget_deleted_posts
 -- Removes posts marked deleted from every recommendation list, both as the post and as a recommendation.
@@ -95,21 +132,22 @@ DELETE FROM ai_similar_posts s USING external_posts p
 WHERE p.deleted_at IS NOT NULL AND (s.post_id = p.id OR s.similar_post_id = p.id);
 
 -- name: clear_similar_posts
--- Forgets one post's recommendations before they are written again.
-DELETE FROM ai_similar_posts WHERE post_id = %s;
+-- Forgets the staged posts' recommendations before they are written again.
+DELETE FROM ai_similar_posts s USING ai_batch b WHERE s.post_id = b.id AND b.embedding IS NOT NULL;
 
--- name: add_similar_post
--- One recommendation: a post like this one.
-INSERT INTO ai_similar_posts (post_id, similar_post_id, rank, similarity) VALUES (%s, %s, %s, %s)
-ON CONFLICT (post_id, similar_post_id) DO UPDATE SET rank = excluded.rank, similarity = excluded.similarity,
-  computed_at = now();
-
--- name: offer_similar_posts
--- Offers a newly processed post to its neighbours' own lists (each keeps its best: see rank_similar_posts),
--- so items processed earlier learn about later ones.
+-- name: add_similar_posts
+-- Each staged post's neighbours (its own list, ranked) and the post offered to each neighbour's list
+-- (rank 32767 until rank_similar_posts), so items processed earlier learn about later ones. A pair
+-- that is both (two staged posts that are each other's neighbours) keeps its own-list rank.
 INSERT INTO ai_similar_posts (post_id, similar_post_id, rank, similarity)
-SELECT n.id, %(id)s, 32767, n.similarity FROM unnest(%(ids)s::bigint[], %(similarities)s::real[]) AS n (id, similarity)
-ON CONFLICT (post_id, similar_post_id) DO UPDATE SET similarity = excluded.similarity, computed_at = now();
+SELECT post_id, similar_post_id, min(rank), max(similarity)
+FROM (SELECT * FROM unnest(%(ids)s::bigint[], %(others)s::bigint[], %(ranks)s::smallint[], %(similarities)s::real[])
+      UNION ALL
+      SELECT o, i, 32767, s FROM unnest(%(ids)s::bigint[], %(others)s::bigint[], %(similarities)s::real[]) AS x (i, o, s)
+     ) AS n (post_id, similar_post_id, rank, similarity)
+GROUP BY post_id, similar_post_id
+ON CONFLICT (post_id, similar_post_id) DO UPDATE SET rank = least(ai_similar_posts.rank, excluded.rank),
+  similarity = excluded.similarity, computed_at = now();
 
 -- name: rank_similar_posts
 -- Renumbers the given posts' recommendation lists by similarity and keeps the best %(limit)s of each.
@@ -125,21 +163,20 @@ UPDATE ai_similar_posts s SET rank = r.position FROM ranked r
 WHERE s.post_id = r.post_id AND s.similar_post_id = r.similar_post_id AND r.position <= %(limit)s AND s.rank <> r.position;
 
 -- name: clear_similar_profiles
--- Forgets one profile's recommendations before they are written again.
-DELETE FROM ai_similar_profiles WHERE profile_id = %s;
+-- Forgets the staged profiles' recommendations before they are written again.
+DELETE FROM ai_similar_profiles s USING ai_batch b WHERE s.profile_id = b.id AND b.embedding IS NOT NULL;
 
--- name: add_similar_profile
--- One recommendation: a profile like this one.
-INSERT INTO ai_similar_profiles (profile_id, similar_profile_id, rank, similarity) VALUES (%s, %s, %s, %s)
-ON CONFLICT (profile_id, similar_profile_id) DO UPDATE SET rank = excluded.rank, similarity = excluded.similarity,
-  computed_at = now();
-
--- name: offer_similar_profiles
--- Offers a newly processed profile to its neighbours' own lists (each keeps its best: see rank_similar_profiles),
--- so items processed earlier learn about later ones.
+-- name: add_similar_profiles
+-- As add_similar_posts, for profiles.
 INSERT INTO ai_similar_profiles (profile_id, similar_profile_id, rank, similarity)
-SELECT n.id, %(id)s, 32767, n.similarity FROM unnest(%(ids)s::bigint[], %(similarities)s::real[]) AS n (id, similarity)
-ON CONFLICT (profile_id, similar_profile_id) DO UPDATE SET similarity = excluded.similarity, computed_at = now();
+SELECT profile_id, similar_profile_id, min(rank), max(similarity)
+FROM (SELECT * FROM unnest(%(ids)s::bigint[], %(others)s::bigint[], %(ranks)s::smallint[], %(similarities)s::real[])
+      UNION ALL
+      SELECT o, i, 32767, s FROM unnest(%(ids)s::bigint[], %(others)s::bigint[], %(similarities)s::real[]) AS x (i, o, s)
+     ) AS n (profile_id, similar_profile_id, rank, similarity)
+GROUP BY profile_id, similar_profile_id
+ON CONFLICT (profile_id, similar_profile_id) DO UPDATE SET rank = least(ai_similar_profiles.rank, excluded.rank),
+  similarity = excluded.similarity, computed_at = now();
 
 -- name: rank_similar_profiles
 -- Renumbers the given profiles' recommendation lists by similarity and keeps the best %(limit)s of each.
@@ -162,23 +199,26 @@ SELECT id, centroid, size FROM ai_topics WHERE model = %(model)s AND dims = %(di
 -- A new topic, seeded by one post's embedding.
 INSERT INTO ai_topics (model, dims, centroid, size) VALUES (%(model)s, %(dims)s, %(centroid)s, 0) RETURNING id;
 
--- name: move_topic
--- A topic's centroid after posts joined it.
-UPDATE ai_topics SET centroid = %(centroid)s, updated_at = now() WHERE id = %(id)s;
-
--- name: count_topics
--- Recounts the members of the given topics (posts move between topics when they are edited).
-UPDATE ai_topics t SET size = (SELECT count(*) FROM ai_posts a WHERE a.topic_id = t.id), updated_at = now()
-WHERE t.id = ANY(%s);
+-- name: move_topics
+-- The centroids of the topics posts joined in this batch, and their member counts (recounted: posts move
+-- between topics when they are edited).
+UPDATE ai_topics t
+SET centroid = m.centroid, updated_at = now(), size = (SELECT count(*) FROM ai_posts a WHERE a.topic_id = t.id)
+FROM unnest(%(ids)s::integer[], %(centroids)s::vector[]) AS m (id, centroid)
+WHERE t.id = m.id;
 
 -- name: topic_texts
--- The newest member texts of one topic, to name it by its commonest words.
-SELECT coalesce(p.title || E'\n', '') || p.body FROM ai_posts a JOIN external_posts p ON p.id = a.post_id
-WHERE a.topic_id = %s ORDER BY a.processed_at DESC LIMIT 50;
+-- The newest member texts of the given topics, to name each by its commonest words.
+SELECT t.id, x.text
+FROM unnest(%s::integer[]) AS t (id) CROSS JOIN LATERAL (
+  SELECT coalesce(p.title || E'\n', '') || p.body AS text FROM ai_posts a JOIN external_posts p ON p.id = a.post_id
+  WHERE a.topic_id = t.id ORDER BY a.processed_at DESC LIMIT 50
+) x;
 
--- name: label_topic
--- A topic's label.
-UPDATE ai_topics SET label = %s WHERE id = %s;
+-- name: label_topics
+-- Topics' labels.
+UPDATE ai_topics t SET label = l.label FROM unnest(%(ids)s::integer[], %(labels)s::text[]) AS l (id, label)
+WHERE t.id = l.id;
 
 -- name: record_usage
 -- One call to the provider: tokens and cost (autocommit, so it stays even if the batch rolls back).

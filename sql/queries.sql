@@ -31,7 +31,7 @@ SELECT h.worker_name, h.pid, h.phase,
        extract(epoch FROM clock_timestamp() - h.last_success)::float8 AS success_age_s,
        h.last_cycle_ok, h.last_error, h.items_processed,
        extract(epoch FROM h.rate_limited_until - clock_timestamp())::float8 AS rate_limited_for_s,
-       h.detail,
+       h.detail, h.blocked, h.lag, h.lag_unit,
        coalesce(c.total, 0) AS cycles_last_hour, coalesce(c.failed, 0) AS failed_last_hour,
        coalesce(c.total_all, 0) AS cycles_total, coalesce(c.items_all, 0) AS items_total
 FROM worker_heartbeats h
@@ -109,13 +109,16 @@ WHERE left(key, length(%(prefix)s)) = %(prefix)s;
 -- name: heartbeat
 -- A worker's heartbeat, stamped with the database clock.
 INSERT INTO worker_heartbeats AS h
-  (worker_name, pid, beat_at, started_at, phase, last_error, last_error_at, rate_limited_until, detail)
+  (worker_name, pid, beat_at, started_at, phase, last_error, last_error_at, rate_limited_until, detail,
+   blocked, lag, lag_unit)
 VALUES (%(name)s, %(pid)s, clock_timestamp(), to_timestamp(%(started_at)s), %(phase)s, %(last_error)s,
         CASE WHEN %(last_error)s::text IS NULL THEN NULL ELSE clock_timestamp() END,
-        clock_timestamp() + make_interval(secs => %(rate_limited_s)s), %(detail)s)
+        clock_timestamp() + make_interval(secs => %(rate_limited_s)s), %(detail)s,
+        %(blocked)s, %(lag)s, %(lag_unit)s)
 ON CONFLICT (worker_name) DO UPDATE SET
   pid = EXCLUDED.pid, beat_at = EXCLUDED.beat_at, started_at = EXCLUDED.started_at,
   phase = EXCLUDED.phase, rate_limited_until = EXCLUDED.rate_limited_until, detail = EXCLUDED.detail,
+  blocked = EXCLUDED.blocked, lag = EXCLUDED.lag, lag_unit = EXCLUDED.lag_unit,
   last_error = coalesce(EXCLUDED.last_error, h.last_error),
   last_error_at = coalesce(EXCLUDED.last_error_at, h.last_error_at);
 
@@ -133,8 +136,29 @@ UPDATE worker_heartbeats SET
   last_error = CASE WHEN %(ok)s THEN NULL ELSE %(error)s END,  -- lastError is the current trouble;
   last_error_at = CASE WHEN %(ok)s THEN NULL ELSE clock_timestamp() END,  -- history is in worker_errors
   items_processed = items_processed + %(items)s,
-  phase = 'running'
+  phase = 'running',
+  blocked = %(blocked)s, lag = %(lag)s, lag_unit = %(lag_unit)s
 WHERE worker_name = %(name)s;
+
+-- name: cycle_stats
+-- Per worker over the last hour: attempted and failed items (a cycle that failed as a whole counts
+-- at least one failed item), time spent in cycles and the last, median and 95th-percentile cycle.
+SELECT worker_name,
+       sum(items + greatest(item_errors, CASE WHEN ok THEN 0 ELSE 1 END))::bigint AS items_attempted,
+       sum(greatest(item_errors, CASE WHEN ok THEN 0 ELSE 1 END))::bigint AS items_failed,
+       sum(items)::bigint AS items_done,
+       sum(extract(epoch FROM finished_at - started_at))::float8 AS busy_s,
+       (array_agg(extract(epoch FROM finished_at - started_at) * 1000 ORDER BY finished_at DESC))[1]::float8 AS last_ms,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at) * 1000)::float8 AS p50_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at) * 1000)::float8 AS p95_ms
+FROM cycle_runs
+WHERE finished_at > clock_timestamp() - interval '1 hour'
+GROUP BY worker_name;
+
+-- name: rows_after_cursors
+-- Posts and profiles changed after a derived-data worker's `posts` and `profiles` cursors: its lag in rows.
+SELECT (SELECT count(*) FROM external_posts WHERE (updated_at, id) > (%(posts_at)s::timestamptz, %(posts_id)s))
+     + (SELECT count(*) FROM profiles WHERE (updated_at, id) > (%(profiles_at)s::timestamptz, %(profiles_id)s));
 
 -- name: record_error
 -- One failed item or cycle, kept for the worker's detail view.

@@ -30,16 +30,14 @@ WHERE s.post_id = p.id AND p.id = ANY(%(ids)s) AND p.deleted_at IS NOT NULL;
 DELETE FROM post_tags WHERE post_id = ANY(%(ids)s);
 
 -- name: tag_posts
--- Extracts hashtags, cashtags, mentions and linked domains of the given posts.
+-- Extracts hashtags, cashtags, mentions and linked domains of the given posts (search_post_tags, migration 0014).
 INSERT INTO post_tags (kind, tag, post_id, created_at)
-SELECT t.kind, t.tag, p.id, p.created_at
-FROM external_posts p, search_extract_tags(p.title, p.body, p.url, p.embeds, p.mentions) t
-WHERE p.id = ANY(%(ids)s) AND p.deleted_at IS NULL
+SELECT kind, tag, post_id, created_at FROM search_post_tags(%(ids)s)
 ON CONFLICT DO NOTHING;
 
 -- name: learn_post_lexemes
--- Adds the words of the given posts' documents to the typo-correction lexicon (search_learn_lexemes, migration 0007).
-SELECT search_learn_lexemes(ARRAY(SELECT tsv FROM search_posts WHERE post_id = ANY(%(ids)s)));
+-- Notes the words of the given posts' documents for the typo-correction lexicon (folded in by fold_lexemes).
+SELECT search_note_lexemes(ARRAY(SELECT tsv FROM search_posts WHERE post_id = ANY(%(ids)s)));
 
 -- name: changed_profiles
 -- Profiles changed after the cursor (updated_at, id), with the same open-transaction guard as posts.
@@ -59,8 +57,12 @@ ON CONFLICT (profile_id) DO UPDATE
   WHERE s.source_updated_at IS DISTINCT FROM excluded.source_updated_at;
 
 -- name: learn_profile_lexemes
--- Adds the words of the given profiles' documents (names included) to the lexicon (search_learn_lexemes, migration 0007).
-SELECT search_learn_lexemes(ARRAY(SELECT tsv FROM search_profiles WHERE profile_id = ANY(%(ids)s)));
+-- Notes the words of the given profiles' documents (names included) for the lexicon (folded in by fold_lexemes).
+SELECT search_note_lexemes(ARRAY(SELECT tsv FROM search_profiles WHERE profile_id = ANY(%(ids)s)));
+
+-- name: fold_lexemes
+-- Adds the noted word counts to the lexicon in one pass (search_fold_lexemes, migration 0014).
+SELECT search_fold_lexemes();
 
 -- name: exact_query
 -- The tsquery for what a user typed, as typed (web-search syntax), in text form to bind into the searches,

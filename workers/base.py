@@ -14,6 +14,8 @@ subclass) and implements:
   - `drain_streams({name: one_batch}, max_cycle_s)`: several cursors (per fid, per wallet, ...)
     served in turn until drained or out of time; a backlog sets `more_pending` (next cycle at once).
   - `beat_if_due()`: call between slow steps; `stopping`: leave at the next safe point.
+  - `report_lag(value, unit)`: how far behind the upstream the worker is (blocks, slots,
+    seconds, rows), sent with every heartbeat.
   - `cached_client(name, key, build)`: an upstream client rebuilt when the settings it uses change.
 - `close()`: release anything not made by `cached_client`.
 
@@ -32,6 +34,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -42,6 +45,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from sql import query
+from workers.blocked import blocked_reason, error_kind, every_item_failing
 from workers.errors import NotConfigured, RateLimited
 from workers.lease import EXIT_LEASE_LOST, LeaseLost, epoch_from_environment, fence
 from workers.listen import Listener
@@ -107,7 +111,7 @@ class Worker(Generic[Item]):
         try:
             self.settings = load_settings(self.settings_model, self.name, self.base_config)
         except SettingsInvalid as exc:
-            self.settings = self.settings_model()  # only for the interval while waiting
+            self.settings = self._waiting_settings()  # only for the intervals while waiting
             self.settings_error, self._settings_valid = str(exc), False
         self._clients: dict[str, tuple[Any, Any, Callable[[Any], None]]] = {}
         self.database_url = database_url or os.environ.get("DATABASE_URL", "")
@@ -128,6 +132,15 @@ class Worker(Generic[Item]):
         self._flags_version = -1
         self._more_pending = False
         self.next_run_at: datetime | None = None  # when the wait between cycles ends (heartbeat `next_run`)
+        #: What the worker is doing, sent with every heartbeat: starting | waiting | running | idle.
+        self.phase = "starting"
+        #: Why the worker cannot do its job (see workers.blocked), sent with every heartbeat until
+        #: a cycle succeeds; None while it works.
+        self.blocked: str | None = None
+        self.lag: float | None = None
+        self.lag_unit: str | None = None
+        self._attempted = 0  # items handed to run_items this cycle
+        self._item_errors: Counter[str] = Counter()  # this cycle's item errors, by kind
 
     # ---- to override ------------------------------------------------------------------------
 
@@ -175,6 +188,15 @@ class Worker(Generic[Item]):
                 self._settings_valid = False
         if self.settings_error and self.settings_error != before:
             self.record_error(self.settings_error, "settings")
+
+    def _waiting_settings(self) -> WorkerSettings:
+        """The defaults with the configured intervals, when those validate: a worker waiting on a bad
+        config value re-checks (and heartbeats) at the pace its operator set."""
+        pace = {k: self.base_config[k] for k in ("interval_ms", "heartbeat_interval_ms") if k in self.base_config}
+        try:
+            return self.settings_model.model_validate(pace)
+        except ValueError:  # pydantic's ValidationError: the intervals themselves are the bad values
+            return self.settings_model()
 
     def cached_client(
         self, name: str, key: Any, build: Callable[[], Client], close: Callable[[Client], None] | None = None
@@ -252,10 +274,22 @@ class Worker(Generic[Item]):
 
     # ---- heartbeats ---------------------------------------------------------------------------
 
-    def heartbeat(self, phase: str = "running", last_error: str | None = None) -> None:
-        last_error = last_error or self.settings_error
+    def report_lag(self, value: float | None, unit: str) -> None:
+        """How far behind the upstream the worker is, in `unit` (blocks, slots, seconds, rows);
+        None when unknown. Sent with every heartbeat; Healdec calls lag that keeps growing degraded."""
+        self.lag, self.lag_unit = (None if value is None else max(0.0, float(value))), unit
+
+    def heartbeat(self, phase: str | None = None, last_error: str | None = None) -> None:
+        """Report liveness with the current phase and blocked reason (never overwriting them with
+        a default: a waiting worker's every heartbeat says it waits)."""
+        phase = phase or self.phase
+        last_error = last_error or self.settings_error or self.blocked
         last_error = self._scrub(last_error) if last_error else last_error
-        detail = {"config": mask_secrets(self.settings.model_dump(mode="json")), "cycles": self.cycles}
+        detail = {
+            "config": mask_secrets(self.settings.model_dump(mode="json")),
+            "cycles": self.cycles,
+            "settingsError": self.settings_error,  # a refused settings row (the previous settings stay)
+        }
         detail["next_run"] = self.next_run_at.isoformat().replace("+00:00", "Z") if self.next_run_at else None
         with self.control.transaction():
             fence(self.control, self.name, self.lease_epoch)
@@ -273,6 +307,9 @@ class Worker(Generic[Item]):
                 "last_error": last_error,
                 "rate_limited_s": self._rate_limited_s,
                 "detail": Jsonb(detail),
+                "blocked": self.blocked,
+                "lag": self.lag,
+                "lag_unit": self.lag_unit,
             },
         )
 
@@ -349,6 +386,7 @@ class Worker(Generic[Item]):
         for item in items:
             if self.stopping:
                 return result, False
+            self._attempted += 1
             try:
                 with tx.transaction():
                     result.items += handle(item, tx)
@@ -356,6 +394,7 @@ class Worker(Generic[Item]):
                 raise  # the connection is gone: the whole cycle fails, nothing half-written
             except Exception as exc:
                 result.item_errors += 1
+                self._item_errors[error_kind(describe(exc))] += 1
                 self.record_error(describe(exc), self.item_key(item))
             self.beat_if_due()
         return result, True
@@ -396,6 +435,9 @@ class Worker(Generic[Item]):
                 "items": result.items,
                 "item_errors": result.item_errors,
                 "error": error,
+                "blocked": self.blocked,
+                "lag": self.lag,
+                "lag_unit": self.lag_unit,
             },
         )
 
@@ -420,28 +462,35 @@ class Worker(Generic[Item]):
             try:
                 self.refresh_settings()
                 if not self.flag_enabled():
-                    self.heartbeat("idle")
+                    self.phase = "idle"
+                    self.heartbeat()
                     self.sleep(self.interval_s)
                     continue
                 if not self._settings_valid:  # a bad config value: report it and wait, as unconfigured
-                    self.heartbeat("waiting", last_error=self.settings_error)
-                    self.sleep(min(self.interval_s, 30.0))
+                    self._wait(f"not configured: {self.settings_error}")
                     continue
                 try:
                     self.validate()
                 except NotConfigured as exc:
-                    self.heartbeat("waiting", last_error=str(exc))
-                    self.sleep(min(self.interval_s, 30.0))
+                    self._wait(blocked_reason(exc) or str(exc))
                     continue
                 wait = None if self._more_pending else self._scheduled_wait()
                 if wait and wait > 0 and not self._listener.run_now.is_set():
                     self.idle(wait)  # not due yet (after a restart, or the schedule changed)
                     continue
+                self.phase = "running"  # `blocked` stays until a cycle succeeds
                 self.heartbeat()
                 self._one_cycle()
             except psycopg.OperationalError as exc:
                 self.log(f"lost the database ({describe(exc)}); reconnecting", err=True)
                 self._stop.wait(1.0)
+
+    def _wait(self, reason: str) -> None:
+        """Blocked before a cycle can start (not configured, budget spent): say so on every
+        heartbeat and re-check at least every 30 s, without crash-looping."""
+        self.phase, self.blocked = "waiting", reason
+        self.heartbeat()
+        self.sleep(min(self.interval_s, 30.0))
 
     def _one_cycle(self) -> None:
         started = time.time()
@@ -450,6 +499,8 @@ class Worker(Generic[Item]):
         self._listener.run_now.clear()  # a request from now on asks for another cycle
         if not self.stopping:
             self._wake.clear()
+        self._attempted, self._item_errors = 0, Counter()
+        failure: Exception | None = None
         try:
             result = self.run_cycle()
             if result.more_pending:
@@ -461,10 +512,13 @@ class Worker(Generic[Item]):
         except (psycopg.OperationalError, LeaseLost):
             raise
         except Exception as exc:
-            ok, error = False, describe(exc)
+            ok, error, failure = False, describe(exc), exc
             if os.environ.get("WORKER_DEBUG"):
                 traceback.print_exc()
         self.cycles += 1
+        if not ok:  # a cycle that fails as a whole counts its batch (at least one item) as failed
+            result = CycleResult(items=0, item_errors=max(1, self._attempted))
+        self.blocked = self._blocked_after(ok, result, failure)
         if error:
             error = self._scrub(error)  # an exception's text may quote a URL or key: stored without it
             self.record_error(error)
@@ -476,6 +530,17 @@ class Worker(Generic[Item]):
         if self.settings.schedule and wait_s == self.interval_s:
             return  # the loop waits for the schedule's next slot
         self.idle(wait_s)
+
+    def _blocked_after(self, ok: bool, result: CycleResult, failure: Exception | None) -> str | None:
+        """What blocks the worker after a cycle: cleared by success, kept through an idle cycle
+        after every item failed (no evidence either way), set by a blocking failure."""
+        if not ok:
+            return blocked_reason(failure) if failure is not None else None
+        if result.item_errors and not result.items:
+            return every_item_failing(self._item_errors)
+        if not result.items and self.blocked and self.blocked.startswith("every item failing"):
+            return self.blocked
+        return None
 
     def run(self) -> int:
         """The process's whole life; returns the exit code (0 after a graceful stop)."""

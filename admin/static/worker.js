@@ -61,6 +61,12 @@ function renderStatus(w) {
     rate.dataset.rate = String(w.errorRate);
   }
   setText(cell("cycles"), `${count(w.cyclesLastHour)}${w.failedCyclesLastHour ? ` (${count(w.failedCyclesLastHour)} failed)` : ""}`);
+  setText(cell("cycleErrorRate"), percent(w.cycleErrorRate));
+  const ms = w.cycleMs || {};
+  setText(cell("cycleMs"), ms.last == null ? "—" : [["last", "last"], ["p50", "median"], ["p95", "p95"]]
+    .map(([k, label]) => `${Math.round(ms[k] || 0).toLocaleString("en-US")} ms ${label}`).join(" · "));
+  setText(cell("itemsPerSecond"), w.itemsPerSecond == null ? "—" : `${w.itemsPerSecond.toFixed(1)} / s`);
+  setText(cell("lag"), w.lag == null ? "—" : `${Math.round(w.lag).toLocaleString("en-US")} ${w.lagUnit || ""}`.trim());
   setText(cell("restarts"), String(w.restartCount), true);
   setText(cell("cpu"), cpu(w.cpuPercent));
   setText(cell("memory"), size(w.rssBytes));

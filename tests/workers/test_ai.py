@@ -13,9 +13,11 @@ import pytest
 from devnet.openai_api import OpenAIStub, embed
 from tests.support.db import rows
 from tests.support.waiting import wait_for
+from workers.ai.calls import CallPool
 from workers.ai.client import AiSettings, Rejected, parse_summary, retry_after_s
 from workers.ai.worker import AiWorker, topic_label
-from workers.errors import NotConfigured, RateLimited
+from workers.errors import BudgetSpent, NotConfigured, RateLimited, UpstreamError
+from workers.pacing import Pacer
 
 KEY = "sk-devnet-test"
 GAS = "Gas fees on ethereum keep dropping, I love it"
@@ -164,7 +166,7 @@ def test_unchanged_content_costs_nothing_and_edits_are_reprocessed(
 def test_rate_limit_stops_the_cycle_keeps_finished_items_and_resumes(
     migrated_url: str, stub: OpenAIStub, seeded: dict[str, int]
 ) -> None:
-    worker = make_worker(migrated_url, stub)
+    worker = make_worker(migrated_url, stub, concurrency=1)  # one call at a time: "the third call" is one post
     stub.inject_fault("429", count=1, path_prefix="/v1/embeddings", retry_after=7)
     with pytest.raises(RateLimited) as first:
         worker.run_cycle()
@@ -193,6 +195,53 @@ def test_rate_limit_stops_the_cycle_keeps_finished_items_and_resumes(
     assert rows(migrated_url, "SELECT count(*), count(DISTINCT post_id) FROM ai_posts") == [(len(POSTS), len(POSTS))]
     # five distinct texts were summarised once each; the refused call was not recorded as spent
     assert rows(migrated_url, "SELECT count(*) FROM ai_usage WHERE operation = 'chat'") == [(5,)]
+
+
+def test_a_429_among_concurrent_calls_commits_a_prefix_and_pays_nothing_twice(
+    migrated_url: str, stub: OpenAIStub, seeded: dict[str, int]
+) -> None:
+    worker = make_worker(migrated_url, stub, concurrency=4)
+    stub.inject_fault("429", count=1, path_prefix="/v1/chat/completions", retry_after=0.2)
+    with pytest.raises(RateLimited):
+        worker.run_cycle()
+    in_order = [seeded[p[0]] for p in POSTS]
+    done = [r[0] for r in rows(migrated_url, "SELECT post_id FROM ai_posts ORDER BY 1")]
+    assert done == in_order[: len(done)] and len(done) < len(POSTS)  # a prefix, short of the refused text
+    cursor = rows(
+        migrated_url, "SELECT (value->>'id')::int FROM sync_cursors WHERE worker_name = 'ai' AND cursor_key = 'posts'"
+    )
+    assert cursor == ([(done[-1],)] if done else [])
+    worker.run_cycle()
+    assert rows(migrated_url, "SELECT count(*) FROM ai_posts") == [(len(POSTS),)]
+    # the answers that came back beside the 429 were cached, not bought again
+    assert rows(migrated_url, "SELECT count(*) FROM ai_usage WHERE operation = 'chat'") == [(5,)]
+    assert rows(migrated_url, "SELECT count(*) FROM ai_summary_cache") == [(5,)]
+
+
+def test_call_pool_keeps_order_and_the_prefix_before_a_failure() -> None:
+    pool = CallPool(3, Pacer())
+    try:
+
+        def call(n: int) -> int:
+            if n == 2:
+                raise UpstreamError("boom")
+            return n * 10
+
+        outcome = pool.run(call, [0, 1, 2, 3], on_wait=lambda: None, stopping=lambda: False, wait_s=0.05)
+        assert outcome.done == [0, 10] and str(outcome.error) == "boom"
+        assert set(outcome.paid) <= {0, 10, 30} and {0, 10} <= set(outcome.paid)
+        asked: list[int] = []
+
+        def stop_after_first(n: int) -> int:
+            asked.append(n)
+            return n
+
+        stopped = pool.run(
+            stop_after_first, list(range(10)), on_wait=lambda: None, stopping=lambda: bool(asked), wait_s=0.05
+        )
+        assert stopped.error is None and stopped.done == sorted(asked) and len(asked) <= 3  # sent ones finish
+    finally:
+        pool.close()
 
 
 def test_a_refused_item_is_logged_and_skipped(
@@ -240,7 +289,7 @@ def test_missing_base_url_or_key_is_reported_not_crashed(migrated_url: str, monk
 def test_budget_cap_waits(migrated_url: str, stub: OpenAIStub, seeded: dict[str, int]) -> None:
     worker = make_worker(migrated_url, stub, max_cost_per_day_usd=0.0001)
     worker.run_cycle()
-    with pytest.raises(NotConfigured, match="daily budget spent"):
+    with pytest.raises(BudgetSpent, match=r"of \$0\.0001 in the last 24 h; raise workers\.ai\.max_cost_per_day_usd"):
         worker.validate()
 
 

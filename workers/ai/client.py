@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import openai
 
-from workers.errors import NotConfigured, RateLimited, UpstreamError
+from workers.errors import CredentialsRefused, NotConfigured, RateLimited, UpstreamError, UpstreamUnreachable
 from workers.pacing import retry_after_seconds
 
 SENTIMENTS = ("positive", "negative", "neutral", "mixed")
@@ -62,7 +62,7 @@ class AiSettings:
         key_env = str(config.get("api_key_env") or "OPENAI_API_KEY")
         api_key = str(env.get(key_env) or "").strip()
         if not base_url:
-            raise NotConfigured("base_url is not set (set workers.ai.base_url or OPENAI_BASE_URL)")
+            raise NotConfigured.missing("ai", "base_url", "OPENAI_BASE_URL")
         if not api_key:
             raise NotConfigured(f"no API key: {key_env} is not set in the environment")
         known = {name: config[name] for name in cls.__dataclass_fields__ if name in config and config[name] is not None}
@@ -157,7 +157,7 @@ def _translate(exc: Exception) -> Exception:
         wait = retry_after_s(exc.response.headers)
         return RateLimited(f"the model provider answered 429 ({_message(exc)})", wait)
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-        return UpstreamError(f"the model provider refused the API key ({exc.status_code})")
+        return CredentialsRefused(f"the model provider refused the API key ({exc.status_code}); check OPENAI_API_KEY")
     if isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError):
         return Rejected(_message(exc))
     if isinstance(exc, openai.NotFoundError):
@@ -165,7 +165,7 @@ def _translate(exc: Exception) -> Exception:
     if isinstance(exc, openai.APITimeoutError):
         return UpstreamError("the model provider timed out")
     if isinstance(exc, openai.APIConnectionError):
-        return UpstreamError(f"cannot reach the model provider: {exc}")
+        return UpstreamUnreachable(f"cannot reach the model provider: {exc}", exc.request.url.host)
     if isinstance(exc, openai.APIStatusError):
         return UpstreamError(f"the model provider failed ({exc.status_code}): {_message(exc)}")
     return UpstreamError(f"unexpected reply from the model provider: {exc}")

@@ -1,30 +1,37 @@
 """The ai worker: embeddings, summaries, sentiment, topics and recommendations for posts and profiles.
 
 Each cycle takes posts and profiles changed since its cursors (`updated_at`, `id`), in batches of
-`batch_size` (default 10), alternating the two streams, until both are drained or `max_cycle_s`
+`batch_size` (default 200), alternating the two streams, until both are drained or `max_cycle_s`
 has passed. For one batch:
 
 1. embeddings: texts already embedded by the same model and size come from `ai_embedding_cache`
-   (content hash), the rest go out in one request; new vectors are cached at once, outside the
-   batch transaction, because they were paid for whatever happens next;
-2. posts only: a summary and a sentiment label per post from a chat completion, unless a post with
-   identical text already has them;
-3. one transaction writes each item's results (`ai_posts` / `ai_profiles`, one savepoint per item),
-   assigns each post to its nearest topic (a new topic when none is within `topic_similarity`),
-   stores its nearest neighbours (`ai_similar_posts` / `ai_similar_profiles`, by `<=>` on the HNSW
-   index) and moves the cursor past the items done.
+   (content hash), the rest go out in requests of `embedding_batch` texts, `concurrency` requests
+   in flight at once (workers/ai/calls.py), paced to `requests_per_minute`; new vectors are cached
+   at once, outside the batch transaction, because they were paid for whatever happens next;
+2. posts only: a summary and a sentiment label per post from a chat completion, as many in flight,
+   unless identical text was summarised before (`ai_summary_cache`, filled the same way);
+3. one transaction writes the batch set-based: its results are COPYed into a staging table and
+   upserted in one statement (`ai_posts` / `ai_profiles`), each post is assigned to its nearest
+   topic in memory (a new topic when none is within `topic_similarity`) and the touched topics are
+   saved in one statement, the nearest neighbours of every item come from one statement of lateral
+   `<=>` lookups on the HNSW index (`ai_similar_posts` / `ai_similar_profiles`), and the cursor
+   moves past the items done. If a set-based statement fails for some row, the batch is written
+   item by item (one savepoint each) and the bad items are logged and skipped.
 
-The provider calls happen before the transaction, so no transaction waits on the network. Every
-call is recorded in `ai_usage` with its tokens and cost (`*_price_per_1k` settings). A 429 ends
-the cycle with `RateLimited` (the base waits out the provider's retry-after) after committing the
-items finished before it; an item the provider refuses (400) is stored without that result and
-logged. No base URL or key, or no pgvector on the server, is reported as lastError and waited out.
+The provider calls happen before the transaction, so no transaction waits on the network, and the
+waiting thread heartbeats. Every call is recorded in `ai_usage` with its tokens and cost
+(`*_price_per_1k` settings). A 429 ends the cycle with `RateLimited` (the base waits out the
+provider's retry-after) after committing the items finished before it (answers that arrived for
+later items are cached, not paid twice); an item the provider refuses (400) is stored without that
+result and logged. No base URL or key, or no pgvector on the server, is reported as lastError and
+waited out.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -37,9 +44,12 @@ from psycopg.types.json import Jsonb
 from pydantic import Field
 
 from sql import query
-from workers.ai.client import AiClient, AiSettings, Rejected, Usage, content_hash
+from workers.ai.calls import CallPool, Outcome
+from workers.ai.client import AiClient, AiSettings, Rejected, Summary, Usage, content_hash
+from workers.backlog import rows_waiting
 from workers.base import CycleResult, Worker, describe
-from workers.errors import NotConfigured, UpstreamError
+from workers.errors import BudgetSpent, NotConfigured, UpstreamError
+from workers.pacing import Pacer
 from workers.settings import WorkerSettings
 
 START = {"updated_at": "-infinity", "id": 0}
@@ -86,6 +96,22 @@ class Work:
             self.meta["embedding"] = "skipped: no text"
 
 
+@dataclass
+class Prepared:
+    """A batch read after a cursor value, with its provider calls made: `done` items (a prefix)
+    finished, and why the rest was not (a 429, an outage), if it was not."""
+
+    after: dict[str, Any]
+    items: list[Work]
+    limit: int
+    done: int
+    interrupted: UpstreamError | None = None
+
+
+def _cursor_value(item: Work) -> dict[str, Any]:
+    return {"updated_at": item.updated_at.isoformat(), "id": item.id}
+
+
 def post_text(title: str | None, body: str | None) -> str:
     return "\n\n".join(part.strip() for part in (title, body) if part and part.strip())
 
@@ -120,6 +146,7 @@ class Topics:
         self.centroids = [_unit(np.asarray(r[1].to_numpy(), dtype=np.float64)) for r in rows]
         self.sizes: list[int] = [max(int(r[2]), 1) for r in rows]
         self.touched: set[int] = set()
+        self.born: dict[int, int] = {}  # touched topic -> its size before this batch (0: new)
 
     def assign(self, tx: psycopg.Connection[Any], vector: np.ndarray, threshold: float, max_topics: int) -> int:
         v = _unit(vector.astype(np.float64))
@@ -138,25 +165,39 @@ class Topics:
             self.centroids.append(v)
             self.sizes.append(1)
             self.touched.add(topic_id)
+            self.born[topic_id] = 0
             return topic_id
         # running mean of the members, kept on the unit sphere
         self.centroids[best] = _unit(self.centroids[best] * self.sizes[best] + v)
+        self.born.setdefault(self.ids[best], self.sizes[best])
         self.sizes[best] += 1
         self.touched.add(self.ids[best])
         return self.ids[best]
 
     def save(self, tx: psycopg.Connection[Any]) -> None:
-        """Centroids, sizes and labels of the topics this batch touched."""
+        """Centroids and sizes of the topics this batch touched; labels of those that are new or
+        whose size reached a power of two (a label moves slowly: naming every touched topic each
+        batch read 50 texts per topic)."""
         if not self.touched:
             return
-        for topic_id in sorted(self.touched):
-            centroid = self.centroids[self.ids.index(topic_id)]
-            tx.execute(_q("move_topic"), {"id": topic_id, "centroid": centroid.astype(np.float32)})
-        tx.execute(_q("count_topics"), (sorted(self.touched),))
-        for topic_id in sorted(self.touched):
-            texts = [r[0] for r in tx.execute(_q("topic_texts"), (topic_id,))]
-            tx.execute(_q("label_topic"), (topic_label(texts), topic_id))
+        ids = sorted(self.touched)
+        positions = [self.ids.index(topic_id) for topic_id in ids]
+        tx.execute(
+            _q("move_topics"), {"ids": ids, "centroids": [self.centroids[p].astype(np.float32) for p in positions]}
+        )
+        relabel = [t for t, p in zip(ids, positions, strict=True) if _power_of_two_reached(self.born[t], self.sizes[p])]
+        if relabel:
+            texts: dict[int, list[str]] = {t: [] for t in relabel}
+            for topic_id, text in tx.execute(_q("topic_texts"), (relabel,)):
+                texts[topic_id].append(text)
+            tx.execute(_q("label_topics"), {"ids": relabel, "labels": [topic_label(texts[t]) for t in relabel]})
         self.touched.clear()
+        self.born.clear()
+
+
+def _power_of_two_reached(before: int, after: int) -> bool:
+    """Whether a count went from `before` to `after` across a power of two (1, 2, 4, ...), or is new."""
+    return before == 0 or after.bit_length() > before.bit_length()
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -168,7 +209,10 @@ class AiWorkerSettings(WorkerSettings):
     """The worker's settings; the client's part (URL, models, prices) is checked again by `AiSettings`."""
 
     interval_ms: int = Field(default=30000, gt=0)
-    batch_size: int = Field(default=10, gt=0)
+    batch_size: int = Field(default=200, gt=0)  # items per batch (one transaction)
+    embedding_batch: int = Field(default=100, gt=0, le=2048)  # texts per embeddings request
+    concurrency: int = Field(default=4, gt=0, le=64)  # provider requests in flight at once
+    requests_per_minute: float = Field(default=0, ge=0)  # the provider's request limit (0: none)
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     embedding_model: str = "text-embedding-3-small"
@@ -201,6 +245,9 @@ class AiWorker(Worker[Work]):
         self._vector_ready = False
         self._indexed_dims: set[int] = set()
         self._topics: Topics | None = None
+        self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix="ai-prefetch")
+        self._prefetching: dict[str, tuple[dict[str, Any], Future[Prepared]]] = {}
+        self._prefetch_conn: psycopg.Connection[Any] | None = None
 
     # ---- set-up ---------------------------------------------------------------------------------
 
@@ -218,7 +265,10 @@ class AiWorker(Worker[Work]):
         if budget is not None:
             spent = float((self.control.execute(_q("spent_last_day")).fetchone() or (0.0,))[0])
             if spent >= budget:
-                raise NotConfigured(f"daily budget spent: ${spent:.4f} of ${budget:.4f} in the last 24 h")
+                raise BudgetSpent(
+                    f"${spent:.4f} of ${budget:.4f} in the last 24 h; raise workers.{self.name}.max_cost_per_day_usd "
+                    f"or the settings row {self.name}_max_cost_per_day_usd"
+                )
 
     def _ensure_schema(self, dims: int) -> None:
         if not self._vector_ready:
@@ -245,6 +295,24 @@ class AiWorker(Worker[Work]):
         assert self.ai is not None
         return self.ai
 
+    @property
+    def calls(self) -> CallPool:
+        """The thread pool provider calls go through, rebuilt when its settings change."""
+        s = self.settings
+        key = (s.concurrency, s.requests_per_minute)
+        return self.cached_client(
+            "calls", key, lambda: CallPool(s.concurrency, Pacer(s.requests_per_minute)), CallPool.close
+        )
+
+    def _call_all(self, call: Any, args: list[Any]) -> Outcome[Any]:
+        return self.calls.run(
+            call,
+            args,
+            on_wait=self.beat_if_due,
+            stopping=lambda: self.stopping,
+            wait_s=max(0.05, min(self.heartbeat_interval_s, 1.0)),
+        )
+
     # ---- the cycle ------------------------------------------------------------------------------
 
     def run_cycle(self) -> CycleResult:
@@ -252,67 +320,113 @@ class AiWorker(Worker[Work]):
         self.client  # noqa: B018 - validates (settings, schema) when run without the loop, as in tests
         self.db.execute(_q("forget_deleted_posts"))  # removals of the last cycle leave the recommendations
         streams = {"posts": self.posts_batch, "profiles": self.profiles_batch}
-        return self.drain_streams(streams, self.settings.max_cycle_s)
-
-    def _changed(self, name: str) -> tuple[list[tuple[Any, ...]], int]:
-        cursor = self.load_cursor(name) or START
-        limit = self.settings.batch_size
-        rows = self.db.execute(
-            _q(f"changed_{name}"),
-            {"after_updated_at": cursor["updated_at"], "after_id": cursor["id"], "limit": limit},
-        ).fetchall()
-        return rows, limit
+        result = self.drain_streams(streams, self.settings.max_cycle_s)
+        self.report_lag(rows_waiting(self), "rows")
+        return result
 
     def posts_batch(self, total: CycleResult) -> bool:
         """One batch of posts; returns whether more may be waiting."""
-        rows, limit = self._changed("posts")
-        cap = self.settings.max_input_chars
-        items = [Work("post", r[0], r[1], post_text(r[2], r[3])[:cap]) for r in rows]
-        return self._batch("posts", items, limit, total, self._write_post, summarize=self.settings.summaries)
+        return self._batch("posts", total)
 
     def profiles_batch(self, total: CycleResult) -> bool:
         """One batch of profiles; returns whether more may be waiting."""
-        rows, limit = self._changed("profiles")
-        cap = self.settings.max_input_chars
-        items = [Work("profile", r[0], r[1], profile_text(r[2], r[3], r[4])[:cap]) for r in rows]
-        return self._batch("profiles", items, limit, total, self._write_profile, summarize=False)
+        return self._batch("profiles", total)
 
-    def _batch(
-        self, stream: str, items: list[Work], limit: int, total: CycleResult, write: Any, *, summarize: bool
-    ) -> bool:
+    def _read(self, stream: str, after: dict[str, Any], conn: psycopg.Connection[Any]) -> list[Work]:
+        """The next `batch_size` items of a stream after a cursor value."""
+        rows = conn.execute(
+            _q(f"changed_{stream}"),
+            {"after_updated_at": after["updated_at"], "after_id": after["id"], "limit": self.settings.batch_size},
+        ).fetchall()
+        cap = self.settings.max_input_chars
+        if stream == "posts":
+            return [Work("post", r[0], r[1], post_text(r[2], r[3])[:cap]) for r in rows]
+        return [Work("profile", r[0], r[1], profile_text(r[2], r[3], r[4])[:cap]) for r in rows]
+
+    def _prepare(self, stream: str, after: dict[str, Any], conn: psycopg.Connection[Any]) -> Prepared:
+        """Read a batch and make its provider calls (no transaction): everything but the writes."""
+        items = self._read(stream, after, conn)
+        prepared = Prepared(after, items, self.settings.batch_size, len(items))
+        if items:
+            if self.flag("embeddings"):
+                self.embed(items, conn)
+            if stream == "posts" and self.settings.summaries and self.flag("summaries"):
+                prepared.done, prepared.interrupted = self.summarize(items, conn)
+        return prepared
+
+    def _batch(self, stream: str, total: CycleResult) -> bool:
+        after = self.load_cursor(stream) or START
+        prepared = self._prefetched(stream, after) or self._prepare(stream, after, self.db)
+        items, done = prepared.items, prepared.done
         if not items:
             return False
-        if self.flag("embeddings"):
-            self.embed(items)
-        done, interrupted = len(items), None
-        if summarize and self.flag("summaries"):
-            done, interrupted = self.summarize(items)
         finished = items[:done]
+        more = done == len(items) >= prepared.limit and prepared.interrupted is None
+        if more and not self.stopping:
+            # the next batch's provider calls run while this one is written
+            self._prefetch(stream, _cursor_value(finished[-1]))
         complete = True
         if finished:
             try:
                 with self.transaction() as tx:
-                    result, complete = self.run_items(finished, tx, write)
+                    result, complete = self.write(tx, stream, finished)
                     if stream == "posts" and self._topics is not None:
                         self._topics.save(tx)
                     if complete:
-                        last = finished[-1]
-                        self.save_cursor(tx, {"updated_at": last.updated_at.isoformat(), "id": last.id}, stream)
+                        self.save_cursor(tx, _cursor_value(finished[-1]), stream)
             except BaseException:
                 self._topics = None  # rolled back: the database has the truth
                 raise
             total.add(result)
-        if interrupted is not None:
-            raise interrupted
-        return complete and done == len(items) and len(items) >= limit and not self.stopping
+        if prepared.interrupted is not None:
+            raise prepared.interrupted
+        return complete and more and not self.stopping
+
+    # ---- the next batch, prepared while this one is written ---------------------------------------
+
+    @property
+    def prefetch_db(self) -> psycopg.Connection[Any]:
+        """The connection the prefetching thread reads and caches on (never in a transaction)."""
+        if self._prefetch_conn is None or self._prefetch_conn.closed or self._prefetch_conn.broken:
+            self._prefetch_conn = self._connect()
+        return self._prefetch_conn
+
+    def _prefetch(self, stream: str, after: dict[str, Any]) -> None:
+        self._drop_prefetched(stream)
+        self._prefetching[stream] = (after, self._prefetcher.submit(self._prepare, stream, after, self.prefetch_db))
+
+    def _prefetched(self, stream: str, after: dict[str, Any]) -> Prepared | None:
+        """The batch prefetched for this stream if it starts at the cursor (it does unless the
+        last write failed or stopped early); waits for it, heartbeating. Its errors (a 429) are
+        raised as if the calls had been made here."""
+        held = self._prefetching.pop(stream, None)
+        if held is None:
+            return None
+        while not held[1].done():
+            wait([held[1]], timeout=max(0.05, min(self.heartbeat_interval_s, 1.0)))
+            self.beat_if_due()
+        if held[0] != after:
+            return None  # read after a cursor that was not committed: read again (paid calls are cached)
+        return held[1].result()
+
+    def _drop_prefetched(self, stream: str) -> None:
+        held = self._prefetching.pop(stream, None)
+        if held is not None:
+            wait([held[1]])  # it may still use the prefetch connection
+
+    def close(self) -> None:
+        self._prefetcher.shutdown(wait=True, cancel_futures=True)
+        if self._prefetch_conn is not None:
+            self._prefetch_conn.close()
 
     def item_key(self, item: Work) -> str:
         return f"{item.kind} {item.id}"
 
     # ---- provider calls (before the transaction) ------------------------------------------------
 
-    def embed(self, items: list[Work]) -> None:
-        """Fill `embedding` for every item with text: from the cache, else in one request."""
+    def embed(self, items: list[Work], conn: psycopg.Connection[Any]) -> None:
+        """Fill `embedding` for every item with text: from the cache, else in requests of
+        `embedding_batch` texts, `concurrency` at a time. New vectors are cached at once."""
         s = self.client.settings
         dims = int(s.dimensions)
         wanted = [i for i in items if i.hash is not None]
@@ -321,22 +435,20 @@ class AiWorker(Worker[Work]):
         hashes = sorted({i.hash for i in wanted if i.hash is not None})
         cached = {
             bytes(h): np.asarray(v.to_numpy(), dtype=np.float32)
-            for h, v in self.db.execute(
+            for h, v in conn.execute(
                 _q("cached_embeddings"), {"model": s.embedding_model, "dims": dims, "hashes": hashes}
             )
         }
         fresh: dict[bytes, str] = {}
         for item in wanted:
             assert item.hash is not None
-            if item.hash in cached:
-                item.meta["embedding"] = "cache"
-            elif item.hash in fresh:
-                item.meta["embedding"] = "cache"  # a copy of an earlier text in this batch
+            if item.hash in cached or item.hash in fresh:
+                item.meta["embedding"] = "cache"  # paid for before, or a copy of an earlier text in this batch
             else:
                 fresh[item.hash] = item.text
                 item.meta["embedding"] = "api"
         if fresh:
-            cached.update(self._embed_fresh(fresh))
+            cached.update(self._embed_fresh(fresh, conn))
         for item in wanted:
             assert item.hash is not None
             vector = cached.get(item.hash)
@@ -346,163 +458,210 @@ class AiWorker(Worker[Work]):
                 item.embedding = vector
                 item.meta.update(model=s.embedding_model, dims=dims)
 
-    def _embed_fresh(self, fresh: dict[bytes, str]) -> dict[bytes, np.ndarray]:
-        """One request for all new texts; if the provider refuses the batch, one per text to find
-        the text it refuses (the others still get their embeddings)."""
-        s = self.client.settings
-        hashes, texts = list(fresh), list(fresh.values())
-        try:
-            vectors, usage = self.client.embed(texts)
-            self.record_usage(usage)
-            got = dict(zip(hashes, vectors, strict=True))
-        except Rejected as exc:
-            if len(texts) == 1:
-                self.record_error(f"embedding refused: {exc}")
-                return {}
-            got = {}
-            for h, text in zip(hashes, texts, strict=True):
-                try:
-                    one, usage = self.client.embed([text])
-                except Rejected as single:
-                    self.record_error(f"embedding refused: {single}")
-                    continue
-                self.record_usage(usage)
-                got[h] = one[0]
-        rows = [
-            {"model": s.embedding_model, "dims": int(s.dimensions), "content_hash": h, "embedding": v, "tokens": None}
-            for h, v in got.items()
-        ]
-        with self.db.cursor() as cur:
-            cur.executemany(_q("cache_embedding"), rows)
+    def _embed_fresh(self, fresh: dict[bytes, str], conn: psycopg.Connection[Any]) -> dict[bytes, np.ndarray]:
+        """All new texts, in requests of `embedding_batch`; what was paid for is recorded and
+        cached even when a later request fails (that failure is then raised)."""
+        size = self.settings.embedding_batch
+        pairs = list(fresh.items())
+        outcome = self._call_all(self._embed_request, [pairs[i : i + size] for i in range(0, len(pairs), size)])
+        got: dict[bytes, np.ndarray] = {}
+        usages: list[Usage] = []
+        for vectors, used, refused in outcome.paid:
+            got.update(vectors)
+            usages += used
+            for message in refused:
+                self.record_error(f"embedding refused: {message}")
+        self.record_usage(*usages)
+        if got:
+            s = self.client.settings
+            conn.execute(  # autocommit, outside any batch transaction
+                _q("cache_embeddings"),
+                {
+                    "model": s.embedding_model,
+                    "dims": int(s.dimensions),
+                    "hashes": list(got),
+                    "embeddings": list(got.values()),
+                },
+            )
+        if outcome.error is not None:
+            raise outcome.error
         return got
 
-    def summarize(self, items: list[Work]) -> tuple[int, UpstreamError | None]:
-        """Summaries and sentiment, one chat call per post with new text. Returns how many items
-        are done and, if the provider stopped us (429, outage) before the end, why."""
+    def _embed_request(self, pairs: list[tuple[bytes, str]]) -> tuple[dict[bytes, np.ndarray], list[Usage], list[str]]:
+        """One request (in a pool thread); if the provider refuses it, one per text to find the
+        text it refuses (the others still get their embeddings)."""
+        hashes, texts = [h for h, _ in pairs], [t for _, t in pairs]
+        try:
+            vectors, usage = self.client.embed(texts)
+            return dict(zip(hashes, vectors, strict=True)), [usage], []
+        except Rejected as exc:
+            if len(texts) == 1:
+                return {}, [], [str(exc)]
+        got: dict[bytes, np.ndarray] = {}
+        usages: list[Usage] = []
+        refused: list[str] = []
+        for h, text in pairs:
+            try:
+                one, usage = self.client.embed([text])
+            except Rejected as single:
+                refused.append(str(single))
+                continue
+            usages.append(usage)
+            got[h] = one[0]
+        return got, usages, refused
+
+    def summarize(self, items: list[Work], conn: psycopg.Connection[Any]) -> tuple[int, UpstreamError | None]:
+        """Summaries and sentiment, one chat call per new text, `concurrency` at a time. Returns
+        how many items (a prefix) are done and, if the provider stopped us (429, outage) before
+        the end, why. Answers that arrived after the failure are cached for the next attempt."""
         s = self.client.settings
         hashes = sorted({i.hash for i in items if i.hash is not None})
-        known = {
+        known: dict[bytes, tuple[str | None, str | None]] = {
             bytes(h): (summary, sentiment)
-            for h, summary, sentiment in self.db.execute(
+            for h, summary, sentiment in conn.execute(
                 _q("reusable_summaries"), {"hashes": hashes, "chat_model": s.chat_model}
             )
         }
+        asked: dict[bytes, str] = {}
+        for item in items:
+            if item.hash is not None and item.hash not in known and item.hash not in asked:
+                asked[item.hash] = item.text
+        outcome = self._call_all(self._summarize_one, list(asked.items()))
+        answered: dict[bytes, Summary | str] = dict(outcome.paid)
+        paid = {h: a for h, a in answered.items() if isinstance(a, Summary)}
+        self.record_usage(*(a.usage for a in paid.values()))
+        if paid:
+            self.control.execute(
+                _q("cache_summaries"),
+                {
+                    "chat_model": s.chat_model,
+                    "hashes": list(paid),
+                    "summaries": [a.summary for a in paid.values()],
+                    "sentiments": [a.sentiment for a in paid.values()],
+                },
+            )
+        settled = {h for h, _ in outcome.done}  # asked and answered, in order, before any failure
         for index, item in enumerate(items):
-            if self.stopping:
-                return index, None
             if item.hash is None:
                 item.meta["summary"] = "skipped: no text"
-                continue
-            if item.hash in known:
+            elif item.hash in known:
                 item.summary, item.sentiment = known[item.hash]
                 item.meta.update(summary="reused", chat_model=s.chat_model)
-                continue
-            try:
-                answer = self.client.summarize(item.text)
-            except Rejected as exc:
-                item.meta["summary"] = f"refused: {exc}"
-                self.record_error(f"summary refused: {exc}", self.item_key(item))
-                continue
-            except UpstreamError as exc:  # RateLimited included: stop here, keep what is done
-                return index, exc
-            self.record_usage(answer.usage)
-            item.summary, item.sentiment = answer.summary, answer.sentiment
-            item.meta.update(
-                summary="api",
-                chat_model=s.chat_model,
-                tokens=answer.usage.total_tokens,
-                cost_usd=round(answer.usage.cost_usd, 8),
-            )
-            known[item.hash] = (answer.summary, answer.sentiment)
-            self.beat_if_due()
-        return len(items), None
+            elif item.hash not in settled:
+                return index, outcome.error  # failed, or not asked because of SIGTERM or a failure
+            elif isinstance(answer := answered[item.hash], str):
+                item.meta["summary"] = f"refused: {answer}"
+                self.record_error(f"summary refused: {answer}", self.item_key(item))
+            else:
+                item.summary, item.sentiment = answer.summary, answer.sentiment
+                item.meta.update(
+                    summary="api",
+                    chat_model=s.chat_model,
+                    tokens=answer.usage.total_tokens,
+                    cost_usd=round(answer.usage.cost_usd, 8),
+                )
+                known[item.hash] = (answer.summary, answer.sentiment)
+        return len(items), outcome.error
 
-    def record_usage(self, usage: Usage) -> None:
-        """On the control connection (autocommit): the call was paid for even if the batch fails."""
-        self.control.execute(_q("record_usage"), usage.row(self.name))
-
-    # ---- writes (inside the batch transaction, one savepoint per item) ----------------------------
-
-    def _write_post(self, item: Work, tx: psycopg.Connection[Any]) -> int:
+    def _summarize_one(self, pair: tuple[bytes, str]) -> tuple[bytes, Summary | str]:
+        """One chat call (in a pool thread): the answer, or the provider's refusal message."""
+        h, text = pair
         try:
-            return self._write_post_results(item, tx)
+            return h, self.client.summarize(text)
+        except Rejected as exc:
+            return h, str(exc)
+
+    def record_usage(self, *usages: Usage) -> None:
+        """On the control connection (autocommit): the calls were paid for even if the batch fails."""
+        if usages:
+            with self.control.cursor() as cur:
+                cur.executemany(_q("record_usage"), [u.row(self.name) for u in usages])
+
+    # ---- writes (inside the batch transaction) ----------------------------------------------------
+
+    def write(self, tx: psycopg.Connection[Any], stream: str, items: list[Work]) -> tuple[CycleResult, bool]:
+        """The batch's results in a few set-based statements; if one fails for some row, item
+        by item (one savepoint each), logging and skipping the bad ones."""
+        try:
+            with tx.transaction():  # a savepoint: the whole batch in one go, the fast path
+                self._write_set(tx, stream, items)
+            return CycleResult(items=len(items)), True
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            raise
+        except psycopg.Error:
+            self._topics = None  # the savepoint undid the batch's new topics: read them again
+        result, complete = self.run_items(items, tx, lambda item, tx: self._write_one(tx, stream, item))
+        return result, complete
+
+    def _write_one(self, tx: psycopg.Connection[Any], stream: str, item: Work) -> int:
+        try:
+            self._write_set(tx, stream, [item])
         except BaseException:
             self._topics = None  # the item's savepoint undoes its topic changes: read them again
             raise
-
-    def _write_post_results(self, item: Work, tx: psycopg.Connection[Any]) -> int:
-        s = self.client.settings
-        topic_id = None
-        if item.embedding is not None:
-            if self._topics is None or (self._topics.model, self._topics.dims) != (s.embedding_model, s.dimensions):
-                self._topics = Topics(tx, s.embedding_model, int(s.dimensions))
-            topic_id = self._topics.assign(tx, item.embedding, self.settings.topic_similarity, self.settings.max_topics)
-        tx.execute(
-            _q("upsert_post"),
-            {
-                "post_id": item.id,
-                "source_updated_at": item.updated_at,
-                "content_hash": item.hash,
-                "model": s.embedding_model if item.embedding is not None else None,
-                "dims": int(s.dimensions) if item.embedding is not None else None,
-                "embedding": item.embedding,
-                "summary": item.summary,
-                "sentiment": item.sentiment,
-                "chat_model": item.meta.get("chat_model"),
-                "topic_id": topic_id,
-                "meta": Jsonb(item.meta),
-            },
-        )
-        if item.embedding is not None:
-            self._recommend(tx, "posts", item)
         return 1
 
-    def _write_profile(self, item: Work, tx: psycopg.Connection[Any]) -> int:
+    def _write_set(self, tx: psycopg.Connection[Any], stream: str, items: list[Work]) -> None:
+        """Stage the items (binary COPY), upsert them in one statement, then their recommendations."""
         s = self.client.settings
-        tx.execute(
-            _q("upsert_profile"),
-            {
-                "profile_id": item.id,
-                "source_updated_at": item.updated_at,
-                "content_hash": item.hash,
-                "model": s.embedding_model if item.embedding is not None else None,
-                "dims": int(s.dimensions) if item.embedding is not None else None,
-                "embedding": item.embedding,
-                "meta": Jsonb(item.meta),
-            },
-        )
-        if item.embedding is not None:
-            self._recommend(tx, "profiles", item)
-        return 1
+        dims = int(s.dimensions)
+        topic_ids: list[int | None] = [None] * len(items)
+        if stream == "posts":
+            topic_ids = [self._assign_topic(tx, item) for item in items]
+        tx.execute(_q("create_batch_table"))
+        tx.execute(_q("clear_batch"))
+        with tx.cursor() as cur, cur.copy(_q("copy_batch")) as copy:
+            copy.set_types(["int8", "timestamptz", "bytea", "vector", "text", "text", "text", "int4", "jsonb"])
+            for item, topic_id in zip(items, topic_ids, strict=True):
+                copy.write_row(
+                    (
+                        item.id,
+                        item.updated_at,
+                        item.hash,
+                        item.embedding,
+                        item.summary,
+                        item.sentiment,
+                        item.meta.get("chat_model"),
+                        topic_id,
+                        Jsonb(item.meta),
+                    )
+                )
+        tx.execute(_q(f"upsert_{stream}"), {"model": s.embedding_model, "dims": dims})
+        if any(item.embedding is not None for item in items):
+            self._recommend(tx, stream, dims)
 
-    def _recommend(self, tx: psycopg.Connection[Any], stream: str, item: Work) -> None:
-        """The item's nearest neighbours (HNSW on `<=>`), replacing its previous list; the item is
-        also offered to each neighbour's list, which keeps its best `recommendations`."""
+    def _assign_topic(self, tx: psycopg.Connection[Any], item: Work) -> int | None:
+        if item.embedding is None:
+            return None
+        s = self.client.settings
+        if self._topics is None or (self._topics.model, self._topics.dims) != (s.embedding_model, s.dimensions):
+            self._topics = Topics(tx, s.embedding_model, int(s.dimensions))
+        return self._topics.assign(tx, item.embedding, self.settings.topic_similarity, self.settings.max_topics)
+
+    def _recommend(self, tx: psycopg.Connection[Any], stream: str, dims: int) -> None:
+        """The staged items' nearest neighbours (HNSW on `<=>`, one lateral lookup per item in one
+        statement), replacing their previous lists; each item is also offered to each neighbour's
+        list, which keeps its best `recommendations`."""
         limit = self.settings.recommendations
         if limit <= 0:
             return
-        kind = stream[:-1]
         neighbours = tx.execute(
-            _q_dims(f"similar_{stream}", int(self.client.settings.dimensions)),
-            {
-                "embedding": item.embedding,
-                "id": item.id,
-                "content_hash": item.hash,
-                "limit": limit,
-                "min_similarity": self.settings.recommendation_min_similarity,
-            },
+            _q_dims(f"similar_{stream}", dims),
+            {"limit": limit, "min_similarity": self.settings.recommendation_min_similarity},
         ).fetchall()
-        tx.execute(_q(f"clear_similar_{stream}"), (item.id,))
-        if not neighbours:
-            return
-        with tx.cursor() as cur:
-            cur.executemany(
-                _q(f"add_similar_{kind}"),
-                [(item.id, other, rank, float(sim)) for rank, (other, sim) in enumerate(neighbours, 1)],
+        tx.execute(_q(f"clear_similar_{stream}"))
+        ranks: list[int] = []
+        for index, (item_id, _, _) in enumerate(neighbours):
+            ranks.append(ranks[-1] + 1 if index and neighbours[index - 1][0] == item_id else 1)
+        if neighbours:
+            tx.execute(
+                _q(f"add_similar_{stream}"),
+                {
+                    "ids": [n[0] for n in neighbours],
+                    "others": [n[1] for n in neighbours],
+                    "ranks": ranks,
+                    "similarities": [float(n[2]) for n in neighbours],
+                },
             )
-        ids = [other for other, _ in neighbours]
-        tx.execute(
-            _q(f"offer_similar_{stream}"),
-            {"id": item.id, "ids": ids, "similarities": [float(sim) for _, sim in neighbours]},
-        )
-        tx.execute(_q(f"rank_similar_{stream}"), {"ids": ids, "limit": limit})
+        touched = sorted({n[0] for n in neighbours} | {n[1] for n in neighbours})
+        tx.execute(_q(f"rank_similar_{stream}"), {"ids": touched, "limit": limit})

@@ -148,8 +148,7 @@ class EvmWorker(Worker[Any]):
     def validate(self) -> None:
         url = self.settings.rpc_url
         if not url:
-            env = f"{self.name.upper()}_RPC_URL"
-            raise NotConfigured(f"rpc_url is not set (set {env} or workers.{self.name}.rpc_url)")
+            raise NotConfigured.missing(self.name, "rpc_url", f"{self.name.upper()}_RPC_URL")
         expected = self.settings.chain_id
         if expected is None or self._verified_chain == (url, expected):
             return
@@ -208,6 +207,8 @@ class EvmWorker(Worker[Any]):
             self.sync_nft_uris(head)
         if not self.stopping and self.flag("ens"):
             total.add(self.sync_ens())
+        synced = self.load_cursor(BLOCKS_CURSOR)
+        self.report_lag(head - int(synced["block"]) if synced else None, "blocks")
         return total
 
     def read_head(self, cursor: dict[str, Any] | None) -> tuple[int, dict[str, Any] | None]:

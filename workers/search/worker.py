@@ -4,8 +4,11 @@ Each cycle reads posts and profiles changed since its cursors (`updated_at`, `id
 `sync_read_horizon()` so a writer's late commit is never skipped), `batch_size` at a time, and in
 one transaction per batch (re)builds their documents in `search_posts` / `search_profiles` (GIN
 on tsvector), re-extracts the posts' tags (hashtags, cashtags, mentions, linked domains) into
-`post_tags`, adds their words to the typo-correction lexicon, and moves the cursor: the index and
-its cursor commit together. The statements are in sql/search.sql, the schema in
+`post_tags`, notes their words for the typo-correction lexicon, and moves the cursor: the index and
+its cursor commit together. Every statement covers the whole batch inside Postgres (to_tsvector,
+regexp_matches); only when one fails for some row is the batch redone row by row. The noted word
+counts are folded into the lexicon in one pass when a stream is drained or every
+`lexicon_fold_rows` rows, so a lexeme is updated once per fold instead of once per batch. The statements are in sql/search.sql, the schema in
 migrations/0006_search.sql; searching is workers/search/query.py, served at GET /api/search.
 """
 
@@ -19,6 +22,7 @@ import psycopg
 from pydantic import Field
 
 from sql import query
+from workers.backlog import rows_waiting
 from workers.base import CycleResult, Worker
 from workers.settings import WorkerSettings
 
@@ -42,17 +46,23 @@ class SearchSettings(WorkerSettings):
     interval_ms: int = Field(default=15000, gt=0)
     batch_size: int = Field(default=500, gt=0)  # rows per batch (one transaction each)
     max_cycle_s: float = Field(default=45, ge=0)  # then the cycle ends (`more_pending` if not drained)
+    # The typo lexicon takes the noted word counts when a stream is drained, or after this many rows
+    # during a long backlog (each fold updates every lexeme seen since the last one, once).
+    lexicon_fold_rows: int = Field(default=200_000, gt=0)
 
 
 class SearchWorker(Worker[int]):
     settings_model = SearchSettings
     settings: SearchSettings
     _stream = "posts"  # the stream whose rows `process` indexes one by one
+    _unfolded = 0  # rows whose words were noted since the last fold (search_lexeme_pending)
 
     def run_cycle(self) -> CycleResult:
         """Alternate post and profile batches until both are drained or `max_cycle_s` is up."""
         streams = {name: functools.partial(self.index_batch, name) for name in STREAMS}
-        return self.drain_streams(streams, self.settings.max_cycle_s)
+        result = self.drain_streams(streams, self.settings.max_cycle_s)
+        self.report_lag(rows_waiting(self), "rows")
+        return result
 
     def index_batch(self, stream: str, total: CycleResult) -> bool:
         """Index the next batch of one stream; returns whether more may be waiting."""
@@ -64,6 +74,8 @@ class SearchWorker(Worker[int]):
                 _q(changed), {"after_updated_at": cursor["updated_at"], "after_id": cursor["id"], "limit": limit}
             ).fetchall()
             if not rows:
+                tx.execute(_q("fold_lexemes"))  # drained: the lexicon catches up (a no-op when nothing is noted)
+                self._unfolded = 0
                 return False
             ids = [row[0] for row in rows]
             try:
@@ -79,8 +91,13 @@ class SearchWorker(Worker[int]):
                 result, _ = self.run_items(ids, tx, self.process)
             last_id, last_updated = rows[-1]
             self.save_cursor(tx, {"updated_at": last_updated.isoformat(), "id": last_id}, stream)
+            self._unfolded += len(rows)
+            more = len(rows) >= limit
+            if not more or self._unfolded >= self.settings.lexicon_fold_rows:
+                tx.execute(_q("fold_lexemes"))
+                self._unfolded = 0
         total.add(result)
-        return len(rows) >= limit
+        return more
 
     def process(self, item: int, tx: psycopg.Connection[Any]) -> int:
         """One row, when its batch failed as a whole."""

@@ -320,7 +320,7 @@ class FarcasterWorker(Worker[Message]):
     def validate(self) -> None:
         hub_url = self.settings.hub_url or ""
         if not hub_url:
-            raise NotConfigured("hub_url is not set (set FARCASTER_HUB_URL or workers.farcaster.hub_url)")
+            raise NotConfigured.missing(self.name, "hub_url", "FARCASTER_HUB_URL")
         if not hub_url.startswith(("http://", "https://")):
             raise NotConfigured(f"hub_url must be an http(s) URL, got {hub_url!r}")
         if self.settings.api_key is not None:
@@ -359,6 +359,8 @@ class FarcasterWorker(Worker[Message]):
                         tracked.append(target)
                         seen.add(target)
                         spare -= 1
+        # Every tracked fid was read to the hub's newest message: nothing newer waits upstream.
+        self.report_lag(None if self.stopping else 0.0, "seconds")
         return total
 
     def sync_fid(self, fid: int, result: CycleResult) -> None:

@@ -30,7 +30,7 @@ from requests.models import Response
 
 from sql import query
 from workers.base import CycleResult, Worker, describe
-from workers.errors import NotConfigured, RateLimited, UpstreamError
+from workers.errors import CredentialsRefused, NotConfigured, RateLimited, UpstreamError
 from workers.pacing import Pacer, retry_after_seconds
 from workers.settings import WorkerSettings
 from workers.social.store import PostRow, ProfileRow, SocialStore, clean_text, to_json
@@ -248,7 +248,7 @@ class RedditWorker(Worker[Thing]):
 
     def validate(self) -> None:
         if not self.settings.client_id:
-            raise NotConfigured("client_id is not set (set REDDIT_CLIENT_ID or workers.reddit.client_id)")
+            raise NotConfigured.missing(self.name, "client_id", "REDDIT_CLIENT_ID")
         for key in ("client_secret", "password"):
             if getattr(self.settings, key) is not None:
                 raise NotConfigured(
@@ -299,6 +299,8 @@ class RedditWorker(Worker[Thing]):
                 self._item_error(total, f"r/{name}", str(exc))
         if not self.stopping:
             self.sync_authors(total)
+        # Each subreddit was walked down to its newest post: nothing newer waits upstream.
+        self.report_lag(None if self.stopping else 0.0, "seconds")
         return total
 
     # ---- listings, refreshes and authors -------------------------------------------------------
@@ -541,7 +543,7 @@ class RedditWorker(Worker[Thing]):
                 f"reddit refused the login ({exc.error}): check {USERNAME_ENV} and {PASSWORD_ENV}"
             ) from exc
         except prawcore.InvalidToken as exc:
-            raise UpstreamError(f"reddit refused the access token on {path} (HTTP 401)") from exc
+            raise CredentialsRefused(f"reddit refused the access token on {path} (HTTP 401)") from exc
         except (
             prawcore.NotFound,
             prawcore.Forbidden,
@@ -554,7 +556,7 @@ class RedditWorker(Worker[Thing]):
         except prawcore.ResponseException as exc:
             status = exc.response.status_code
             if status == 401:  # from the token endpoint: the app's id or secret is wrong
-                raise UpstreamError(
+                raise CredentialsRefused(
                     f"reddit refused the app credentials (HTTP 401): check REDDIT_CLIENT_ID and {SECRET_ENV}"
                 ) from exc
             if status >= 500:

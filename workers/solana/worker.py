@@ -133,7 +133,7 @@ class SolanaWorker(Worker[Any]):
 
     def validate(self) -> None:
         if not self.settings.rpc_url:
-            raise NotConfigured(f"rpc_url is not set (set SOLANA_RPC_URL or workers.{self.name}.rpc_url)")
+            raise NotConfigured.missing(self.name, "rpc_url", "SOLANA_RPC_URL")
 
     # ---- RPC plumbing ------------------------------------------------------------------------------
 
@@ -169,6 +169,7 @@ class SolanaWorker(Worker[Any]):
                         retry_after_seconds(cause.response.headers.get("Retry-After"), 1.0),
                     ) from None
                 error = UpstreamError(f"{what}: {describe(cause) if cause else describe(exc)}")
+                error.__cause__ = cause or exc  # keeps a connection failure recognisable (workers.blocked)
             except RPCException as exc:
                 detail = exc.args[0] if exc.args else exc
                 message = str(getattr(detail, "message", detail))
@@ -191,6 +192,9 @@ class SolanaWorker(Worker[Any]):
             return total
         holdings = self._with_client(lambda client: self.read_holdings(client, wallets))
         total.add(self.write_holdings(holdings))
+        # Slots between the oldest balance stored and the newest slot the node answered at this cycle.
+        newest = max(max(h.slot, h.token_slot) for h in holdings) if holdings else None
+        self.report_lag(None if newest is None else newest - min(h.slot for h in holdings), "slots")
         self.beat_if_due()
         if not self.stopping:
             self.sync_nft_metadata()
