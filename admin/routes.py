@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from admin import present
-from manager.auth import SESSION_COOKIE, SESSION_MAX_AGE_S, Auth, Principal, Role
+from manager.auth import SESSION_COOKIE, SESSION_MAX_AGE_S, Auth, LoginThrottle, Principal, Role
 from manager.errors import UnknownWorker
 from manager.fleet import StatusView
 from manager.http.trending import KINDS, WINDOWS, top_items
@@ -75,6 +75,7 @@ def mount_console(app: FastAPI, view: StatusView, store: Store, auth: Auth) -> N
     templates.env.globals.update(asset_version=_asset_version(), status_of=present.status_of)
     templates.env.filters.update(present.FILTERS)
     router = APIRouter(include_in_schema=False)
+    throttle = LoginThrottle()
 
     def page(
         request: Request, template: str, who: Principal | None, status_code: int = 200, **context: Any
@@ -110,8 +111,8 @@ def mount_console(app: FastAPI, view: StatusView, store: Store, auth: Auth) -> N
         try:
             flags = await store.flags()
             settings = await store.settings()
-        except Exception as exc:  # the page still shows what memory knows
-            return [], [], str(exc).splitlines()[0] if str(exc) else repr(exc)
+        except Exception as exc:  # the page still shows what memory knows (never the driver's text)
+            return [], [], f"database unavailable ({type(exc).__name__})"
         for row in settings:
             row["value"] = mask_secrets(row["value"], row["key"])
         return flags, settings, None
@@ -148,10 +149,18 @@ def mount_console(app: FastAPI, view: StatusView, store: Store, auth: Auth) -> N
         expected = request.cookies.get(LOGIN_COOKIE, "")
         if not expected or not hmac.compare_digest(expected, csrf_token):
             return login_page(request, next, "The form expired. Please sign in again.", 403)
+        client = request.client.host if request.client else "unknown"
+        wait_s = throttle.retry_after_s(client)
+        if wait_s:
+            response = login_page(request, next, f"Too many attempts. Try again in {wait_s:.0f} s.", 429)
+            response.headers["Retry-After"] = str(int(wait_s) + 1)
+            return response
         role = auth.role_for_token(token.strip())
         if role is None:
+            throttle.failed(client)
             await asyncio.sleep(0.25)  # slows down guessing; a real token is long and random anyway
             return login_page(request, next, "That token is not valid.", 401)
+        throttle.succeeded(client)
         response = _secure(RedirectResponse(_safe_next(next), status_code=303))
         response.set_cookie(
             SESSION_COOKIE,

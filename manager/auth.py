@@ -11,6 +11,8 @@ import hashlib
 import hmac
 import os
 import secrets
+import time
+from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -59,8 +61,15 @@ class Auth:
             return Role.VIEWER
         return None
 
+    def _fingerprint(self, role: Role) -> str:
+        """A digest of the token a session was made with: when that token changes, its sessions end."""
+        token = self.admin_token if role is Role.ADMIN else (self.viewer_token or "")
+        return hashlib.sha256(b"worker-manager-token:" + token.encode()).hexdigest()[:16]
+
     def new_session(self, role: Role) -> str:
-        return self._sessions.dumps({"role": role.value, "csrf": secrets.token_urlsafe(16)})
+        return self._sessions.dumps(
+            {"role": role.value, "csrf": secrets.token_urlsafe(16), "token": self._fingerprint(role)}
+        )
 
     def principal(self, request: Request) -> Principal | None:
         header = request.headers.get("authorization", "")
@@ -72,10 +81,52 @@ class Auth:
         if cookie:
             try:
                 data = self._sessions.loads(cookie, max_age=SESSION_MAX_AGE_S)
-                return Principal(Role(data["role"]), "cookie", data.get("csrf"))
-            except (BadSignature, KeyError, ValueError):
+                role = Role(data["role"])
+            except (BadSignature, KeyError, ValueError, TypeError):
                 return None
+            if role is Role.VIEWER and not self.viewer_token:
+                return None
+            if not hmac.compare_digest(str(data.get("token", "")), self._fingerprint(role)):
+                return None
+            return Principal(role, "cookie", data.get("csrf"))
         return None
+
+
+class LoginThrottle:
+    """Failed sign-ins per client: after MAX_FAILURES within WINDOW_S, that client waits out the
+    window (429) however good its next guess; other clients are unaffected."""
+
+    MAX_FAILURES = 5
+    WINDOW_S = 60.0
+    MAX_CLIENTS = 10_000  # bounded memory under a spray from many addresses
+
+    def __init__(self) -> None:
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, client: str, now: float) -> deque[float]:
+        times = self._failures.get(client, deque())
+        while times and now - times[0] >= self.WINDOW_S:
+            times.popleft()
+        return times
+
+    def retry_after_s(self, client: str) -> float:
+        """0 when the client may try; else how long until it may."""
+        now = time.monotonic()
+        times = self._recent(client, now)
+        if len(times) < self.MAX_FAILURES:
+            return 0.0
+        return max(self.WINDOW_S - (now - times[0]), 0.1)
+
+    def failed(self, client: str) -> None:
+        now = time.monotonic()
+        if client not in self._failures and len(self._failures) >= self.MAX_CLIENTS:
+            self._failures.pop(next(iter(self._failures)))
+        times = self._recent(client, now)
+        times.append(now)
+        self._failures[client] = times
+
+    def succeeded(self, client: str) -> None:
+        self._failures.pop(client, None)
 
 
 def _auth(request: Request) -> Auth:

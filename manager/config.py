@@ -70,6 +70,8 @@ class WorkerConfig(BaseModel):
     stale_after_s: float | None = Field(default=None, gt=0)
     description: str = ""
     env: dict[str, str] = Field(default_factory=dict)
+    # Environment variables (secrets) this worker may read; None: its module's default (manager.worker_env).
+    secrets: list[str] | None = None
     hosts: list[str] = Field(default_factory=list)  # pins: manager host names or labels; empty = any
     max_rss_mb: float | None = Field(default=None, gt=0)  # over it on two samples: graceful restart
     nice: int | None = Field(default=None, ge=-20, le=19)  # applied to the process at spawn

@@ -99,10 +99,11 @@ class Fleet:
         """The manager's own health: is its view of the database current?"""
         listener = self._listener
         problems = []
+        # Problems are named, never quoted: a driver's error text can carry hosts, users or DSNs.
         if not listener.connected:
-            problems.append(f"flag listener disconnected: {listener.last_error or 'connecting'}")
+            problems.append("flag listener disconnected" + ("" if listener.last_error else " (connecting)"))
         if self._engine.last_sweep_error:
-            problems.append(f"heartbeat sweep failing: {self._engine.last_sweep_error}")
+            problems.append("heartbeat sweep failing: the database is not answering")
         return {
             "status": "ok" if not problems else "degraded",
             "problems": problems,

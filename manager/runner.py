@@ -8,9 +8,7 @@ Operators and the flag listener only express intent (`desired`) and wake the tas
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -25,6 +23,7 @@ from manager.events import EventRecorder
 from manager.logs import OutputEcho, WorkerLog
 from manager.process import ChildProcess, ExitStatus, GuardianLink
 from manager.states import WorkerState, check_transition
+from manager.worker_env import manager_secrets_environment, worker_environment
 from workers.lease import EXIT_LEASE_LOST
 from workers.redact import SecretScrubber
 
@@ -59,26 +58,6 @@ def worker_argv(spec: WorkerConfig) -> list[str]:
     return [sys.executable, "-u", "-m", spec.module]
 
 
-def worker_environment(
-    name: str, spec: WorkerConfig, database_url: str, extra_env: dict[str, str] | None = None
-) -> dict[str, str]:
-    """The manager's environment plus WORKER_NAME, DATABASE_URL and WORKER_CONFIG (JSON)."""
-    env = dict(os.environ)
-    env.update(extra_env or {})
-    env.update(spec.env)
-    env.update(
-        {
-            "WORKER_NAME": name,
-            "DATABASE_URL": database_url,
-            "WORKER_CONFIG": json.dumps(spec.model_dump(mode="json", exclude={"env"})),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    env.pop("ADMIN_TOKEN", None)  # workers never need the manager's credentials
-    env.pop("VIEWER_TOKEN", None)
-    return env
-
-
 class WorkerRunner:
     def __init__(self, name: str, ctx: RunnerContext, flag_enabled: bool = True) -> None:
         self.name = name
@@ -95,7 +74,11 @@ class WorkerRunner:
         self.stop_timeout_s = healdec.stop_timeout_s
         self.lease_epoch: int | None = None  # passed to the worker, which fences its writes with it
         self.leased = not ctx.leasing
-        self.scrub = SecretScrubber.from_environment(self._env())  # for anything the worker reports
+        # Everything the manager knows (not just this worker's share) is scrubbed from what it reports.
+        self.scrub = SecretScrubber.from_environment(
+            {**manager_secrets_environment(ctx.database_url, ctx.extra_env), **self.spec.env},
+            ctx.config.model_dump(mode="json"),
+        )
         self.log = WorkerLog(name, ctx.echo, scrub=self.scrub)
         self.state = WorkerState.STOPPED if self.spec.enabled else WorkerState.DISABLED
         self.flag_enabled = flag_enabled

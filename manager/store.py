@@ -22,6 +22,9 @@ from sql import query
 SERIES = ("cycles", "failed", "items", "itemErrors")
 
 
+SEARCH_TIMEOUT_S = 5.0
+
+
 def row_json(row: dict[str, Any]) -> dict[str, Any]:
     """A row with its timestamps as ISO-8601 strings."""
     return {k: iso(v.timestamp()) if hasattr(v, "timestamp") else v for k, v in row.items()}
@@ -38,12 +41,32 @@ class Store:
             open=False,
             kwargs={"autocommit": True, "application_name": "worker-manager:api"},
         )
+        # Search runs viewer-chosen queries: on its own two connections with a statement timeout,
+        # so a slow search waits for a search connection and never holds the pool health uses.
+        self.search_pool = AsyncConnectionPool(
+            database_url,
+            min_size=0,
+            max_size=2,
+            open=False,
+            timeout=SEARCH_TIMEOUT_S,
+            kwargs={
+                "autocommit": True,
+                "application_name": "worker-manager:search",
+                "options": f"-c statement_timeout={int(SEARCH_TIMEOUT_S * 1000)}",
+            },
+        )
 
     async def start(self) -> None:
         await self.pool.open()
+        await self.search_pool.open()
 
     async def stop(self) -> None:
+        await self.search_pool.close()
         await self.pool.close()
+
+    def search_connection(self) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
+        """A connection of the search pool (autocommit, statement timeout SEARCH_TIMEOUT_S)."""
+        return self.search_pool.connection()
 
     def connection(self) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
         """A pooled connection (autocommit), for readers with their own queries such as search."""

@@ -49,7 +49,7 @@ from workers.blocked import blocked_reason, error_kind, every_item_failing
 from workers.errors import NotConfigured, RateLimited
 from workers.lease import EXIT_LEASE_LOST, LeaseLost, epoch_from_environment, fence
 from workers.listen import Listener
-from workers.redact import mask_secrets
+from workers.redact import SecretScrubber, mask_secrets
 from workers.schedule import due_at
 from workers.settings import SettingsInvalid, WorkerSettings, load_settings
 
@@ -124,6 +124,8 @@ class Worker(Generic[Item]):
         self._last_beat = 0.0
         self._rate_limited_s = 0.0
         self.cycles = 0
+        # Errors are stored scrubbed of this worker's own secrets (its environment and config).
+        self._scrub = SecretScrubber.from_environment(os.environ, self.base_config)
         self._wake = threading.Event()  # set by a stop or run-now request: ends the wait between cycles
         self._listener = Listener(self._connect, self.name, self._wake)
         self._flags: dict[str, bool] = {}
@@ -265,6 +267,7 @@ class Worker(Generic[Item]):
 
     def record_error(self, message: str, item_key: str | None = None) -> None:
         """Keep an error for the detail view (outside any data transaction, so it survives rollback)."""
+        message = self._scrub(message)
         with suppress(psycopg.Error):  # the error is still printed below
             self.control.execute(query("record_error"), (self.name, item_key, message[:2000]))
         self.log(f"error{f' on {item_key}' if item_key else ''}: {message}", err=True)
@@ -281,6 +284,7 @@ class Worker(Generic[Item]):
         a default: a waiting worker's every heartbeat says it waits)."""
         phase = phase or self.phase
         last_error = last_error or self.settings_error or self.blocked
+        last_error = self._scrub(last_error) if last_error else last_error
         detail = {
             "config": mask_secrets(self.settings.model_dump(mode="json")),
             "cycles": self.cycles,
@@ -516,6 +520,7 @@ class Worker(Generic[Item]):
             result = CycleResult(items=0, item_errors=max(1, self._attempted))
         self.blocked = self._blocked_after(ok, result, failure)
         if error:
+            error = self._scrub(error)  # an exception's text may quote a URL or key: stored without it
             self.record_error(error)
         self._record_cycle(started, ok, result, error)
         if ok and (result.items or result.item_errors):  # idle cycles stay quiet

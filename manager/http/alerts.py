@@ -6,14 +6,17 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from manager.http.deps import StoreDep, Viewer
+from manager.http.deps import NAME_PATTERN, StoreDep, Viewer
 
 router = APIRouter(tags=["alerts"])
 
 
 @router.get("/api/alerts/deliveries")
 async def alert_deliveries(
-    _: Viewer, store: StoreDep, worker: str | None = None, limit: int = Query(50, ge=1, le=1000)
+    _: Viewer,
+    store: StoreDep,
+    worker: str | None = Query(None, pattern=NAME_PATTERN, max_length=63),
+    limit: int = Query(50, ge=1, le=1000),
 ) -> list[dict[str, Any]]:
     """Delivery attempts, newest first: worker, event, masked URL, attempt, HTTP status, error."""
     return await store.alert_deliveries(worker, limit)

@@ -11,7 +11,8 @@ from fastapi import FastAPI
 
 from admin.routes import mount_console
 from manager.http import alerts, audit, flags, health, profiles, search, settings, trending, trends, workers
-from manager.http.deps import Services
+from manager.http.deps import ERROR_RESPONSES, Services
+from manager.http.guard import EdgeGuard, install_error_handlers
 from manager.metrics import build_registry
 
 
@@ -24,7 +25,10 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     app.state.auth = services.auth  # read by manager.auth's dependencies
     app.state.metrics = build_registry(services.view.status)
-    for module in (workers, flags, settings, audit, health, search, trends, alerts, trending, profiles):
-        app.include_router(module.router)
+    for module in (workers, flags, settings, audit, search, trends, alerts, trending, profiles):
+        app.include_router(module.router, responses=ERROR_RESPONSES)
+    app.include_router(health.router)
+    install_error_handlers(app)
+    app.add_middleware(EdgeGuard)  # outermost: before routing, body parsing and the console
     mount_console(app, services.view, services.store, services.auth)  # the console's pages at /workers
     return app

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from manager.http.deps import StoreDep, Viewer
+from manager.http.deps import KEY_PATTERN, StoreDep, Viewer
 from workers.redact import mask_secrets
 
 router = APIRouter(tags=["flags", "settings"])
@@ -14,7 +14,10 @@ router = APIRouter(tags=["flags", "settings"])
 
 @router.get("/api/audit")
 async def audit(
-    _: Viewer, store: StoreDep, key: str | None = None, limit: int = Query(100, le=1000)
+    _: Viewer,
+    store: StoreDep,
+    key: str | None = Query(None, pattern=KEY_PATTERN, max_length=128),
+    limit: int = Query(100, ge=1, le=1000),
 ) -> list[dict[str, Any]]:
     """Changes to flags and settings, newest first, however they were made."""
     return [

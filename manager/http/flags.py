@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from manager.http.deps import Admin, StoreDep, Viewer
+from manager.http.deps import Admin, FlagName, StoreDep, Viewer
 
 router = APIRouter(prefix="/api/flags", tags=["flags"])
 
 
 class FlagUpdate(BaseModel):
-    enabled: bool
+    enabled: bool = Field(strict=True)  # `0` or `"yes"` is a mistake to report, not to guess at
 
 
 @router.get("")
@@ -22,6 +22,6 @@ async def list_flags(_: Viewer, store: StoreDep) -> list[dict[str, Any]]:
 
 
 @router.put("/{flag_name}")
-async def put_flag(flag_name: str, update: FlagUpdate, who: Admin, store: StoreDep) -> dict[str, Any]:
+async def put_flag(flag_name: FlagName, update: FlagUpdate, who: Admin, store: StoreDep) -> dict[str, Any]:
     """Set a flag; `<worker>_enabled` pauses or resumes that worker within a second."""
     return await store.set_flag(who.actor, flag_name, update.enabled)

@@ -18,6 +18,10 @@ async def healthz(view: View) -> dict[str, Any]:
     return view.health_report()
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
+)
 async def metrics(request: Request) -> Response:
     return Response(render(request.app.state.metrics), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -4,9 +4,9 @@ workers stored them. Amounts are strings: exact, beyond what a JSON number holds
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Path
 from psycopg.rows import dict_row
 
 from manager.http.deps import StoreDep, Viewer
@@ -20,7 +20,10 @@ SOURCE = "insights.sql"
 
 @router.get("/api/profiles/{platform}/{external_id}", responses={404: {"description": "no such profile stored"}})
 async def profile(
-    platform: Literal["farcaster", "reddit"], external_id: str, _: Viewer, store: StoreDep
+    platform: Literal["farcaster", "reddit"],
+    external_id: Annotated[str, Path(max_length=128, pattern=r"^[^\x00]+$")],  # Postgres text holds no NUL
+    _: Viewer,
+    store: StoreDep,
 ) -> dict[str, Any]:
     """The profile (`external_id`: a fid or a Reddit username), its linked wallets with native
     balances, and their token balances and NFTs."""

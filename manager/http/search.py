@@ -3,19 +3,19 @@
 Searching itself is workers/search_query.py over the search worker's indexes. Semantic search
 embeds the query with the ai worker's provider settings (its config, live `ai_*` settings rows, the
 key from the environment), reusing the embedding cache so a repeated query costs nothing; with no
-provider configured it is skipped (mode=semantic answers 503). Results are user content, not
+provider configured it is skipped (mode=semantic answers 409: this manager cannot serve it as configured). Results are user content, not
 operational status, so the endpoint needs a token (admin or viewer), unlike /api/workers/status.
 """
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from psycopg import AsyncConnection
 
-from manager.http.deps import Services, ServicesDep, Viewer
+from manager.http.deps import ErrorBody, Services, ServicesDep, Viewer
+from manager.worker_env import worker_environment
 from sql import queries_from, query
 
 if TYPE_CHECKING:
@@ -49,7 +49,9 @@ async def _ai_settings(services: Services, conn: AsyncConnection[Any]) -> AiSett
     spec = services.config.workers[name]
     cur = await conn.execute(query("worker_settings"), {"prefix": f"{name}_"})
     live = {key: value for key, value in await cur.fetchall()}
-    environ = {**os.environ, **services.extra_env, **spec.env}
+    # Only what the ai worker itself is given: a settings row naming another variable
+    # (`ai_api_key_env: ADMIN_TOKEN`) finds nothing, so no other secret is sent to `ai_base_url`.
+    environ = worker_environment(name, spec, "", services.extra_env)
     try:
         settings = load_settings(AiWorkerSettings, name, spec.own_settings(), live)
         return AiSettings.from_config(settings.model_dump(), environ)
@@ -77,7 +79,10 @@ def _embedder(settings: AiSettings, conn: AsyncConnection[Any]) -> Any:
     return embed
 
 
-@router.get("/api/search")
+@router.get(
+    "/api/search",
+    responses={409: {"model": ErrorBody, "description": "semantic search asked for, but no ai provider is configured"}},
+)
 async def search(
     _: Viewer,
     services: ServicesDep,
@@ -86,6 +91,7 @@ async def search(
         Query(
             min_length=1,
             max_length=500,
+            pattern=r"^[^\x00]+$",  # Postgres text cannot hold NUL
             description='words, "phrases", -not, OR, #hashtag, $cashtag, @mention, domain:example.com',
         ),
     ],
@@ -96,7 +102,7 @@ async def search(
     """Ranked results with `<mark>` highlights; each says how it matched (`matchedBy`)."""
     from workers.search.query import Search, SearchUnavailable
 
-    async with services.store.connection() as conn:
+    async with services.store.search_connection() as conn:
         settings = await _ai_settings(services, conn)
         embedder = _embedder(settings, conn) if settings else None
         try:
@@ -112,4 +118,4 @@ async def search(
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
         except SearchUnavailable as exc:
-            raise HTTPException(503, f"semantic search unavailable: {exc}") from None
+            raise HTTPException(409, f"semantic search unavailable: {exc}") from None

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from manager.errors import UnknownWorker, WorkerConflict
 from manager.fleet import Action
-from manager.http.deps import Admin, Commands, StoreDep, View, Viewer, not_found
+from manager.http.deps import Admin, Commands, ErrorBody, StoreDep, View, Viewer, WorkerName, not_found
 from workers.redact import mask_secrets
 
 router = APIRouter(prefix="/api/workers", tags=["workers"])
@@ -28,7 +28,7 @@ async def workers_status(view: View) -> Response:
 
 @router.get("/{name}")
 async def worker_detail(
-    name: str, _: Viewer, view: View, store: StoreDep, lines: int = Query(100, le=300)
+    name: WorkerName, _: Viewer, view: View, store: StoreDep, lines: int = Query(100, ge=0, le=300)
 ) -> dict[str, Any]:
     """The status object plus recent output, errors, supervision events and effective config."""
     try:
@@ -45,7 +45,7 @@ async def worker_detail(
         detail["settings"] = mask_secrets(history["settings"])
     except Exception as exc:  # the database being down must not hide what memory knows
         detail["events"] = view.recent_events(name, 100)
-        detail["databaseError"] = str(exc).splitlines()[0] if str(exc) else repr(exc)
+        detail["databaseError"] = f"database unavailable ({type(exc).__name__})"  # never its raw text
     reported = (view.heartbeat_detail(name) or {}).get("config")
     detail["effectiveConfig"] = mask_secrets(reported) if reported else detail["config"]
     return detail
@@ -67,9 +67,9 @@ RUNNABLE_STATES = ("running", "starting")
 @router.post(
     "/{name}/run",
     status_code=202,
-    responses={404: {"description": "no such worker"}, 409: {"description": "the worker is not running"}},
+    responses={409: {"model": ErrorBody, "description": "the worker is not running, or has no heartbeat loop"}},
 )
-async def run_worker_now(name: str, _: Admin, view: View, store: StoreDep) -> JSONResponse:
+async def run_worker_now(name: WorkerName, _: Admin, view: View, store: StoreDep) -> JSONResponse:
     """Start a cycle at once, without a restart: the request travels through Postgres (NOTIFY
     `worker_run_now`) and ends the worker's wait between cycles; a worker in the middle of a cycle
     starts another one right after it."""
@@ -85,19 +85,24 @@ async def run_worker_now(name: str, _: Admin, view: View, store: StoreDep) -> JS
     return JSONResponse({"accepted": "run", "worker": name}, status_code=202)
 
 
-@router.post("/{name}/restart", status_code=202)
-async def restart_worker(name: str, _: Admin, commands: Commands) -> JSONResponse:
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "not possible in the worker's state (flag off, disabled in config)"}
+}
+
+
+@router.post("/{name}/restart", status_code=202, responses=CONFLICT)
+async def restart_worker(name: WorkerName, _: Admin, commands: Commands) -> JSONResponse:
     """Stop (if running) and start again; also clears `failed` and resets the restart budget."""
     return _act(commands, name, "restart")
 
 
-@router.post("/{name}/stop", status_code=202)
-async def stop_worker(name: str, _: Admin, commands: Commands) -> JSONResponse:
+@router.post("/{name}/stop", status_code=202, responses=CONFLICT)
+async def stop_worker(name: WorkerName, _: Admin, commands: Commands) -> JSONResponse:
     """Stop gracefully; it stays `stopped` until started."""
     return _act(commands, name, "stop")
 
 
-@router.post("/{name}/start", status_code=202)
-async def start_worker(name: str, _: Admin, commands: Commands) -> JSONResponse:
+@router.post("/{name}/start", status_code=202, responses=CONFLICT)
+async def start_worker(name: WorkerName, _: Admin, commands: Commands) -> JSONResponse:
     """Start a stopped or failed worker (resets its restart budget)."""
     return _act(commands, name, "start")

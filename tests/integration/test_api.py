@@ -44,6 +44,7 @@ def test_worker_detail_has_logs_events_errors_and_masked_config(boot_manager):
             "leaky": {
                 "command": ["bash", "-c", "echo the password is $SOME_PASSWORD; exec sleep 300"],
                 "heartbeat": False,
+                "secrets": ["SOME_PASSWORD"],  # workers get only the secrets they declare
             },
             "blabber": example_worker(interval_ms=60000),
         },  # one cycle, then quiet: our row stays

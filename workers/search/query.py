@@ -16,6 +16,7 @@ Every result says how it was found (`matchedBy`).
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -83,6 +84,14 @@ def _q(name: str) -> str:
     return query(name, "search.sql")
 
 
+def inert_highlight(headline: str | None) -> str | None:
+    """The highlight as safe HTML: the post text escaped, and only the exact `<mark>`/`</mark>`
+    tags put back (they carry no attributes, so even a post's own `<mark>` stays harmless)."""
+    if headline is None:
+        return None
+    return html.escape(headline, quote=True).replace("&lt;mark&gt;", "<mark>").replace("&lt;/mark&gt;", "</mark>")
+
+
 def _item(row: dict[str, Any], kind: str, matched_by: str) -> dict[str, Any]:
     if kind == "posts":
         return {
@@ -97,7 +106,7 @@ def _item(row: dict[str, Any], kind: str, matched_by: str) -> dict[str, Any]:
             "channel": row["channel"],
             "createdAt": row["created_at"].isoformat().replace("+00:00", "Z") if row["created_at"] else None,
             "score": round(float(row["score"]), 6),
-            "headline": row["headline"],
+            "headline": inert_highlight(row["headline"]),
             "matchedBy": matched_by,
         }
     return {
@@ -110,7 +119,7 @@ def _item(row: dict[str, Any], kind: str, matched_by: str) -> dict[str, Any]:
         "avatarUrl": row["avatar_url"],
         "url": row["url"],
         "score": round(float(row["score"]), 6),
-        "headline": row["headline"],
+        "headline": inert_highlight(row["headline"]),
         "matchedBy": matched_by,
     }
 
@@ -150,8 +159,8 @@ class Search:
     async def run(self) -> dict[str, Any]:
         started = time.perf_counter()
         tags, words = parse_tags(self.q) if self.kind == "posts" else ([], self.q)
-        if self.mode == "tag" and not tags:
-            raise ValueError("mode=tag needs a #hashtag, $cashtag, @mention or domain:example.com in q")
+        if self.mode == "tag" and not tags:  # a well-formed request that matches nothing: say why
+            self.notes["note"] = "mode=tag needs a #hashtag, $cashtag, @mention or domain:example.com in q"
         if tags and self.mode in ("auto", "tag") and not words:
             await self._tags(tags)
         if self.mode == "semantic":
