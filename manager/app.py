@@ -30,6 +30,7 @@ from manager.http.server import HttpServer
 from manager.lifecycle import Lifecycle
 from manager.logs import LogLine, OutputEcho
 from manager.process import GuardianLink
+from manager.template import TemplateSpawner
 from manager.runner import RunnerContext
 from manager.store import Store
 from manager.supervisor import Supervisor
@@ -100,7 +101,11 @@ class Manager:
             await parts.start("orphan guardian", guardian)
             events = EventRecorder(store.pool)
             await parts.start("event recorder", events)
-            ctx = RunnerContext(config, self.database_url, events, self.echo, guardian, self.extra_env)
+            template = self._template()
+            if template is not None:
+                await parts.start("worker template", template)
+                loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(template.reload()))
+            ctx = RunnerContext(config, self.database_url, events, self.echo, guardian, self.extra_env, template)
             supervisor = Supervisor(ctx, flags)
             await parts.start("workers", supervisor)
             listener = FlagListener(self.database_url, supervisor.apply_flags, config.healdec.flag_reread_s)
@@ -119,6 +124,14 @@ class Manager:
             await self._stopping.wait()
             self.say("shutting down")
         self.say("stopped")
+
+
+    def _template(self) -> TemplateSpawner | None:
+        """The worker template for `module:` workers, when `healdec.template_fork` is on."""
+        modules = [w.module for w in self.config.workers.values() if w.module and w.command is None and w.enabled]
+        if not self.config.healdec.template_fork or not modules or not hasattr(os, "pidfd_open"):
+            return None
+        return TemplateSpawner(modules)
 
 
 def _manager_line(text: str) -> LogLine:

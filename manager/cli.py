@@ -10,12 +10,13 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
-import httpx
+from manager.errors import ManagerError, UnknownWorker
+from manager.status_cli import table as _table
 
-from manager.config import Config, load_config
-from manager.errors import ManagerError, ManagerNotRunning, UnknownWorker
+if TYPE_CHECKING:  # the config model pulls in pydantic: only commands that need it load it
+    from manager.config import Config
 
 BOOT_HELP = "boot: migrate, start workers, serve HTTP; runs until SIGTERM/SIGINT"
 
@@ -34,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", parents=[common], help="the running manager's worker table")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
+    status.add_argument(
+        "--watch", nargs="?", type=float, const=2.0, metavar="SECONDS", help="redraw every SECONDS (default 2)"
+    )
 
     flags = sub.add_parser("flags", parents=[common], help="read or change feature flags")
     flags_sub = flags.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -58,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> Config:
+    from manager.config import load_config
+
     return load_config(getattr(args, "config", None))
 
 
@@ -74,66 +80,10 @@ def _actor() -> str:
         return "cli"
 
 
-def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _ago(iso_text: str | None) -> str:
-    if not iso_text:
-        return "never"
-    from datetime import UTC, datetime
-
-    seconds = (datetime.now(UTC) - datetime.fromisoformat(iso_text.replace("Z", "+00:00"))).total_seconds()
-    return _duration(seconds) + " ago"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
-    return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
-
-
 def cmd_status(args: argparse.Namespace) -> int:
-    config = _config(args)
-    host = config.api.host if config.api.host not in ("0.0.0.0", "::") else "127.0.0.1"
-    url = f"http://{host}:{config.api.port}/api/workers/status"
-    try:
-        response = httpx.get(url, timeout=5)
-        response.raise_for_status()
-    except httpx.HTTPError as exc:
-        raise ManagerNotRunning(f"cannot reach the manager at {url}: {exc} (is `python -m manager` running?)") from None
-    workers = response.json()
-    if args.json:
-        print(json.dumps(workers, indent=2))
-        return 0
-    rows = [
-        (
-            w["name"],
-            w["state"],
-            w["verdict"],
-            w["pid"] or "-",
-            _duration(w["uptimeSeconds"]),
-            w["restartCount"],
-            w["itemsProcessed"],
-            f"{w['errorRate']:.0%}",
-            _ago(w["lastRun"]),
-            "; ".join(w["reasons"]) or "-",
-        )
-        for w in workers
-    ]
-    print(
-        _table(rows, ["WORKER", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "ITEMS", "ERRORS", "LAST RUN", "WHY"])
-    )
-    return 0
+    from manager.status_cli import show
+
+    return show(getattr(args, "config", None), as_json=args.json, watch_s=args.watch)
 
 
 def _flag_name(config: Config, name: str) -> str:

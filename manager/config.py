@@ -51,6 +51,8 @@ class HealdecConfig(_Strict):
     flag_reread_s: float = Field(default=30, gt=0)  # safety net under LISTEN/NOTIFY
     error_rate_degraded: float = Field(default=0.25, ge=0, le=1)
     events_retention_days: float = Field(default=14, gt=0)
+    # fork `module:` workers from a pre-imported template process (exec when it is unavailable)
+    template_fork: bool = True
 
 
 class WorkerConfig(BaseModel):

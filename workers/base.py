@@ -45,6 +45,8 @@ from workers.errors import NotConfigured, RateLimited
 from workers.redact import mask_secrets
 from workers.settings import SettingsInvalid, WorkerSettings, load_settings
 
+from workers.orphan import watch_parent
+
 Item = TypeVar("Item")
 Client = TypeVar("Client")
 
@@ -403,6 +405,7 @@ class Worker(Generic[Item]):
         """The process's whole life; returns the exit code (0 after a graceful stop)."""
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        watch_parent(self.request_stop)
         try:
             self.run_forever()
         finally:
