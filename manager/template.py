@@ -21,13 +21,15 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
-from typing import Any
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 60.0  # importing web3, solana, openai... on a busy machine
+START_WAIT_S = 10.0  # a spawn waits this long for a (re)starting template, then uses exec
 SPAWN_TIMEOUT_S = 2.0
+RETRY_AFTER_S = 30.0  # after a template failed to start, exec for this long before trying again
 EXIT_REPORT_TIMEOUT_S = 1.0
 
 
@@ -60,15 +62,20 @@ class TemplateSpawner:
         self._lock = asyncio.Lock()
         self._next_id = 0
         self._retired: list[_Zygote] = []
+        self._failed_until = float("-inf")
 
     @property
     def pid(self) -> int | None:
         return self._zygote.proc.pid if self._zygote and not self._zygote.closed else None
 
     async def start(self) -> None:
-        """Start the template in the background: spawns before it is ready use exec."""
+        """Start the template and wait until it has imported the modules: forking N workers from
+        it is quicker than N interpreters importing the same libraries side by side. If it cannot
+        start, workers start by exec."""
         if self._modules:
             self._starting = asyncio.ensure_future(self._start_zygote())
+            with contextlib.suppress(TemplateUnavailable):
+                await asyncio.shield(self._starting)
 
     async def stop(self) -> None:
         if self._starting and not self._starting.done():
@@ -115,6 +122,7 @@ class TemplateSpawner:
             proc.kill()
             await asyncio.to_thread(proc.wait)
             log.warning("worker template did not start (%s); workers start by exec", exc)
+            self._failed_until = time.monotonic() + RETRY_AFTER_S
             raise TemplateUnavailable(str(exc)) from None
         zygote = _Zygote(proc, ours, frozenset(self._modules), hello.get("failed") or {})
         for module, why in zygote.failed.items():
@@ -166,12 +174,18 @@ class TemplateSpawner:
             zygote.proc.poll()
 
     async def _ready(self) -> _Zygote:
+        """The serving template; one that died, or was retired, is replaced here, and a spawn
+        waits for the fresh one (it imports what an exec'd worker would import anyway)."""
         if self._zygote is not None and not self._zygote.closed:
             return self._zygote
+        if time.monotonic() < self._failed_until:
+            raise TemplateUnavailable("the worker template failed to start recently")
         if self._starting is None or self._starting.done():
-            # not started yet, or the template died: start it again (this spawn uses exec)
             self._starting = asyncio.ensure_future(self._start_zygote())
-        raise TemplateUnavailable("the worker template is starting")
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._starting), START_WAIT_S)
+        except TimeoutError:
+            raise TemplateUnavailable("the worker template is still starting") from None
 
     # ---- spawning -----------------------------------------------------------------------------
 
@@ -230,7 +244,3 @@ async def wait_forked_exit(pid: int, zygote: _Zygote) -> int:
     finally:
         zygote.exits.pop(pid, None)
     return os.waitstatus_to_exitcode(status)
-
-
-def describe_fds(out_r: int, err_r: int) -> dict[str, Any]:  # pragma: no cover - debugging aid
-    return {"stdout": out_r, "stderr": err_r}

@@ -45,7 +45,7 @@ from workers.errors import NotConfigured, RateLimited
 from workers.redact import mask_secrets
 from workers.settings import SettingsInvalid, WorkerSettings, load_settings
 
-from workers.orphan import watch_parent
+from workers.orphan import ORPHAN_EXIT_CODE, watch_parent
 
 Item = TypeVar("Item")
 Client = TypeVar("Client")
@@ -405,6 +405,7 @@ class Worker(Generic[Item]):
         """The process's whole life; returns the exit code (0 after a graceful stop)."""
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        parent = os.getppid()
         watch_parent(self.request_stop)
         try:
             self.run_forever()
@@ -421,6 +422,9 @@ class Worker(Generic[Item]):
             for conn in (self._control, self._data):
                 if conn is not None:
                     conn.close()
+        if os.getppid() != parent:  # stopped because the parent died: not a clean, asked-for stop
+            self.log(f"{self.name} worker stopped: its parent process died", err=True)
+            return ORPHAN_EXIT_CODE
         self.log(f"{self.name} worker stopped")
         return 0
 
