@@ -167,9 +167,7 @@ class Pm2(Peer):
         )
         eco = self.workdir / "ecosystem.config.js"
         eco.write_text(f"module.exports = {{apps: [{apps}]}};\n")
-        subprocess.run(
-            [str(peer_tools.pm2_path()), "start", str(eco)], env=self.env, check=True, capture_output=True
-        )
+        subprocess.run([str(peer_tools.pm2_path()), "start", str(eco)], env=self.env, check=True, capture_output=True)
 
     def daemon_pid(self) -> int:
         return int((self.workdir / "pm2home" / "pm2.pid").read_text())
@@ -192,8 +190,15 @@ class TheManager(Peer):
             workdir,
             database_url,
             {f"q{i:02d}": dict(spec) for i in range(n)},
-            healdec={"min_uptime_s": 0, "max_restarts": 10_000, "restart_window_s": 1, "restart_delay_ms": 0,
-                     "sweep_interval_ms": 1000, "heartbeat_timeout_s": 60, "template_fork": template_fork},
+            healdec={
+                "min_uptime_s": 0,
+                "max_restarts": 10_000,
+                "restart_window_s": 1,
+                "restart_delay_ms": 0,
+                "sweep_interval_ms": 1000,
+                "heartbeat_timeout_s": 60,
+                "template_fork": template_fork,
+            },
         )
 
     def launch(self) -> None:
@@ -242,7 +247,9 @@ def measure(peer: Peer) -> Figures:
     procs = [psutil.Process(p) for p in peer.own_pids()]
     before = [p.cpu_times() for p in procs]
     time.sleep(IDLE_S)
-    used = sum((a.user + a.system) - (b.user + b.system) for a, b in zip([p.cpu_times() for p in procs], before))
+    used = sum(
+        (a.user + a.system) - (b.user + b.system) for a, b in zip([p.cpu_times() for p in procs], before, strict=True)
+    )
     fig.cpu_pct = used / IDLE_S * 100
     fig.rss_mb = sum(p.memory_info().rss for p in procs) / 2**20
     env = getattr(peer, "env", None)
@@ -300,7 +307,12 @@ def run(n: int, admin_url: str, tmp: Path) -> str:
         return {name: get(results[name]) for name in names}
 
     rows = [
-        _row("respawn after SIGKILL, median ms", values(lambda f: statistics.median(f.respawn_ms)), "{:.1f}".format, peers),
+        _row(
+            "respawn after SIGKILL, median ms",
+            values(lambda f: statistics.median(f.respawn_ms)),
+            "{:.1f}".format,
+            peers,
+        ),
         _row("idle CPU, % of a core", values(lambda f: f.cpu_pct), "{:.2f}".format, peers),
         _row("supervisor RSS, MiB", values(lambda f: f.rss_mb), "{:.0f}".format, peers),
         _row("status CLI, median ms", values(lambda f: statistics.median(f.status_ms)), "{:.0f}".format, peers),

@@ -30,10 +30,10 @@ from manager.http.server import HttpServer
 from manager.lifecycle import Lifecycle
 from manager.logs import LogLine, OutputEcho
 from manager.process import GuardianLink
-from manager.template import TemplateSpawner
 from manager.runner import RunnerContext
 from manager.store import Store
 from manager.supervisor import Supervisor
+from manager.template import TemplateSpawner
 from sql import MigrationChanged, apply_migrations, query
 from workers.redact import redact_url
 
@@ -124,7 +124,6 @@ class Manager:
             await self._stopping.wait()
             self.say("shutting down")
         self.say("stopped")
-
 
     def _template(self) -> TemplateSpawner | None:
         """The worker template for `module:` workers, when `healdec.template_fork` is on."""

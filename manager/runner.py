@@ -24,8 +24,8 @@ from manager.config import Config, WorkerConfig
 from manager.events import EventRecorder
 from manager.logs import OutputEcho, WorkerLog
 from manager.process import ChildProcess, ExitStatus, GuardianLink
-from manager.template import TemplateSpawner, TemplateUnavailable
 from manager.states import WorkerState, check_transition
+from manager.template import TemplateSpawner, TemplateUnavailable
 from workers.redact import SecretScrubber
 
 log = logging.getLogger(__name__)
@@ -272,7 +272,9 @@ class WorkerRunner:
         if template is not None and template.serves(self.spec.module):
             assert self.spec.module is not None
             try:
-                return await ChildProcess.fork(template, self.spec.module, self._env(), self.log.add, self._ctx.guardian)
+                return await ChildProcess.fork(
+                    template, self.spec.module, self._env(), self.log.add, self._ctx.guardian
+                )
             except TemplateUnavailable:
                 pass
         return await ChildProcess.spawn(self._argv(), self._env(), self.log.add, self._ctx.guardian)

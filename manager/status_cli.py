@@ -1,8 +1,8 @@
 """`python -m manager status`: the running manager's worker table, quickly.
 
 The CLI's cost is almost all imports, so this path imports no pydantic, httpx or psycopg: it reads
-only `api.host`/`api.port` from the config file and asks the manager's API over `http.client`.
-Anything unusual (a `${VAR}` in those keys, an unreadable file) goes through the full config
+only `api.host`/`api.port` from the config file (with `${VAR}` expanded) and asks the manager's API over `http.client`.
+Anything unusual (an unset variable, an unreadable file) goes through the full config
 loader, which gives the usual one-line error. `--watch` redraws the table in place.
 """
 
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from manager.envref import expand_env
 from manager.errors import ManagerNotRunning
 
 HEADERS = ["WORKER", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "ITEMS", "ERRORS", "LAST RUN", "WHY"]
@@ -29,12 +30,14 @@ def api_address(config_path: str | None) -> tuple[str, int]:
     path = Path(config_path or os.environ.get("MANAGER_CONFIG") or "config.yaml")
     try:
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        data = yaml.load(path.read_text(), Loader=loader) or {}  # noqa: S506 - a safe loader
+        data = yaml.load(path.read_text(), Loader=loader) or {}
         api = data.get("api") or {}
         host, port = api.get("host", "127.0.0.1"), api.get("port", 4200)
-        if isinstance(host, str) and "${" not in host and isinstance(port, int):
+        host = expand_env(host) if isinstance(host, str) else host
+        port = int(expand_env(port)) if isinstance(port, str) else port
+        if isinstance(host, str) and isinstance(port, int) and 0 <= port <= 65535:
             return _local(host), port
-    except (OSError, yaml.YAMLError, AttributeError):
+    except (OSError, yaml.YAMLError, AttributeError, KeyError, ValueError):
         pass
     from manager.config import load_config  # the slow, thorough path: it explains what is wrong
 

@@ -229,8 +229,13 @@ async def wait_forked_exit(pid: int, zygote: _Zygote) -> int:
     except ProcessLookupError:
         pidfd = None
     if pidfd is not None:
-        gone = loop.create_future()
-        loop.add_reader(pidfd, lambda: gone.done() or gone.set_result(None))
+        gone: asyncio.Future[None] = loop.create_future()
+
+        def exited() -> None:
+            if not gone.done():
+                gone.set_result(None)
+
+        loop.add_reader(pidfd, exited)
         try:
             await gone
         finally:

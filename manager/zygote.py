@@ -23,8 +23,8 @@ environment and working directory; then it runs the module as `python -m MODULE`
 from __future__ import annotations
 
 import array
+import contextlib
 import ctypes
-import importlib
 import json
 import os
 import random
@@ -42,10 +42,8 @@ _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal
 
 
 def _send(sock: socket.socket, message: dict[str, Any]) -> None:
-    try:
+    with contextlib.suppress(OSError):  # the manager is gone; parent-death signals do the rest
         sock.send(json.dumps(message).encode())
-    except OSError:
-        pass  # the manager is gone; parent-death signals take care of the rest
 
 
 def _receive(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
@@ -97,10 +95,8 @@ def _become_worker(request: dict[str, Any], out_fd: int, err_fd: int, closing: l
         traceback.print_exc()
     finally:
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(Exception):
                 stream.flush()
-            except Exception:
-                pass
         os._exit(code)
 
 
@@ -112,7 +108,7 @@ def serve(sock: socket.socket) -> None:
     children: set[int] = set()
     retired = False
     while not (retired and not children):
-        readable, _, _ = select.select([sock, wake_r], [], [])
+        readable, _, _ = select.select([sock.fileno(), wake_r], [], [])
         if wake_r in readable:
             os.read(wake_r, 512)
         while children:  # reap and report every exited child
@@ -121,7 +117,7 @@ def serve(sock: socket.socket) -> None:
                 break
             children.discard(pid)
             _send(sock, {"exited": pid, "status": status})
-        if sock not in readable or retired:
+        if sock.fileno() not in readable or retired:
             continue
         try:
             request, fds = _receive(sock)

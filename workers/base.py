@@ -42,10 +42,9 @@ from psycopg.types.json import Jsonb
 
 from sql import query
 from workers.errors import NotConfigured, RateLimited
+from workers.orphan import ORPHAN_EXIT_CODE, watch_parent
 from workers.redact import mask_secrets
 from workers.settings import SettingsInvalid, WorkerSettings, load_settings
-
-from workers.orphan import ORPHAN_EXIT_CODE, watch_parent
 
 Item = TypeVar("Item")
 Client = TypeVar("Client")

@@ -48,7 +48,15 @@ def test_sigkill_of_the_manager_leaves_no_orphans(boot_manager):
 
 
 # The long-running parts in the order the manager starts them; HTTP comes last.
-STARTED_BEFORE_HTTP = ["database pool", "orphan guardian", "event recorder", "worker template", "workers", "flag listener", "healdec"]
+STARTED_BEFORE_HTTP = [
+    "database pool",
+    "orphan guardian",
+    "event recorder",
+    "worker template",
+    "workers",
+    "flag listener",
+    "healdec",
+]
 
 
 def test_a_failure_late_in_startup_stops_the_started_workers_in_reverse(tmp_path: Path, database_url: str):
