@@ -69,13 +69,11 @@ class TemplateSpawner:
         return self._zygote.proc.pid if self._zygote and not self._zygote.closed else None
 
     async def start(self) -> None:
-        """Start the template and wait until it has imported the modules: forking N workers from
-        it is quicker than N interpreters importing the same libraries side by side. If it cannot
-        start, workers start by exec."""
+        """Start the template; boot goes on meanwhile. The first spawns wait for it (bounded):
+        forking N workers from it is quicker than N interpreters importing the same libraries side
+        by side. If it cannot start, workers start by exec."""
         if self._modules:
             self._starting = asyncio.ensure_future(self._start_zygote())
-            with contextlib.suppress(TemplateUnavailable):
-                await asyncio.shield(self._starting)
 
     async def stop(self) -> None:
         if self._starting and not self._starting.done():
