@@ -53,6 +53,7 @@ class HealthEngine:
         self._heartbeats_at = time.monotonic()  # when the ages in _heartbeats were measured
         self._processes: dict[int, psutil.Process] = {}
         self._samples: dict[str, ProcessSample] = {}
+        self._sampled_at = float("-inf")
         self._task: asyncio.Task[None] | None = None
         self._last_prune = float("-inf")  # prune on the first sweep, then hourly
         self.last_sweep_error: str | None = None
@@ -98,7 +99,6 @@ class HealthEngine:
         self._heartbeats_at = time.monotonic()
         self._forget_status()
         self.last_sweep_error = None
-        self._sample_processes()
         blind_for = time.monotonic() - self._last_sweep_failure
         for runner in self._supervisor.runners.values():
             health = self.health(runner)
@@ -106,6 +106,14 @@ class HealthEngine:
             # a full timeout after it returns before calling anyone hung.
             if health.hung and blind_for > self._config.heartbeat_timeout_s(runner.name):
                 runner.kill_hung(health.reasons[0])
+
+    def _sample_if_due(self) -> None:
+        """CPU and RSS are sampled when someone asks for status, at most once per sweep interval:
+        a fleet at rest with nobody watching costs no /proc reads at all."""
+        now = time.monotonic()
+        if now - self._sampled_at >= self._interval_s:
+            self._sampled_at = now
+            self._sample_processes()
 
     def _sample_processes(self) -> None:
         live: dict[int, psutil.Process] = {}
@@ -167,6 +175,7 @@ class HealthEngine:
     # ---- status, from memory ------------------------------------------------------------------
 
     def worker_status(self, runner: WorkerRunner) -> dict[str, Any]:
+        self._sample_if_due()
         inputs = self.inputs(runner)
         health = judge(inputs)
         row = self._heartbeats.get(runner.name) or {}

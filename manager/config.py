@@ -123,8 +123,6 @@ class Config(_Strict):
         return self.workers[name].heartbeat_timeout_s or self.healdec.heartbeat_timeout_s
 
 
-
-
 def default_config_path() -> Path:
     return Path(os.environ.get("MANAGER_CONFIG") or "config.yaml")
 
