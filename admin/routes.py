@@ -215,7 +215,11 @@ def mount_console(app: FastAPI, view: StatusView, store: Store, auth: Auth) -> N
                 title="No such worker",
                 message=f"There is no worker named “{name}” in this manager's configuration.",
             )
-        return page(request, "worker.html", who, worker=worker)
+        try:
+            alerts = await store.alert_deliveries(name, 10)
+        except Exception:  # the page still shows what memory knows
+            alerts = []
+        return page(request, "worker.html", who, worker=worker, alerts=alerts)
 
     app.include_router(router)
     app.mount("/workers/static", StaticFiles(directory=str(STATIC)), name="console-static")

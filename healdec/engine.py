@@ -167,6 +167,8 @@ class HealthEngine:
             else None,
             flag_name=runner.flag_name,
             crash_note=runner.crash_note,
+            memory_restarts_last_hour=runner.memory_restarts_last_hour(),
+            max_rss_mb=spec.max_rss_mb,
         )
 
     def health(self, runner: WorkerRunner) -> Health:

@@ -92,6 +92,8 @@ class HealthInputs:
     rate_limited_for_s: float | None = None  # the worker is waiting out an upstream rate limit
     flag_name: str | None = None
     crash_note: str | None = None  # e.g. "exited with code 1; restarting in 2.0 s"
+    memory_restarts_last_hour: int = 0  # graceful restarts for going over max_rss_mb
+    max_rss_mb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,17 @@ class Health:
     verdict: Verdict
     reasons: list[str] = field(default_factory=list)
     hung: bool = False  # alive but silent past its heartbeat timeout: kill and restart
+
+
+MEMORY_RESTARTS_DEGRADED = 3  # more memory restarts than this in an hour: `degraded`
+
+
+def _memory_reasons(inputs: HealthInputs) -> list[str]:
+    """A worker that keeps outgrowing its memory limit is not well, even between restarts."""
+    count = inputs.memory_restarts_last_hour
+    if count <= MEMORY_RESTARTS_DEGRADED:
+        return []
+    return [f"memory: restarted {count} times in the last hour for rss over max_rss_mb {inputs.max_rss_mb or 0:g}"]
 
 
 def _seconds(value: float) -> str:
@@ -125,8 +138,9 @@ def judge(inputs: HealthInputs) -> Health:
         return Health(False, Verdict.DEGRADED, [f"{state}"])
 
     # running
+    memory = _memory_reasons(inputs)
     if not inputs.uses_heartbeat:
-        return Health(True, Verdict.HEALTHY, [])
+        return Health(True, Verdict.DEGRADED if memory else Verdict.HEALTHY, memory)
 
     timeout = inputs.heartbeat_timeout_s
     if inputs.heartbeat_age_s is None:
@@ -147,7 +161,7 @@ def judge(inputs: HealthInputs) -> Health:
             hung=True,
         )
 
-    reasons: list[str] = []
+    reasons: list[str] = memory
     healthy = True
     if inputs.phase == "waiting":
         healthy = False

@@ -1,10 +1,10 @@
 """The manager process: starts its parts in order, runs until SIGTERM/SIGINT, stops them in reverse.
 
 Order: database (embedded if needed) → migrations → flag seeding, then the long-running parts:
-connection pool → orphan guardian → event recorder → supervisor (workers) → flag listener →
-Healdec engine → HTTP. One owner (`manager.lifecycle.Lifecycle`) stops every part that started,
-in reverse, on every way out, so workers are stopped gracefully while the database is still there
-to record it, even when a later part fails to start.
+connection pool → orphan guardian → event recorder → worker template → supervisor (workers) → memory limits →
+flag listener → Healdec engine → alerts → HTTP. One owner (`manager.lifecycle.Lifecycle`) stops
+every part that started, in reverse, on every way out, so workers are stopped gracefully while the
+database is still there to record it, even when a later part fails to start.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from healdec.engine import HealthEngine
+from manager.alerts import Alerts
 from manager.auth import Auth
 from manager.config import Config
 from manager.db import connect_with_retry, resolve_database_url
@@ -28,6 +29,7 @@ from manager.fleet import Fleet
 from manager.http import Services, create_app
 from manager.http.server import HttpServer
 from manager.lifecycle import Lifecycle
+from manager.limits import MemoryLimits
 from manager.logs import LogLine, OutputEcho
 from manager.process import GuardianLink
 from manager.runner import RunnerContext
@@ -108,10 +110,20 @@ class Manager:
             ctx = RunnerContext(config, self.database_url, events, self.echo, guardian, self.extra_env, template)
             supervisor = Supervisor(ctx, flags)
             await parts.start("workers", supervisor)
+            await parts.start("memory limits", MemoryLimits(supervisor, config.healdec.sweep_interval_ms / 1000))
             listener = FlagListener(self.database_url, supervisor.apply_flags, config.healdec.flag_reread_s)
             await parts.start("flag listener", listener)
             engine = HealthEngine(config, supervisor, store.pool)
             await parts.start("healdec", engine)
+            alerts = Alerts(
+                config.alerts,
+                supervisor,
+                engine,
+                store.pool,
+                config.healdec.sweep_interval_ms / 1000,
+                retention_s=config.healdec.events_retention_days * 86400,
+            )
+            await parts.start("alerts", alerts)
             fleet = Fleet(supervisor, engine, events, listener, self.started_monotonic)
             app = create_app(Services(fleet, fleet, store, self.auth, config, self.extra_env))
             http = HttpServer(app, config.api.host, config.api.port)

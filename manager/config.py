@@ -10,7 +10,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -70,6 +70,8 @@ class WorkerConfig(BaseModel):
     stale_after_s: float | None = Field(default=None, gt=0)
     description: str = ""
     env: dict[str, str] = Field(default_factory=dict)
+    max_rss_mb: float | None = Field(default=None, gt=0)  # over it on two samples: graceful restart
+    nice: int | None = Field(default=None, ge=-20, le=19)  # applied to the process at spawn
 
     @field_validator("module")
     @classmethod
@@ -102,10 +104,26 @@ class WorkerConfig(BaseModel):
         return max(3 * self.interval_ms / 1000, 60.0)
 
 
+class WebhookConfig(_Strict):
+    """One alert receiver. The URL is a secret (it carries the receiver's token): always masked."""
+
+    url: str = Field(pattern=r"^https?://")
+    format: Literal["slack", "json"] = "json"  # slack: {"text": ...}; json: the full alert
+
+
+class AlertsConfig(_Strict):
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    for_s: float = Field(default=300, ge=0)  # `degraded` (or restarting) must last this long to alert
+    attempts: int = Field(default=4, ge=1, le=10)  # per webhook, with backoff 1, 2, 4 ... s between
+    retry_base_s: float = Field(default=1.0, gt=0)
+    timeout_s: float = Field(default=5.0, gt=0)
+
+
 class Config(_Strict):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     healdec: HealdecConfig = Field(default_factory=HealdecConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     workers: dict[str, WorkerConfig] = Field(default_factory=dict)
     source: str = Field(default="<defaults>", exclude=True)
 

@@ -101,6 +101,8 @@ class WorkerRunner:
         self.process: ChildProcess | None = None
         self.restart_count = 0  # restarts since the manager booted (crashes, hangs, operators)
         self.restart_times: deque[float] = deque()  # budgeted restarts, monotonic
+        self.memory_restart_times: deque[float] = deque()  # restarts for max_rss_mb, monotonic
+        self._stop_reason: str | None = None  # why the manager itself restarts it (e.g. memory)
         self.quick_crashes = 0
         self.last_exit: ExitStatus | None = None
         self.crash_note: str | None = None
@@ -164,6 +166,26 @@ class WorkerRunner:
         self._ctx.events.record(self.name, "killed_hung", process.pid, reason=reason)
         self.log.add("manager", f"killed as hung: {reason}")
         process.signal_group(signal.SIGKILL)
+
+    def restart_for_memory(self, figure: str) -> None:
+        """Over `max_rss_mb`: a graceful restart (SIGTERM, then the stop timeout), counted in
+        `restart_count` but not in the crash budget, since the worker did not crash."""
+        process = self.process
+        if process is None or not process.running or self._restart_requested or self.desired is not Desired.RUN:
+            return
+        now = time.monotonic()
+        self.memory_restart_times.append(now)
+        while self.memory_restart_times and now - self.memory_restart_times[0] >= 3600:
+            self.memory_restart_times.popleft()
+        self._ctx.events.record(self.name, "memory_restart", process.pid, reason=figure)
+        self.log.add("manager", f"restarting: {figure}")
+        self._stop_reason = "memory limit"
+        self._restart_requested = True
+        self._wake.set()
+
+    def memory_restarts_last_hour(self) -> int:
+        now = time.monotonic()
+        return sum(1 for t in self.memory_restart_times if now - t < 3600)
 
     def _reset_budget(self) -> None:
         self._blocked_by_failure = False
@@ -273,11 +295,13 @@ class WorkerRunner:
             assert self.spec.module is not None
             try:
                 return await ChildProcess.fork(
-                    template, self.spec.module, self._env(), self.log.add, self._ctx.guardian
+                    template, self.spec.module, self._env(), self.log.add, self._ctx.guardian, nice=self.spec.nice
                 )
             except TemplateUnavailable:
                 pass
-        return await ChildProcess.spawn(self._argv(), self._env(), self.log.add, self._ctx.guardian)
+        return await ChildProcess.spawn(
+            self._argv(), self._env(), self.log.add, self._ctx.guardian, nice=self.spec.nice
+        )
 
     async def _stop_process(self, process: ChildProcess) -> None:
         self._enter(WorkerState.STOPPING)
@@ -286,6 +310,7 @@ class WorkerRunner:
         self.last_exit = status
         reason = {Desired.PAUSE: "paused", Desired.STOP: "operator stop", Desired.SHUTDOWN: "shutdown"}
         why = "operator restart" if self.desired is Desired.RUN else reason[self.desired]
+        why, self._stop_reason = self._stop_reason or why, None
         self._ctx.events.record(
             self.name,
             "exited",
@@ -301,6 +326,7 @@ class WorkerRunner:
         uptime = process.uptime_s() if process else 0.0
         pid = process.pid if process else None
         hung, self._hung_reason = self._hung_reason, None
+        self._stop_reason = None  # it exited by itself before a requested restart could stop it
         self.last_exit = status
         self.process = None
         what = note or ("killed as hung" if hung else status.describe())

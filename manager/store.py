@@ -98,6 +98,10 @@ class Store:
             "settings": {r["setting"]: r["value"] for r in await self._rows("worker_settings", {"prefix": f"{name}_"})},
         }
 
+    async def alert_deliveries(self, worker: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest alert delivery attempts (URLs are stored masked)."""
+        return await self._rows("recent_alert_deliveries", {"worker": worker, "limit": limit})
+
     # ---- trends ---------------------------------------------------------------------------
 
     async def trends(self, workers: list[str], minutes: int, worker: str | None = None) -> dict[str, Any]:

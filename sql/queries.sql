@@ -154,3 +154,18 @@ ORDER BY 1, 2;
 -- name: database_now
 -- The database clock, so that trend minutes line up with the times the rows were stamped with.
 SELECT extract(epoch FROM clock_timestamp())::float8;
+
+-- name: insert_alert_delivery
+-- One attempt to deliver an alert (the URL already masked).
+INSERT INTO alert_deliveries (worker_name, event, url, attempt, status_code, error, delivered)
+VALUES (%s, %s, %s, %s, %s, %s, %s);
+
+-- name: recent_alert_deliveries
+-- The newest delivery attempts, of one worker or (worker null) of all.
+SELECT worker_name, event, url, attempt, status_code, error, delivered, occurred_at FROM alert_deliveries
+WHERE %(worker)s::text IS NULL OR worker_name = %(worker)s
+ORDER BY occurred_at DESC, id DESC LIMIT %(limit)s;
+
+-- name: prune_alert_deliveries
+-- Drops delivery records older than the retention period (seconds).
+DELETE FROM alert_deliveries WHERE occurred_at < now() - make_interval(secs => %(keep_s)s);

@@ -26,6 +26,20 @@ def redact_url(url: str) -> str:
     return url
 
 
+def redact_webhook_url(url: str) -> str:
+    """Only the scheme, host and port: a webhook's path and query are its secret token."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return MASK
+    if not parts.scheme or not host:
+        return MASK
+    return f"{parts.scheme}://{host}{port}/{MASK}"
+
+
 def mask_secrets(value: Any, key: str = "") -> Any:
     """A copy of a JSON-like value with secret-looking keys masked and URL passwords removed."""
     if isinstance(value, dict):

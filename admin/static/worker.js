@@ -110,6 +110,7 @@ function eventWords(e) {
     case "backoff": return ["warn", `Backoff: restarting in ${Number(d.delay_s || 0).toFixed(1)} s`, d.last || ""];
     case "failed": return ["bad", "Failed: restart budget spent", `${d.restarts ?? "?"} restarts; last: ${d.last || "?"}`];
     case "killed_hung": return ["bad", "Killed as hung", d.reason || ""];
+    case "memory_restart": return ["warn", "Restarted for memory", d.reason || ""];
     case "exited": {
       const after = d.uptime_s !== undefined ? ` after ${shortDuration(d.uptime_s)}` : "";
       const note = [d.reason, d.hung ? "hung" : null, e.pid ? `pid ${e.pid}` : null].filter(Boolean).join(" · ");

@@ -54,8 +54,10 @@ STARTED_BEFORE_HTTP = [
     "event recorder",
     "worker template",
     "workers",
+    "memory limits",
     "flag listener",
     "healdec",
+    "alerts",
 ]
 
 
