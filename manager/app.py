@@ -25,9 +25,10 @@ from manager.db import connect_with_retry, resolve_database_url
 from manager.errors import ManagerError
 from manager.events import EventRecorder
 from manager.flags import FlagListener, read_flags
-from manager.fleet import Fleet
+from manager.fleetview import ClusterFleet
 from manager.http import Services, create_app
 from manager.http.server import HttpServer
+from manager.leases import Identity, LeaseKeeper
 from manager.lifecycle import Lifecycle
 from manager.limits import MemoryLimits
 from manager.logs import LogLine, OutputEcho
@@ -107,7 +108,9 @@ class Manager:
             if template is not None:
                 await parts.start("worker template", template)
                 loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(template.reload()))
-            ctx = RunnerContext(config, self.database_url, events, self.echo, guardian, self.extra_env, template)
+            ctx = RunnerContext(
+                config, self.database_url, events, self.echo, guardian, self.extra_env, template, leasing=True
+            )
             supervisor = Supervisor(ctx, flags)
             await parts.start("workers", supervisor)
             await parts.start("memory limits", MemoryLimits(supervisor, config.healdec.sweep_interval_ms / 1000))
@@ -124,12 +127,17 @@ class Manager:
                 retention_s=config.healdec.events_retention_days * 86400,
             )
             await parts.start("alerts", alerts)
-            fleet = Fleet(supervisor, engine, events, listener, self.started_monotonic)
+            keeper = LeaseKeeper(self.database_url, config, supervisor, Identity.for_this_process(config))
+            fleet = ClusterFleet(supervisor, engine, events, listener, self.started_monotonic, keeper=keeper)
+            await parts.start("leases", keeper)
+            me = keeper.identity
+            self.say(f"manager {me.id} on {me.host} holds {len(keeper.held)} of {len(config.workers)} worker leases")
             app = create_app(Services(fleet, fleet, store, self.auth, config, self.extra_env))
             http = HttpServer(app, config.api.host, config.api.port)
             await parts.start("http", http)
             assert http.address is not None
             host, port = http.address
+            keeper.api_url = f"http://{host}:{port}"
             self.say(f"API listening on http://{host}:{port} (status: /api/workers/status, console: /workers)")
             if self.token_generated:
                 self.say(f"ADMIN_TOKEN was not set; this run's admin token is: {self.auth.admin_token}")

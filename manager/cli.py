@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -160,15 +159,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_run_worker(args: argparse.Namespace) -> int:
-    from manager.runner import worker_argv, worker_environment
+    from manager.runworker import run_leased_worker
 
     config = _config(args)
     if args.name not in config.workers:
         raise UnknownWorker(f"no worker named {args.name!r} (configured: {', '.join(config.workers)})")
-    url = _database(config)
-    spec = config.workers[args.name]
-    argv = worker_argv(spec)
-    os.execvpe(argv[0], argv, worker_environment(args.name, spec, url))
+    return run_leased_worker(args.name, config, _database(config))
 
 
 def cmd_boot(args: argparse.Namespace) -> int:

@@ -53,6 +53,7 @@ class HealdecConfig(_Strict):
     events_retention_days: float = Field(default=14, gt=0)
     # fork `module:` workers from a pre-imported template process (exec when it is unavailable)
     template_fork: bool = True
+    lease_ttl_s: float = Field(default=5, gt=0)  # a dead manager's workers move after at most this long
 
 
 class WorkerConfig(BaseModel):
@@ -70,6 +71,7 @@ class WorkerConfig(BaseModel):
     stale_after_s: float | None = Field(default=None, gt=0)
     description: str = ""
     env: dict[str, str] = Field(default_factory=dict)
+    hosts: list[str] = Field(default_factory=list)  # pins: manager host names or labels; empty = any
     max_rss_mb: float | None = Field(default=None, gt=0)  # over it on two samples: graceful restart
     nice: int | None = Field(default=None, ge=-20, le=19)  # applied to the process at spawn
 
@@ -104,6 +106,13 @@ class WorkerConfig(BaseModel):
         return max(3 * self.interval_ms / 1000, 60.0)
 
 
+class ManagerConfig(_Strict):
+    """How this manager presents itself to the others sharing the database."""
+
+    host: str = ""  # empty: the machine's host name
+    labels: list[str] = Field(default_factory=list)  # plus MANAGER_LABELS (comma-separated)
+
+
 class WebhookConfig(_Strict):
     """One alert receiver. The URL is a secret (it carries the receiver's token): always masked."""
 
@@ -122,6 +131,7 @@ class AlertsConfig(_Strict):
 class Config(_Strict):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    manager: ManagerConfig = Field(default_factory=ManagerConfig)
     healdec: HealdecConfig = Field(default_factory=HealdecConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     workers: dict[str, WorkerConfig] = Field(default_factory=dict)

@@ -26,6 +26,7 @@ from manager.logs import OutputEcho, WorkerLog
 from manager.process import ChildProcess, ExitStatus, GuardianLink
 from manager.states import WorkerState, check_transition
 from manager.template import TemplateSpawner, TemplateUnavailable
+from workers.lease import EXIT_LEASE_LOST
 from workers.redact import SecretScrubber
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class RunnerContext:
     guardian: GuardianLink | None
     extra_env: dict[str, str]  # e.g. the devnet endpoints
     template: TemplateSpawner | None = None  # forks `module:` workers pre-imported (healdec.template_fork)
+    leasing: bool = False  # True: a worker runs only while this manager holds its lease (manager.leases)
 
 
 def worker_argv(spec: WorkerConfig) -> list[str]:
@@ -93,6 +95,8 @@ class WorkerRunner:
             healdec.max_restart_delay_ms,
         )
         self.stop_timeout_s = healdec.stop_timeout_s
+        self.lease_epoch: int | None = None  # passed to the worker, which fences its writes with it
+        self.leased = not ctx.leasing
         self.scrub = SecretScrubber.from_environment(self._env())  # for anything the worker reports
         self.log = WorkerLog(name, ctx.echo, scrub=self.scrub)
         self.state = WorkerState.STOPPED if self.spec.enabled else WorkerState.DISABLED
@@ -166,6 +170,33 @@ class WorkerRunner:
         self._ctx.events.record(self.name, "killed_hung", process.pid, reason=reason)
         self.log.add("manager", f"killed as hung: {reason}")
         process.signal_group(signal.SIGKILL)
+
+    # ---- placement, from the lease keeper (manager.leases) -----------------------------------
+
+    def grant_lease(self, epoch: int) -> None:
+        """This manager now holds the lease at `epoch`: the worker may run."""
+        self.lease_epoch, self.leased = epoch, True
+        self._wake.set()
+
+    def hand_over(self) -> None:
+        """Stop gracefully (it finishes its item) so another manager can run it."""
+        self.leased = False
+        self._wake.set()
+
+    def lose_lease(self, reason: str) -> None:
+        """The lease is gone: SIGKILL at once; the fence refuses whatever it would still write."""
+        self.leased = False
+        process = self.process
+        if process is not None and process.running:
+            self._ctx.events.record(self.name, "lease_lost", process.pid, reason=reason)
+            self.log.add("manager", f"lease lost ({reason}): killed")
+            process.signal_group(signal.SIGKILL)
+        self._wake.set()
+
+    @property
+    def idle(self) -> bool:
+        """No process of this worker is running under this manager."""
+        return self.process is None
 
     def restart_for_memory(self, figure: str) -> None:
         """Over `max_rss_mb`: a graceful restart (SIGTERM, then the stop timeout), counted in
@@ -248,6 +279,11 @@ class WorkerRunner:
                     self._enter(WorkerState.STOPPED, "stopped", by="operator")
                 await self._wait_for_intent()
                 continue
+            if not self.leased:  # another manager runs it, or nobody may yet
+                if self.state is not WorkerState.STOPPED:
+                    self._enter(WorkerState.STOPPED)
+                await self._wait_for_intent()
+                continue
             if self._blocked_by_failure:
                 await self._wait_for_intent()
                 continue
@@ -261,7 +297,10 @@ class WorkerRunner:
         return worker_argv(self.spec)
 
     def _env(self) -> dict[str, str]:
-        return worker_environment(self.name, self.spec, self._ctx.database_url, self._ctx.extra_env)
+        env = worker_environment(self.name, self.spec, self._ctx.database_url, self._ctx.extra_env)
+        if self.lease_epoch is not None:
+            env["WORKER_LEASE_EPOCH"] = str(self.lease_epoch)
+        return env
 
     async def _run_once(self) -> None:
         if self._restart_requested:  # an operator restart counts, but not against the budget
@@ -282,10 +321,15 @@ class WorkerRunner:
             await asyncio.wait({process.exited, waker}, return_when=asyncio.FIRST_COMPLETED)
             waker.cancel()
             self._wake.clear()
-            if process.running and (self.desired is not Desired.RUN or self._restart_requested):
+            if process.running and (self.desired is not Desired.RUN or self._restart_requested or not self.leased):
                 await self._stop_process(process)
                 return
         await process.drain_output(0.2)
+        if not self.leased or process.exited.result().code == EXIT_LEASE_LOST:  # fenced out: not a crash
+            self.leased = False  # the lease keeper confirms (or regrants) at its next renewal
+            self.last_exit, self.process = process.exited.result(), None
+            self._enter(WorkerState.STOPPED, "stopped", by="lease lost")
+            return
         self._after_exit(process, process.exited.result())
 
     async def _spawn(self) -> ChildProcess:
@@ -311,6 +355,7 @@ class WorkerRunner:
         reason = {Desired.PAUSE: "paused", Desired.STOP: "operator stop", Desired.SHUTDOWN: "shutdown"}
         why = "operator restart" if self.desired is Desired.RUN else reason[self.desired]
         why, self._stop_reason = self._stop_reason or why, None
+        why = why if self.leased else "handed over"
         self._ctx.events.record(
             self.name,
             "exited",

@@ -20,7 +20,7 @@ from typing import Any
 from manager.envref import expand_env
 from manager.errors import ManagerNotRunning
 
-HEADERS = ["WORKER", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "ITEMS", "ERRORS", "LAST RUN", "WHY"]
+HEADERS = ["WORKER", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "ITEMS", "ERRORS", "LAST RUN", "WHY", "ON"]
 
 
 def api_address(config_path: str | None) -> tuple[str, int]:
@@ -95,6 +95,11 @@ def duration(seconds: float | None) -> str:
     return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
 
 
+def where(owner: dict[str, Any] | None) -> str:
+    """Which manager runs it (several managers may share one database)."""
+    return f"{owner['host']}:{owner['pid']}" if owner else "-"
+
+
 def render(workers: list[dict[str, Any]]) -> str:
     rows = [
         (
@@ -108,6 +113,7 @@ def render(workers: list[dict[str, Any]]) -> str:
             f"{w['errorRate']:.0%}",
             ago(w["lastRun"]),
             "; ".join(w["reasons"]) or "-",
+            where(w.get("owner")),
         )
         for w in workers
     ]

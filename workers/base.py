@@ -42,6 +42,7 @@ from psycopg.types.json import Jsonb
 
 from sql import query
 from workers.errors import NotConfigured, RateLimited
+from workers.lease import EXIT_LEASE_LOST, LeaseLost, epoch_from_environment, fence
 from workers.orphan import ORPHAN_EXIT_CODE, watch_parent
 from workers.redact import mask_secrets
 from workers.settings import SettingsInvalid, WorkerSettings, load_settings
@@ -109,6 +110,7 @@ class Worker(Generic[Item]):
         self._clients: dict[str, tuple[Any, Any, Callable[[Any], None]]] = {}
         self.database_url = database_url or os.environ.get("DATABASE_URL", "")
         self.pid = os.getpid()
+        self.lease_epoch = epoch_from_environment()  # fences every cursor write and heartbeat
         self.started_at = time.time()
         self._stop = threading.Event()
         self._control: psycopg.Connection[Any] | None = None  # heartbeats, flags, errors
@@ -217,6 +219,7 @@ class Worker(Generic[Item]):
         return row[0] if row else None
 
     def save_cursor(self, tx: psycopg.Connection[Any], value: Any, key: str = DEFAULT_CURSOR) -> None:
+        fence(tx, self.name, self.lease_epoch)  # refused in the database once another placement took over
         tx.execute(query("set_cursor"), (self.name, key, Jsonb(value)))
 
     def record_error(self, message: str, item_key: str | None = None) -> None:
@@ -230,6 +233,12 @@ class Worker(Generic[Item]):
     def heartbeat(self, phase: str = "running", last_error: str | None = None) -> None:
         last_error = last_error or self.settings_error
         detail = {"config": mask_secrets(self.settings.model_dump(mode="json")), "cycles": self.cycles}
+        with self.control.transaction():
+            fence(self.control, self.name, self.lease_epoch)
+            self._beat(phase, last_error, detail)
+        self._last_beat = time.monotonic()
+
+    def _beat(self, phase: str, last_error: str | None, detail: dict[str, Any]) -> None:
         self.control.execute(
             query("heartbeat"),
             {
@@ -242,7 +251,6 @@ class Worker(Generic[Item]):
                 "detail": Jsonb(detail),
             },
         )
-        self._last_beat = time.monotonic()
 
     def beat_if_due(self) -> None:
         """Call between items of a long cycle: proves the loop is alive without flooding the DB."""
@@ -385,7 +393,7 @@ class Worker(Generic[Item]):
             ok, error = False, f"rate limited by upstream: {exc} (retrying in {exc.retry_after_s:.0f} s)"
             self._rate_limited_s = exc.retry_after_s
             wait_s = max(exc.retry_after_s, 0.1)
-        except psycopg.OperationalError:
+        except (psycopg.OperationalError, LeaseLost):
             raise
         except Exception as exc:
             ok, error = False, describe(exc)
@@ -404,15 +412,19 @@ class Worker(Generic[Item]):
         """The process's whole life; returns the exit code (0 after a graceful stop)."""
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        code = 0
         parent = os.getppid()
         watch_parent(self.request_stop)
         try:
             self.run_forever()
+        except LeaseLost as exc:  # another placement runs this worker now: leave without writing
+            self.log(f"lease lost, stopping: {exc}", err=True)
+            code = EXIT_LEASE_LOST
         finally:
             try:
                 if self._control is not None and not self._control.closed:
                     self.heartbeat("stopped")
-            except psycopg.Error:
+            except (psycopg.Error, LeaseLost):
                 pass
             self.close()
             for name in list(self._clients):
@@ -425,7 +437,7 @@ class Worker(Generic[Item]):
             self.log(f"{self.name} worker stopped: its parent process died", err=True)
             return ORPHAN_EXIT_CODE
         self.log(f"{self.name} worker stopped")
-        return 0
+        return code
 
     @classmethod
     def main(cls) -> None:

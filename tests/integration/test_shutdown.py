@@ -58,6 +58,7 @@ STARTED_BEFORE_HTTP = [
     "flag listener",
     "healdec",
     "alerts",
+    "leases",
 ]
 
 

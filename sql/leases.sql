@@ -1,0 +1,82 @@
+-- Named queries of the lease keeper (manager/leases.py) and the worker fence (workers/lease.py).
+-- Each block: `-- name: <name>`, a description line, then the statement.
+
+-- name: renew_leases
+-- One statement per tick: upsert this manager's row (liveness, its session, its workers' statuses) and extend the leases it holds at the epochs it holds.
+WITH me AS (
+  INSERT INTO managers AS m (id, host, pid, labels, api_url, workers, statuses, backend_pid, backend_start, heartbeat_at)
+  VALUES (%(id)s, %(host)s, %(pid)s, %(labels)s, %(api_url)s, %(workers)s, %(statuses)s, pg_backend_pid(),
+          (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()), clock_timestamp())
+  ON CONFLICT (id) DO UPDATE SET
+    labels = EXCLUDED.labels, api_url = EXCLUDED.api_url, workers = EXCLUDED.workers,
+    statuses = EXCLUDED.statuses, backend_pid = EXCLUDED.backend_pid,
+    backend_start = EXCLUDED.backend_start, heartbeat_at = EXCLUDED.heartbeat_at
+)
+UPDATE worker_leases SET expires_at = clock_timestamp() + make_interval(secs => %(ttl)s)
+WHERE owner = %(id)s
+  AND (worker_name, epoch) IN (SELECT * FROM unnest(%(names)s::text[], %(epochs)s::bigint[]))
+RETURNING worker_name;
+
+-- name: fleet_managers
+-- Every manager row: fresh = renewed within the TTL; connected = its renewing session still exists.
+SELECT m.id, m.host, m.pid, m.labels, m.api_url, m.workers, m.statuses,
+       m.heartbeat_at > clock_timestamp() - make_interval(secs => %(ttl)s) AS fresh,
+       EXISTS (SELECT 1 FROM pg_stat_activity a
+               WHERE a.pid = m.backend_pid AND a.backend_start = m.backend_start) AS connected
+FROM managers m;
+
+-- name: fleet_leases
+-- Every lease with its remaining time on the database clock (<= 0: expired or released).
+SELECT worker_name, owner, host, pid, epoch,
+       extract(epoch FROM expires_at - clock_timestamp())::float8 AS expires_in_s
+FROM worker_leases;
+
+-- name: acquire_leases
+-- Takes each named worker whose lease is free (expired, released, or its owner's session is gone), bumping the epoch; returns what it got.
+INSERT INTO worker_leases AS l (worker_name, owner, host, pid, epoch, acquired_at, expires_at)
+SELECT w, %(id)s, %(host)s, %(pid)s, 1, clock_timestamp(), clock_timestamp() + make_interval(secs => %(ttl)s)
+FROM unnest(%(names)s::text[]) AS w
+ON CONFLICT (worker_name) DO UPDATE SET
+  owner = EXCLUDED.owner, host = EXCLUDED.host, pid = EXCLUDED.pid, epoch = l.epoch + 1,
+  acquired_at = EXCLUDED.acquired_at, expires_at = EXCLUDED.expires_at
+WHERE l.expires_at <= clock_timestamp() OR l.owner = EXCLUDED.owner OR l.owner = ANY(%(dead)s::text[])
+RETURNING worker_name, epoch;
+
+-- name: release_leases
+-- Gives up leases this manager holds (expired at once, epoch kept) and tells the others.
+WITH r AS (
+  UPDATE worker_leases SET expires_at = clock_timestamp()
+  WHERE owner = %(id)s AND worker_name = ANY(%(names)s::text[])
+  RETURNING worker_name
+)
+SELECT pg_notify('worker_leases', 'released:' || coalesce(string_agg(worker_name, ','), '')) FROM r;
+
+-- name: forget_manager
+-- A manager that stopped cleanly removes its row and tells the others to rebalance.
+WITH d AS (DELETE FROM managers WHERE id = %(id)s)
+SELECT pg_notify('worker_leases', 'left:' || %(id)s);
+
+-- name: announce_manager
+-- A manager that joined tells the others to rebalance now rather than at their next tick.
+SELECT pg_notify('worker_leases', 'joined:' || %(id)s);
+
+-- name: send_worker_command
+-- An operator action for the manager that runs the worker; NOTIFY wakes it.
+WITH c AS (INSERT INTO worker_commands (worker_name, action, target) VALUES (%(name)s, %(action)s, %(target)s))
+SELECT pg_notify('worker_commands', %(target)s);
+
+-- name: take_worker_commands
+-- The pending commands addressed to this manager, marked done as they are taken.
+UPDATE worker_commands SET done_at = clock_timestamp()
+WHERE target = %(id)s AND done_at IS NULL
+RETURNING worker_name, action;
+
+-- name: check_worker_lease
+-- The fence: inside the worker's transaction, refuse (SQLSTATE WL001) unless it holds the current epoch.
+SELECT check_worker_lease(%s, %s);
+
+-- name: renew_one_lease
+-- `run-worker`'s renewal of the one lease it holds; no row back = it lost the lease.
+UPDATE worker_leases SET expires_at = clock_timestamp() + make_interval(secs => %(ttl)s)
+WHERE worker_name = %(name)s AND owner = %(id)s AND epoch = %(epoch)s
+RETURNING epoch;
