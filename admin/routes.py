@@ -26,7 +26,9 @@ from admin import present
 from manager.auth import SESSION_COOKIE, SESSION_MAX_AGE_S, Auth, Principal, Role
 from manager.errors import UnknownWorker
 from manager.fleet import StatusView
+from manager.http.trending import KINDS, WINDOWS, top_items
 from manager.store import Store
+from workers.features import flag_owner
 from workers.redact import mask_secrets
 
 HERE = Path(__file__).resolve().parent
@@ -199,6 +201,23 @@ def mount_console(app: FastAPI, view: StatusView, store: Store, auth: Auth) -> N
             db_error=db_error,
         )
 
+    @router.get("/workers/trending", response_class=HTMLResponse)
+    async def trending_page(request: Request, window: str = "24h") -> Response:
+        who = who_for_page(request)
+        if isinstance(who, Response):
+            return who
+        if window not in WINDOWS:
+            window = "24h"
+        tables, db_error = {}, None
+        try:
+            for kind in KINDS:
+                tables[kind] = await top_items(store, window, kind, 15)
+        except Exception as exc:  # the page says so instead of failing
+            db_error = str(exc).splitlines()[0] if str(exc) else repr(exc)
+        return page(
+            request, "trending.html", who, window=window, windows=list(WINDOWS), tables=tables, db_error=db_error
+        )
+
     @router.get("/workers/{name}", response_class=HTMLResponse)
     async def worker_page(request: Request, name: str) -> Response:
         who = who_for_page(request)
@@ -215,11 +234,15 @@ def mount_console(app: FastAPI, view: StatusView, store: Store, auth: Auth) -> N
                 title="No such worker",
                 message=f"There is no worker named “{name}” in this manager's configuration.",
             )
+        flags, _, _ = await flags_and_settings()
+        features = [
+            f for f in flags if f["flag_name"] != worker["flag"] and flag_owner(f["flag_name"], view.names()) == name
+        ]
         try:
             alerts = await store.alert_deliveries(name, 10)
         except Exception:  # the page still shows what memory knows
             alerts = []
-        return page(request, "worker.html", who, worker=worker, alerts=alerts)
+        return page(request, "worker.html", who, worker=worker, alerts=alerts, features=features)
 
     app.include_router(router)
     app.mount("/workers/static", StaticFiles(directory=str(STATIC)), name="console-static")

@@ -4,7 +4,10 @@ deterministic social graph, so the Farcaster worker syncs against it unchanged a
 What it serves (GET, JSON, shapes from the hub docs and `message.proto`; see shared/DOMAIN.md §3):
 `/v1/info`, `/v1/castsByFid`, `/v1/castById`, `/v1/castsByParent` (`fid`+`hash` or `url`),
 `/v1/castsByMention`, `/v1/userDataByFid` (list, or one message with `user_data_type`),
-`/v1/reactionsByFid`, `/v1/reactionsByCast`, `/v1/linksByFid`, `/v1/linksByTargetFid`.
+`/v1/reactionsByFid`, `/v1/reactionsByCast`, `/v1/linksByFid`, `/v1/linksByTargetFid`,
+`/v1/verificationsByFid`. Removals (`remove_cast`, `remove_reaction`, `remove_follow`,
+`remove_verification`) take the message out of every listing, as a merged remove message does on a
+real hub: the per-fid listings show only what is live.
 Lists page with `pageSize` and an opaque `pageToken`; `nextPageToken` is `""` on the last page;
 `reverse=1` gives newest first. Bad requests get the hub's `HubError` JSON with HTTP 400.
 
@@ -30,7 +33,7 @@ import threading
 import time
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -57,6 +60,7 @@ CAST_ADD = "MESSAGE_TYPE_CAST_ADD"
 REACTION_ADD = "MESSAGE_TYPE_REACTION_ADD"
 LINK_ADD = "MESSAGE_TYPE_LINK_ADD"
 USER_DATA_ADD = "MESSAGE_TYPE_USER_DATA_ADD"
+VERIFICATION_ADD = "MESSAGE_TYPE_VERIFICATION_ADD_ETH_ADDRESS"  # Ethereum and Solana share this body
 LIKE = "REACTION_TYPE_LIKE"
 RECAST = "REACTION_TYPE_RECAST"
 REACTION_TYPES = {"1": LIKE, "2": RECAST, LIKE: LIKE, RECAST: RECAST, "LIKE": LIKE, "RECAST": RECAST}
@@ -163,6 +167,18 @@ def link_data(fid: int, timestamp: int, target_fid: int) -> dict[str, Any]:
     return {"type": LINK_ADD, "fid": fid, "timestamp": timestamp, "network": NETWORK, "linkBody": body}
 
 
+def verification_data(fid: int, timestamp: int, address: str, block_hash: str) -> dict[str, Any]:
+    signature = base64.b64encode(hashlib.blake2b(f"{fid}:{address}".encode()).digest() + b"\x1b").decode()  # r, s, v
+    body = {"address": address, "ethSignature": signature, "blockHash": block_hash}
+    return {
+        "type": VERIFICATION_ADD,
+        "fid": fid,
+        "timestamp": timestamp,
+        "network": NETWORK,
+        "verificationAddEthAddressBody": body,
+    }
+
+
 def user_data_data(fid: int, timestamp: int, type_name: str, value: str) -> dict[str, Any]:
     body = {"type": type_name, "value": value}
     return {"type": USER_DATA_ADD, "fid": fid, "timestamp": timestamp, "network": NETWORK, "userDataBody": body}
@@ -186,6 +202,11 @@ class _Index:
         at = bisect_right(self.keys, key)
         self.keys.insert(at, key)
         self.messages.insert(at, message)
+
+    def remove(self, message: dict[str, Any]) -> None:
+        at = bisect_left(self.keys, message_key(message))
+        if at < len(self.keys) and self.messages[at]["hash"] == message["hash"]:
+            del self.keys[at], self.messages[at]
 
     def page(self, size: int, after: Key | None, reverse: bool) -> tuple[list[dict[str, Any]], Key | None]:
         if not reverse:
@@ -216,6 +237,7 @@ class HubStore:
         self.links_by_target: defaultdict[int, _Index] = defaultdict(_Index)
         self.link_ids: set[tuple[int, int]] = set()
         self.user_data: defaultdict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
+        self.verifications_by_fid: defaultdict[int, _Index] = defaultdict(_Index)
         self.message_count = 0
         self.last_hash = ""
 
@@ -246,6 +268,8 @@ class HubStore:
                 self.link_ids.add((fid, target_fid))
                 self.links_by_fid[fid].add(message)
                 self.links_by_target[target_fid].add(message)
+            elif kind == VERIFICATION_ADD:
+                self.verifications_by_fid[fid].add(message)
             elif kind == USER_DATA_ADD:
                 # User data is last-write-wins per type, like the hub's UserDataStore.
                 self.user_data[fid][data["userDataBody"]["type"]] = message
@@ -266,6 +290,45 @@ class HubStore:
             self.casts_by_parent[body["parentUrl"]].add(message)
         for mentioned in set(body["mentions"]):
             self.casts_by_mention[int(mentioned)].add(message)
+
+    def remove(self, message: dict[str, Any]) -> None:
+        """Take a cast, reaction, follow or verification out of every listing (a merged remove)."""
+        data = message["data"]
+        fid, kind = int(data["fid"]), data["type"]
+        with self.lock:
+            if kind == CAST_ADD:
+                body = data["castAddBody"]
+                self.cast_by_id.pop((fid, message["hash"]), None)
+                self.casts_by_fid[fid].remove(message)
+                if "parentCastId" in body:
+                    parent = body["parentCastId"]
+                    self.casts_by_parent[(int(parent["fid"]), parent["hash"])].remove(message)
+                elif "parentUrl" in body:
+                    self.casts_by_parent[body["parentUrl"]].remove(message)
+                for mentioned in set(body["mentions"]):
+                    self.casts_by_mention[int(mentioned)].remove(message)
+            elif kind == REACTION_ADD:
+                body = data["reactionBody"]
+                target = body["targetCastId"]
+                self.reaction_ids.discard((fid, body["type"], int(target["fid"]), target["hash"]))
+                for index in (self.reactions_by_fid[(fid, None)], self.reactions_by_fid[(fid, body["type"])]):
+                    index.remove(message)
+                for reaction_type in (None, body["type"]):
+                    self.reactions_by_cast[(int(target["fid"]), target["hash"], reaction_type)].remove(message)
+            elif kind == LINK_ADD:
+                target_fid = int(data["linkBody"]["targetFid"])
+                self.link_ids.discard((fid, target_fid))
+                self.links_by_fid[fid].remove(message)
+                self.links_by_target[target_fid].remove(message)
+            elif kind == VERIFICATION_ADD:
+                self.verifications_by_fid[fid].remove(message)
+            else:
+                raise ValueError(f"cannot remove a {kind}")
+            self.message_count += 1
+
+    def find(self, index: _Index | None, match: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+        with self.lock:
+            return next((m for m in (index.messages if index else []) if match(m)), None)
 
     def page(
         self, index: _Index | None, size: int, after: Key | None, reverse: bool
@@ -633,6 +696,7 @@ class FarcasterHub(StubServer):
             "/v1/reactionsByCast": self._reactions_by_cast,
             "/v1/linksByFid": self._links_by_fid,
             "/v1/linksByTargetFid": self._links_by_target_fid,
+            "/v1/verificationsByFid": self._verifications_by_fid,
         }
 
     # --- dataset, for tests ----------------------------------------------------------------------
@@ -773,6 +837,50 @@ class FarcasterHub(StubServer):
         ts = self._now(fid) if timestamp is None else timestamp
         return self.store.add(make_message(user_data_data(fid, ts, name, value), self.seed))
 
+    def add_verification(self, fid: int, address: str, timestamp: int | None = None) -> dict[str, Any]:
+        """Verify an Ethereum (`0x…`) or Solana (base58) address for `fid`."""
+        ts = self._now(fid) if timestamp is None else timestamp
+        block = "0x" + hashlib.blake2b(f"block:{ts}".encode(), digest_size=32).hexdigest()
+        return self.store.add(make_message(verification_data(fid, ts, address, block), self.seed))
+
+    def verifications(self, fid: int) -> list[str]:
+        with self.store.lock:
+            index = self.store.verifications_by_fid.get(fid)
+            return [m["data"]["verificationAddEthAddressBody"]["address"] for m in (index.messages if index else [])]
+
+    def remove_cast(self, fid: int, hash_: str) -> None:
+        message = self.cast(fid, hash_)
+        if message is None:
+            raise ValueError(f"no cast {fid}/{hash_}")
+        self.store.remove(message)
+
+    def remove_reaction(self, fid: int, target_hash: str, reaction_type: str = LIKE) -> None:
+        kind = REACTION_TYPES[reaction_type.upper()]
+        message = self.store.find(
+            self.store.reactions_by_fid.get((fid, kind)),
+            lambda m: m["data"]["reactionBody"]["targetCastId"]["hash"] == target_hash,
+        )
+        if message is None:
+            raise ValueError(f"fid {fid} has no {kind} on {target_hash}")
+        self.store.remove(message)
+
+    def remove_follow(self, fid: int, target_fid: int) -> None:
+        message = self.store.find(
+            self.store.links_by_fid.get(fid), lambda m: int(m["data"]["linkBody"]["targetFid"]) == target_fid
+        )
+        if message is None:
+            raise ValueError(f"fid {fid} does not follow {target_fid}")
+        self.store.remove(message)
+
+    def remove_verification(self, fid: int, address: str) -> None:
+        message = self.store.find(
+            self.store.verifications_by_fid.get(fid),
+            lambda m: m["data"]["verificationAddEthAddressBody"]["address"].lower() == address.lower(),
+        )
+        if message is None:
+            raise ValueError(f"fid {fid} has not verified {address}")
+        self.store.remove(message)
+
     # --- HTTP ------------------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
@@ -890,6 +998,19 @@ class FarcasterHub(StubServer):
     def _links_by_target_fid(self, request: Request) -> dict[str, Any]:
         fid = _int_arg(request, "target_fid")
         index = self.store.links_by_target.get(fid) if self._link_type_ok(request) else None
+        return self._list(index, request)
+
+    def _verifications_by_fid(self, request: Request) -> dict[str, Any]:
+        index = self.store.verifications_by_fid.get(_int_arg(request, "fid"))
+        address = (request.arg("address") or "").lower()
+        if address and index is not None:
+            with self.store.lock:
+                chosen = [
+                    m
+                    for m in index.messages
+                    if m["data"]["verificationAddEthAddressBody"]["address"].lower() == address
+                ]
+            index = _Index([message_key(m) for m in chosen], chosen)
         return self._list(index, request)
 
     # --- control endpoints for a hub in another process ------------------------------------------

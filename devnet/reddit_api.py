@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import math
 import random
 import re
 import secrets
@@ -473,6 +474,8 @@ class RateWindow:
 _COMMENTS_RE = re.compile(r"^(?:/r/[^/]+)?/comments/([a-z0-9]+)(?:/.*)?$")
 _NEW_RE = re.compile(r"^/r/([^/]+)/new(?:\.json)?$")
 _ABOUT_RE = re.compile(r"^/r/([^/]+)/about(?:\.json)?$")
+_SORTED_RE = re.compile(r"^/r/([^/]+)/(hot|rising|top)(?:\.json)?$")
+_USER_RE = re.compile(r"^/user/([A-Za-z0-9_-]{1,32})/about(?:\.json)?$")
 
 
 class RedditAPI(StubServer):
@@ -596,6 +599,24 @@ class RedditAPI(StubServer):
         created = self._now() if created_utc is None else created_utc
         return dict(self.data.add_comment(post_id, body, author, created, parent=parent))
 
+    def remove(self, fullname: str, by: str = "deleted") -> dict[str, Any]:
+        """Delete a post or comment as its author would (`by="deleted"`) or remove it as a moderator
+        (`"moderator"`): it keeps its id and place; its text becomes `[deleted]` / `[removed]`, a
+        deleted one loses its author, and a post gets `removed_by_category`, as Reddit serves them."""
+        marker = "[deleted]" if by == "deleted" else "[removed]"
+        with self.data.lock:
+            if fullname.startswith("t3_"):
+                data = self.data.posts[fullname.removeprefix("t3_")].data
+                data["removed_by_category"] = by
+                if data.get("is_self"):
+                    data["selftext"] = marker
+            else:
+                data = self.data.comments[fullname.removeprefix("t1_")].data
+                data["body"] = marker
+            if by == "deleted":
+                data["author"], data["author_fullname"] = "[deleted]", None
+            return dict(data)
+
     # --- HTTP ------------------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
@@ -624,6 +645,10 @@ class RedditAPI(StubServer):
                 return self._new(request, match.group(1))
             if match := _COMMENTS_RE.match(path):
                 return self._comments(request, match.group(1))
+            if match := _SORTED_RE.match(path):
+                return self._sorted_listing(request, match.group(1), match.group(2))
+            if match := _USER_RE.match(path):
+                return self._user_about(match.group(1))
             if match := _ABOUT_RE.match(path):
                 return self._about(match.group(1))
             if path == "/api/info":
@@ -702,6 +727,60 @@ class RedditAPI(StubServer):
         next_after = children[-1]["data"]["name"] if more and children else None
         first_before = children[0]["data"]["name"] if (after or before) and children else None
         return _listing(children, next_after, first_before)
+
+    def _sorted_listing(self, request: Request, name: str, sort: str) -> dict[str, Any]:
+        """`/hot` (score decayed by age, as Reddit's hot rank), `/rising` (the last day's posts by
+        score per hour of age) and `/top?t=hour|day|week|month|year|all` (by score in that period),
+        one page of at most `limit` (no paging beyond it: these listings are read for their top)."""
+        limit = _limit(request.arg("limit"), default=25)
+        periods = {"hour": 3600, "day": 86_400, "week": 604_800, "month": 2_592_000, "year": 31_536_000}
+        with self.data.lock:
+            sub = self.data.subreddits.get(name.lower())
+            if sub is None:
+                raise _reddit_error(404, "Not Found")
+            posts = [self.data.posts[p].data for p in sub.posts]
+            newest = max((p["created_utc"] for p in posts), default=0.0)
+            if sort == "hot":
+                ranked = sorted(posts, key=lambda p: -(math.log10(max(abs(p["score"]), 1)) + p["created_utc"] / 45_000))
+            elif sort == "rising":
+                recent = [p for p in posts if p["created_utc"] > newest - 86_400]
+                ranked = sorted(recent, key=lambda p: -p["score"] / (1 + (newest - p["created_utc"]) / 3600))
+            else:
+                period = request.arg("t") or "day"
+                if period != "all" and period not in periods:
+                    raise _reddit_error(400, "Bad Request")
+                since = newest - periods.get(period, 10**12)
+                ranked = sorted((p for p in posts if p["created_utc"] > since), key=lambda p: -p["score"])
+            children = [{"kind": "t3", "data": dict(p)} for p in ranked[:limit]]
+        return _listing(children, None)
+
+    def _user_about(self, name: str) -> dict[str, Any]:
+        """`/user/{name}/about`: a t2 with karma and account age, derived from the name (stable)."""
+        with self.data.lock:
+            known = name in self.data.authors
+            user_id = self.data.authors.get(name)
+        if not known or user_id is None:
+            raise _reddit_error(404, "Not Found")
+        digest = int(hashlib.sha256(name.encode()).hexdigest()[:12], 16)
+        link_karma, comment_karma = digest % 20_000, (digest // 20_000) % 50_000
+        return {
+            "kind": "t2",
+            "data": {
+                "name": name,
+                "id": user_id.removeprefix("t2_"),
+                "created_utc": float(HISTORY_END - 86_400 * (30 + digest % 3000)),
+                "link_karma": link_karma,
+                "comment_karma": comment_karma,
+                "total_karma": link_karma + comment_karma,
+                "is_mod": digest % 7 == 0,
+                "is_gold": False,
+                "verified": True,
+                "has_verified_email": True,
+            },
+        }
+
+    def user_about(self, name: str) -> dict[str, Any]:
+        return self._user_about(name)["data"]  # type: ignore[no-any-return]
 
     def _comments(self, request: Request, post_id: str) -> list[dict[str, Any]]:
         cap = min(self.more_after, _limit(request.arg("limit"), default=200, maximum=10_000))

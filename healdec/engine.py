@@ -199,6 +199,7 @@ class HealthEngine:
             "cpuPercent": round(sample.cpu_percent, 2) if sample else None,
             "rssBytes": sample.rss_bytes if sample else None,
             "itemsProcessed": int(row.get("items_processed") or 0),
+            "nextRun": _next_run(runner, row),
             "verdict": health.verdict.value,
             "reasons": [runner.scrub(reason) for reason in health.reasons],
             # beyond the documented minimum:
@@ -235,3 +236,12 @@ class HealthEngine:
 
     def running_count(self) -> int:
         return sum(1 for r in self._supervisor.runners.values() if r.state is WorkerState.RUNNING)
+
+
+def _next_run(runner: WorkerRunner, row: dict[str, Any]) -> str | None:
+    """When the worker's next cycle starts (it reports it with the heartbeat while it waits)."""
+    if runner.state.value != "running":
+        return None
+    detail = row.get("detail")
+    value = detail.get("next_run") if isinstance(detail, dict) else None
+    return value if isinstance(value, str) else None

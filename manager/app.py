@@ -38,6 +38,7 @@ from manager.store import Store
 from manager.supervisor import Supervisor
 from manager.template import TemplateSpawner
 from sql import MigrationChanged, apply_migrations, query
+from workers.features import declared_features, feature_flag
 from workers.redact import redact_url
 
 log = logging.getLogger("manager")
@@ -67,6 +68,8 @@ def prepare_database(config: Config, say: Any = print) -> str:
                     query("seed_flag"),
                     (f"{name}_enabled", True, worker.description or f"Run the {name} worker"),
                 )
+                for feature, about in declared_features(worker.module or "").items():
+                    conn.execute(query("seed_flag"), (feature_flag(name, feature), True, about))
     return url
 
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from manager.errors import ManagerError, UnknownWorker
+from manager.errors import ManagerError, ManagerNotRunning, UnknownWorker
 from manager.status_cli import table as _table
+from workers.features import flag_owner
 
 if TYPE_CHECKING:  # the config model pulls in pydantic: only commands that need it load it
     from manager.config import Config
@@ -54,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     setter.add_argument("key")
     setter.add_argument("value", help='a JSON value, e.g. 30000, true, "text", ["a","b"]')
 
+    run_now = sub.add_parser(
+        "run-now", parents=[common], help="start a cycle of worker NAME at once (through the API; ADMIN_TOKEN)"
+    )
+    run_now.add_argument("name")
+
     sub.add_parser("migrate", parents=[common], help="apply migrations and exit")
     worker = sub.add_parser("run-worker", parents=[common], help="run one configured worker in the foreground")
     worker.add_argument("name")
@@ -85,6 +92,30 @@ def cmd_status(args: argparse.Namespace) -> int:
     return show(getattr(args, "config", None), as_json=args.json, watch_s=args.watch)
 
 
+def cmd_run_now(args: argparse.Namespace) -> int:
+    """POST /api/workers/{name}/run on the running manager, with the admin token from ADMIN_TOKEN."""
+    import httpx
+
+    config = _config(args)
+    token = os.environ.get("ADMIN_TOKEN")
+    if not token:
+        raise ManagerError("ADMIN_TOKEN is not set: run-now goes through the running manager's API as admin")
+    host = config.api.host if config.api.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    url = f"http://{host}:{config.api.port}/api/workers/{args.name}/run"
+    try:
+        response = httpx.post(url, headers={"authorization": f"Bearer {token}"}, timeout=5)
+    except httpx.HTTPError as exc:
+        raise ManagerNotRunning(f"cannot reach the manager at {url}: {exc} (is `python -m manager` running?)") from None
+    if response.status_code != 202:
+        try:
+            reason = response.json().get("detail", response.text)
+        except ValueError:
+            reason = response.text
+        raise ManagerError(f"run-now {args.name}: HTTP {response.status_code}: {reason}")
+    print(f"{args.name}: a cycle was asked for")
+    return 0
+
+
 def _flag_name(config: Config, name: str) -> str:
     if name in config.workers:
         return f"{name}_enabled"
@@ -104,10 +135,15 @@ def cmd_flags(args: argparse.Namespace) -> int:
     with psycopg.connect(url, autocommit=True, application_name="worker-manager:cli") as conn:
         if args.action == "list":
             rows = conn.execute(query("list_flags")).fetchall()
+            owners = {n: flag_owner(n, config.workers) for n, *_ in rows}
+            rows.sort(key=lambda r: (owners[r[0]] or "~", r[0] != f"{owners[r[0]]}_enabled", r[0]))
             print(
                 _table(
-                    [(n, "on" if e else "off", d, u.strftime("%Y-%m-%d %H:%M:%S"), b) for n, e, d, u, b in rows],
-                    ["FLAG", "STATE", "DESCRIPTION", "UPDATED (UTC)", "BY"],
+                    [
+                        (owners[n] or "-", n, "on" if e else "off", d, u.strftime("%Y-%m-%d %H:%M:%S"), b)
+                        for n, e, d, u, b in rows
+                    ],
+                    ["WORKER", "FLAG", "STATE", "DESCRIPTION", "UPDATED (UTC)", "BY"],
                 )
             )
             return 0
@@ -179,6 +215,7 @@ COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
     "flags": cmd_flags,
     "settings": cmd_settings,
     "migrate": cmd_migrate,
+    "run-now": cmd_run_now,
     "run-worker": cmd_run_worker,
 }
 

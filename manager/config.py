@@ -19,7 +19,7 @@ from manager.envref import expand_env
 from manager.errors import ConfigError
 
 WORKER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-RESERVED_NAMES = frozenset({"login", "logout", "static", "status", "api"})  # console/API paths
+RESERVED_NAMES = frozenset({"login", "logout", "static", "status", "api", "trending"})  # console/API paths
 # Worker modules that moved into packages: old configs keep working, with a notice to update them.
 MOVED_MODULES = {"workers.farcaster": "workers.social.farcaster", "workers.reddit": "workers.social.reddit"}
 
@@ -103,6 +103,14 @@ class WorkerConfig(BaseModel):
         """No successful cycle for this long makes the worker `degraded`."""
         if self.stale_after_s is not None:
             return self.stale_after_s
+        schedule = (self.model_extra or {}).get("schedule")
+        if isinstance(schedule, str):
+            from workers.schedule import longest_gap_s
+
+            try:  # a cron worker's cycles are as far apart as its slots, not its interval_ms
+                return max(3 * longest_gap_s(schedule, str((self.model_extra or {}).get("timezone") or "UTC")), 60.0)
+            except ValueError:
+                pass  # the worker reports the bad schedule itself
         return max(3 * self.interval_ms / 1000, 60.0)
 
 

@@ -90,6 +90,11 @@ class Store:
 
     # ---- one worker's history -------------------------------------------------------------
 
+    async def run_now(self, name: str) -> None:
+        """Ask worker `name` to start a cycle at once: a NOTIFY its listener hears (workers/listen.py)."""
+        async with self.pool.connection() as conn:
+            await conn.execute(query("run_now"), (name,))
+
     async def worker_history(self, name: str, errors: int = 50, events: int = 100) -> dict[str, Any]:
         """Recent recorded errors and supervision events, and the worker's settings rows."""
         return {

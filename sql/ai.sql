@@ -73,7 +73,8 @@ ON CONFLICT (profile_id) DO UPDATE SET
 SELECT a.post_id, (1 - (a.embedding::vector({dims}) <=> %(embedding)s))::real AS similarity
 FROM ai_posts a
 WHERE a.dims = {dims} AND a.embedding IS NOT NULL
-  AND a.post_id <> %(id)s AND a.content_hash IS DISTINCT FROM %(content_hash)s
+  AND a.post_id <> %(id)s
+  AND NOT EXISTS (SELECT 1 FROM external_posts d WHERE d.id = a.post_id AND d.deleted_at IS NOT NULL) AND a.content_hash IS DISTINCT FROM %(content_hash)s
   AND a.embedding::vector({dims}) <=> %(embedding)s <= 1 - %(min_similarity)s
 ORDER BY a.embedding::vector({dims}) <=> %(embedding)s
 LIMIT %(limit)s;
@@ -87,6 +88,11 @@ WHERE a.dims = {dims} AND a.embedding IS NOT NULL
   AND a.embedding::vector({dims}) <=> %(embedding)s <= 1 - %(min_similarity)s
 ORDER BY a.embedding::vector({dims}) <=> %(embedding)s
 LIMIT %(limit)s;
+
+-- name: forget_deleted_posts
+-- Removes posts marked deleted from every recommendation list, both as the post and as a recommendation.
+DELETE FROM ai_similar_posts s USING external_posts p
+WHERE p.deleted_at IS NOT NULL AND (s.post_id = p.id OR s.similar_post_id = p.id);
 
 -- name: clear_similar_posts
 -- Forgets one post's recommendations before they are written again.

@@ -89,6 +89,18 @@ SELECT set_config('manager.actor', %s, true);
 -- A worker's own flag (no row: enabled).
 SELECT enabled FROM feature_flags WHERE flag_name = %s;
 
+-- name: worker_feature_flags
+-- A worker's flags (`<name>_<feature>_enabled`, and its own), read by `Worker.flag`.
+SELECT flag_name, enabled FROM feature_flags WHERE left(flag_name, length(%(prefix)s)) = %(prefix)s;
+
+-- name: worker_last_run
+-- When a worker last finished a cycle (kept across restarts): where a cron schedule resumes from.
+SELECT last_run FROM worker_heartbeats WHERE worker_name = %s;
+
+-- name: run_now
+-- Asks a running worker to start a cycle at once (heard by its listener, workers/listen.py).
+SELECT pg_notify('worker_run_now', %s);
+
 -- name: worker_settings
 -- The settings rows that override one worker's config: keys `<name>_<key>`.
 SELECT substr(key, length(%(prefix)s) + 1) AS setting, value FROM settings

@@ -14,11 +14,16 @@ LIMIT %(limit)s;
 -- Builds the search documents of the given posts; a document already built from the same version is left alone.
 INSERT INTO search_posts AS s (post_id, created_at, source_updated_at, tsv)
 SELECT p.id, p.created_at, p.updated_at, search_post_document(p.title, p.body)
-FROM external_posts p WHERE p.id = ANY(%(ids)s)
+FROM external_posts p WHERE p.id = ANY(%(ids)s) AND p.deleted_at IS NULL
 ON CONFLICT (post_id) DO UPDATE
   SET created_at = excluded.created_at, source_updated_at = excluded.source_updated_at,
       tsv = excluded.tsv, indexed_at = now()
   WHERE s.source_updated_at IS DISTINCT FROM excluded.source_updated_at;
+
+-- name: unindex_deleted_posts
+-- Drops the search documents of the given posts that were marked deleted (their tags go with clear_post_tags).
+DELETE FROM search_posts s USING external_posts p
+WHERE s.post_id = p.id AND p.id = ANY(%(ids)s) AND p.deleted_at IS NOT NULL;
 
 -- name: clear_post_tags
 -- Forgets the tags of the given posts before they are extracted again (a tag can disappear in an edit).
@@ -29,7 +34,7 @@ DELETE FROM post_tags WHERE post_id = ANY(%(ids)s);
 INSERT INTO post_tags (kind, tag, post_id, created_at)
 SELECT t.kind, t.tag, p.id, p.created_at
 FROM external_posts p, search_extract_tags(p.title, p.body, p.url, p.embeds, p.mentions) t
-WHERE p.id = ANY(%(ids)s)
+WHERE p.id = ANY(%(ids)s) AND p.deleted_at IS NULL
 ON CONFLICT DO NOTHING;
 
 -- name: learn_post_lexemes
@@ -182,7 +187,7 @@ SELECT p.id, p.platform, p.external_id, p.author_external_id, p.author_name, p.t
        p.created_at, (1 - n.distance)::float8 AS score,
        left(coalesce(p.title || E'\n', '') || p.body, 200) AS headline
 FROM nearest n JOIN external_posts p ON p.id = n.post_id
-WHERE p.id <> ALL(%(exclude)s::bigint[])
+WHERE p.id <> ALL(%(exclude)s::bigint[]) AND p.deleted_at IS NULL
 ORDER BY n.distance
 LIMIT %(limit)s;
 

@@ -35,6 +35,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 import psycopg
@@ -43,8 +44,10 @@ from psycopg.types.json import Jsonb
 from sql import query
 from workers.errors import NotConfigured, RateLimited
 from workers.lease import EXIT_LEASE_LOST, LeaseLost, epoch_from_environment, fence
+from workers.listen import Listener
 from workers.orphan import ORPHAN_EXIT_CODE, watch_parent
 from workers.redact import mask_secrets
+from workers.schedule import due_at
 from workers.settings import SettingsInvalid, WorkerSettings, load_settings
 
 Item = TypeVar("Item")
@@ -118,6 +121,12 @@ class Worker(Generic[Item]):
         self._last_beat = 0.0
         self._rate_limited_s = 0.0
         self.cycles = 0
+        self._wake = threading.Event()  # set by a stop or run-now request: ends the wait between cycles
+        self._listener = Listener(self._connect, self.name, self._wake)
+        self._flags: dict[str, bool] = {}
+        self._flags_version = -1
+        self._more_pending = False
+        self.next_run_at: datetime | None = None  # when the wait between cycles ends (heartbeat `next_run`)
 
     # ---- to override ------------------------------------------------------------------------
 
@@ -190,6 +199,17 @@ class Worker(Generic[Item]):
         row = self.control.execute(query("worker_flag"), (f"{self.name}_enabled",)).fetchone()
         return True if row is None else bool(row[0])
 
+    def flag(self, feature: str) -> bool:
+        """Whether the part `feature` is switched on: the `<worker>_<feature>_enabled` row (a full
+        flag name is taken as is). No row means enabled. Read again after any flag change the
+        listener hears, so a switch applies at the next item or cycle."""
+        name = feature if feature.endswith("_enabled") else f"{self.name}_{feature}_enabled"
+        version = self._listener.flags_version
+        if version != self._flags_version or not self._listener.listening.is_set():
+            rows = self.control.execute(query("worker_feature_flags"), {"prefix": f"{self.name}_"}).fetchall()
+            self._flags, self._flags_version = {n: bool(e) for n, e in rows}, version
+        return self._flags.get(name, True)
+
     # ---- database ---------------------------------------------------------------------------
 
     def _connect(self) -> psycopg.Connection[Any]:
@@ -233,6 +253,7 @@ class Worker(Generic[Item]):
     def heartbeat(self, phase: str = "running", last_error: str | None = None) -> None:
         last_error = last_error or self.settings_error
         detail = {"config": mask_secrets(self.settings.model_dump(mode="json")), "cycles": self.cycles}
+        detail["next_run"] = self.next_run_at.isoformat().replace("+00:00", "Z") if self.next_run_at else None
         with self.control.transaction():
             fence(self.control, self.name, self.lease_epoch)
             self._beat(phase, last_error, detail)
@@ -265,6 +286,7 @@ class Worker(Generic[Item]):
 
     def request_stop(self, *_: Any) -> None:
         self._stop.set()
+        self._wake.set()
 
     def sleep(self, seconds: float) -> None:
         """Wait up to `seconds`, heartbeating; returns early when asked to stop."""
@@ -276,6 +298,38 @@ class Worker(Generic[Item]):
             self._stop.wait(min(left, self.heartbeat_interval_s))
             if not self.stopping and time.monotonic() < deadline:
                 self.beat_if_due()
+
+    def idle(self, seconds: float) -> None:
+        """The wait between cycles: like `sleep`, but a run-now request ends it at once. The end
+        of the wait is reported as `next_run` in the heartbeat."""
+        if seconds <= 0:
+            return  # a backlog: the next cycle starts at once
+        self.next_run_at = datetime.fromtimestamp(time.time() + seconds, UTC)
+        try:
+            self.heartbeat()
+            deadline = time.monotonic() + seconds
+            while not self.stopping and not self._listener.run_now.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._wake.wait(min(left, self.heartbeat_interval_s))
+                self.beat_if_due()
+        finally:
+            self.next_run_at = None
+
+    def _last_run(self) -> datetime | None:
+        """When this worker last finished a cycle (kept across restarts), for schedules."""
+        row = self.control.execute(query("worker_last_run"), (self.name,)).fetchone()
+        return row[0] if row and row[0] is not None else None
+
+    def _scheduled_wait(self) -> float | None:
+        """Seconds until the schedule's next slot after the last run (0: due now), or None
+        without a schedule."""
+        schedule = self.settings.schedule
+        if not schedule:
+            return None
+        now = datetime.now(UTC)
+        return (due_at(schedule, self.settings.timezone, self._last_run(), now) - now).total_seconds()
 
     # ---- the cycle ------------------------------------------------------------------------------
 
@@ -357,6 +411,7 @@ class Worker(Generic[Item]):
     def run_forever(self) -> None:
         if not self._wait_for_database():
             return
+        self._listener.start()
         self.log(f"{self.name} worker started (pid {self.pid})")
         while not self.stopping:
             try:
@@ -375,6 +430,10 @@ class Worker(Generic[Item]):
                     self.heartbeat("waiting", last_error=str(exc))
                     self.sleep(min(self.interval_s, 30.0))
                     continue
+                wait = None if self._more_pending else self._scheduled_wait()
+                if wait and wait > 0 and not self._listener.run_now.is_set():
+                    self.idle(wait)  # not due yet (after a restart, or the schedule changed)
+                    continue
                 self.heartbeat()
                 self._one_cycle()
             except psycopg.OperationalError as exc:
@@ -385,6 +444,9 @@ class Worker(Generic[Item]):
         started = time.time()
         result, ok, error, wait_s = CycleResult(), True, None, self.interval_s
         self._rate_limited_s = 0.0
+        self._listener.run_now.clear()  # a request from now on asks for another cycle
+        if not self.stopping:
+            self._wake.clear()
         try:
             result = self.run_cycle()
             if result.more_pending:
@@ -406,7 +468,10 @@ class Worker(Generic[Item]):
         if ok and (result.items or result.item_errors):  # idle cycles stay quiet
             errors = f", {result.item_errors} item error(s)" if result.item_errors else ""
             self.log(f"cycle {self.cycles}: {result.items} item(s){errors} in {time.time() - started:.2f} s")
-        self.sleep(wait_s)
+        self._more_pending = result.more_pending
+        if self.settings.schedule and wait_s == self.interval_s:
+            return  # the loop waits for the schedule's next slot
+        self.idle(wait_s)
 
     def run(self) -> int:
         """The process's whole life; returns the exit code (0 after a graceful stop)."""
@@ -427,6 +492,7 @@ class Worker(Generic[Item]):
             except (psycopg.Error, LeaseLost):
                 pass
             self.close()
+            self._listener.stop()
             for name in list(self._clients):
                 with suppress(Exception):  # closing is best effort on the way out
                     self.drop_client(name)

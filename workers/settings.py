@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from workers.schedule import check_schedule, zone
 
 S = TypeVar("S", bound="WorkerSettings")
 
@@ -26,6 +28,21 @@ class WorkerSettings(BaseModel):
 
     interval_ms: int = Field(default=60000, gt=0)
     heartbeat_interval_ms: int = Field(default=5000, gt=0)
+    timezone: str = "UTC"  # what `schedule` is read in
+    schedule: str | None = None  # cron ("*/5 * * * *"): when set, it replaces interval_ms
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        zone(value)
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_parses(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            check_schedule(value, info.data.get("timezone", "UTC"))
+        return value
 
 
 class SettingsInvalid(ValueError):

@@ -11,6 +11,7 @@ export function updateActionButtons(container, w) {
   const restart = container.querySelector('[data-action="restart"]');
   const stop = container.querySelector('[data-action="stop"]');
   const start = container.querySelector('[data-action="start"]');
+  const run = container.querySelector('[data-action="run"]');
   const compact = container.closest("tr") !== null; // overview rows show Stop or Start, not both
   let why = "";
   if (w.state === "disabled") why = `${w.name} has enabled: false in the config; the manager never runs it`;
@@ -21,6 +22,7 @@ export function updateActionButtons(container, w) {
     else button.removeAttribute("title");
   }
   if (restart) restart.disabled = Boolean(why) || w.state === "stopping";
+  if (run) run.disabled = Boolean(why) || w.state !== "running";
   if (stop) {
     stop.disabled = Boolean(why) || !RUNNING_LIKE.has(w.state) || w.state === "stopping";
     if (compact) stop.hidden = !(RUNNING_LIKE.has(w.state) || why);
@@ -35,6 +37,7 @@ const WORDS = {
   restart: (n) => `Restart requested for ${n}.`,
   stop: (n) => `Stopping ${n} gracefully; it stays stopped until started.`,
   start: (n) => `Starting ${n}.`,
+  run: (n) => `A cycle of ${n} was asked for; it starts within a second.`,
 };
 
 /** One listener for every action button under `root`; `onDone(status)` gets the worker's new status. */
@@ -48,7 +51,7 @@ export function bindWorkerActions(root, onDone) {
     try {
       const answer = await request("POST", `/api/workers/${encodeURIComponent(worker)}/${action}`);
       toast(WORDS[action](worker), "success");
-      if (answer && answer.worker) onDone(answer.worker);
+      if (answer && answer.worker && typeof answer.worker === "object") onDone(answer.worker);
     } catch (error) {
       toast(error instanceof ApiError ? `Could not ${action} ${worker}: ${error.message}` : `Could not ${action} ${worker}.`, "error");
     } finally {

@@ -53,6 +53,7 @@ function renderStatus(w) {
   setText(cell("uptime"), duration(w.uptimeSeconds));
   setTime(cell("lastRun"), w.lastRun);
   setTime(cell("lastSuccess"), w.lastSuccess);
+  setTime(cell("nextRun"), w.nextRun);
   setText(cell("items"), count(w.itemsProcessed));
   const rate = cell("errorRate");
   if (rate.dataset.rate !== String(w.errorRate)) {

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from admin.routes import mount_console
-from manager.http import alerts, audit, flags, health, search, settings, trends, workers
+from manager.http import alerts, audit, flags, health, profiles, search, settings, trending, trends, workers
 from manager.http.deps import Services
 from manager.metrics import build_registry
 
@@ -24,7 +24,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     app.state.auth = services.auth  # read by manager.auth's dependencies
     app.state.metrics = build_registry(services.view.status)
-    for module in (workers, flags, settings, audit, health, search, trends, alerts):
+    for module in (workers, flags, settings, audit, health, search, trends, alerts, trending, profiles):
         app.include_router(module.router)
     mount_console(app, services.view, services.store, services.auth)  # the console's pages at /workers
     return app

@@ -61,6 +61,30 @@ def _act(commands: Commands, name: str, action: Action) -> JSONResponse:
     return JSONResponse({"accepted": action, "worker": status}, status_code=202)
 
 
+RUNNABLE_STATES = ("running", "starting")
+
+
+@router.post(
+    "/{name}/run",
+    status_code=202,
+    responses={404: {"description": "no such worker"}, 409: {"description": "the worker is not running"}},
+)
+async def run_worker_now(name: str, _: Admin, view: View, store: StoreDep) -> JSONResponse:
+    """Start a cycle at once, without a restart: the request travels through Postgres (NOTIFY
+    `worker_run_now`) and ends the worker's wait between cycles; a worker in the middle of a cycle
+    starts another one right after it."""
+    try:
+        status = view.worker(name)
+    except UnknownWorker as exc:
+        raise not_found(exc) from None
+    if status["state"] not in RUNNABLE_STATES:
+        raise HTTPException(409, f"worker {name!r} is {status['state']}, not running: start it first")
+    if not status.get("heartbeat", True):
+        raise HTTPException(409, f"worker {name!r} has no heartbeat loop (a plain command): it cannot run on demand")
+    await store.run_now(name)
+    return JSONResponse({"accepted": "run", "worker": name}, status_code=202)
+
+
 @router.post("/{name}/restart", status_code=202)
 async def restart_worker(name: str, _: Admin, commands: Commands) -> JSONResponse:
     """Stop (if running) and start again; also clears `failed` and resets the restart budget."""

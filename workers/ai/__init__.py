@@ -2,4 +2,10 @@
 
 from workers.ai.worker import AiWorker, topic_label
 
+#: The parts switched by `ai_<feature>_enabled` flags (seeded by the manager; see workers/features.py).
+FEATURES = {
+    "embeddings": "Embed posts and profiles (similarity, topics, recommendations)",
+    "summaries": "Summarise posts and label their sentiment with a chat model",
+}
+
 __all__ = ["AiWorker", "topic_label"]

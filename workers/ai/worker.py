@@ -250,6 +250,7 @@ class AiWorker(Worker[Work]):
     def run_cycle(self) -> CycleResult:
         """Alternate post and profile batches until both are drained or `max_cycle_s` is up."""
         self.client  # noqa: B018 - validates (settings, schema) when run without the loop, as in tests
+        self.db.execute(_q("forget_deleted_posts"))  # removals of the last cycle leave the recommendations
         streams = {"posts": self.posts_batch, "profiles": self.profiles_batch}
         return self.drain_streams(streams, self.settings.max_cycle_s)
 
@@ -281,9 +282,10 @@ class AiWorker(Worker[Work]):
     ) -> bool:
         if not items:
             return False
-        self.embed(items)
+        if self.flag("embeddings"):
+            self.embed(items)
         done, interrupted = len(items), None
-        if summarize:
+        if summarize and self.flag("summaries"):
             done, interrupted = self.summarize(items)
         finished = items[:done]
         complete = True

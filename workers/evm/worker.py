@@ -206,7 +206,7 @@ class EvmWorker(Worker[Any]):
             total.add(self.sync_history(wallets, head, cursor, cursor_block))
         if not self.stopping:
             self.sync_nft_uris(head)
-        if not self.stopping:
+        if not self.stopping and self.flag("ens"):
             total.add(self.sync_ens())
         return total
 

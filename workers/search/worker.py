@@ -26,7 +26,10 @@ START = {"updated_at": "-infinity", "id": 0}
 
 # Per stream: the query finding changed rows, then the statements indexing a batch of their ids.
 STREAMS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "posts": ("changed_posts", ("index_posts", "clear_post_tags", "tag_posts", "learn_post_lexemes")),
+    "posts": (
+        "changed_posts",
+        ("index_posts", "unindex_deleted_posts", "clear_post_tags", "tag_posts", "learn_post_lexemes"),
+    ),
     "profiles": ("changed_profiles", ("index_profiles", "learn_profile_lexemes")),
 }
 

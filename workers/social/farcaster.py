@@ -9,6 +9,18 @@ oldest first with the hub's page tokens. Every page is written together with the
 last page is read again next cycle to pick up what was added since; messages already stored are
 recognised by their (timestamp, hash) key, which is the order hubs page in, and skipped.
 
+Removals: a hub's per-fid listings show only live messages, so every `removal_check_s` each fid's
+casts, reactions and follows are listed in full and stored rows missing from the listing are marked
+`deleted_at` (never deleted). This was chosen over the hub's event stream because hubs keep events
+for a limited window only: a worker that was down longer would have to re-list anyway, and re-listing
+needs nothing but the endpoints already in use. Its cost is one full listing per fid per check.
+
+Verified wallets: each fid's verified Ethereum and Solana addresses (`/v1/verificationsByFid`)
+become rows of `wallets` linked to the profile (`profile_id`, source `farcaster`), at most
+`max_linked_wallets` addresses per profile, for the chains named by `evm_chains` / `solana_chains`;
+an address no longer verified stops being tracked. The chain workers pick them up by themselves.
+Each part can be switched off by its flag (`FEATURES`).
+
 Settings: `hub_url`, `fids`, `follow_expansion_limit` (0), `page_size` (1000), `timeout_s` (10),
 `retries` (2, for 5xx, timeouts and broken replies), `requests_per_minute` (0: unpaced). The API key
 of a hosted hub comes only from the environment, `FARCASTER_HUB_API_KEY`, sent as `x-api-key`.
@@ -17,6 +29,7 @@ of a hosted hub comes only from the environment, `FARCASTER_HUB_API_KEY`, sent a
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +38,7 @@ import httpx
 import psycopg
 from pydantic import Field
 
+from sql import query
 from workers.base import CycleResult, Worker, describe
 from workers.errors import NotConfigured, RateLimited, UpstreamError
 from workers.pacing import Pacer, retry_after_seconds
@@ -38,6 +52,7 @@ from workers.social.store import (
     clean_text,
     to_json,
 )
+from workers.social.wallets import address_kind, wallet_rows
 
 PLATFORM = "farcaster"
 API_KEY_ENV = "FARCASTER_HUB_API_KEY"
@@ -50,6 +65,13 @@ USER_DATA_ADD = "MESSAGE_TYPE_USER_DATA_ADD"
 REACTION_KINDS = {"REACTION_TYPE_LIKE": "like", "REACTION_TYPE_RECAST": "recast"}
 
 Message = dict[str, Any]
+
+#: The parts switched by `farcaster_<feature>_enabled` flags (seeded by the manager; see workers/features.py).
+FEATURES = {
+    "reactions": "Sync the likes and recasts of tracked fids",
+    "follows": "Sync the follows of tracked fids (and expand along them)",
+    "wallets": "Add tracked fids' verified Ethereum/Solana addresses to the chain workers' wallets",
+}
 Key = tuple[int, str]  # (timestamp, hash): the order a hub pages a fid's messages in
 
 
@@ -218,6 +240,7 @@ class _Stream:
     """One per-fid list the hub pages: where, and how its messages become rows."""
 
     name: str  # its field in the fid's cursor
+    feature: str | None  # the `farcaster_<feature>_enabled` flag that switches it, if any
     path: str
     params: dict[str, str]
     row: Callable[[Message, str | None], Any]
@@ -225,10 +248,27 @@ class _Stream:
 
 
 STREAMS = (
-    _Stream("casts", "/v1/castsByFid", {}, cast_row, SocialStore.write_posts),
-    _Stream("reactions", "/v1/reactionsByFid", {}, lambda m, _: reaction_row(m), SocialStore.write_reactions),
-    _Stream("links", "/v1/linksByFid", {"link_type": "follow"}, lambda m, _: follow_row(m), SocialStore.write_follows),
+    _Stream("casts", None, "/v1/castsByFid", {}, cast_row, SocialStore.write_posts),
+    _Stream(
+        "reactions", "reactions", "/v1/reactionsByFid", {}, lambda m, _: reaction_row(m), SocialStore.write_reactions
+    ),
+    _Stream(
+        "links",
+        "follows",
+        "/v1/linksByFid",
+        {"link_type": "follow"},
+        lambda m, _: follow_row(m),
+        SocialStore.write_follows,
+    ),
 )
+
+
+VERIFICATIONS = _Stream("verifications", "wallets", "/v1/verificationsByFid", {}, lambda m, _: None, lambda *_: 0)
+REMOVAL_QUERIES = {
+    "casts": query("mark_removed_casts", "social.sql"),
+    "reactions": query("mark_removed_reactions", "social.sql"),
+    "links": query("mark_removed_follows", "social.sql"),
+}
 
 
 def parse_fids(value: Any) -> list[int]:
@@ -260,6 +300,10 @@ class FarcasterSettings(WorkerSettings):
     timeout_s: float = Field(default=10.0, gt=0)
     retries: int = Field(default=2, ge=0)
     requests_per_minute: float = Field(default=0, ge=0)  # 0: no pacing
+    removal_check_s: float = Field(default=3600, ge=0)  # how often each fid is re-listed in full (0: every cycle)
+    max_linked_wallets: int = Field(default=10, ge=0)  # verified addresses tracked per profile
+    evm_chains: list[str] = ["ethereum", "base"]  # chain workers an Ethereum address is tracked on
+    solana_chains: list[str] = ["solana"]
 
 
 class FarcasterWorker(Worker[Message]):
@@ -271,6 +315,7 @@ class FarcasterWorker(Worker[Message]):
         self.store = SocialStore()
         self.pacer = Pacer()
         self._hub: HubClient | None = None
+        self._checked: dict[int, float] = {}  # fid -> when its removals were last checked (monotonic)
 
     def validate(self) -> None:
         hub_url = self.settings.hub_url or ""
@@ -321,10 +366,74 @@ class FarcasterWorker(Worker[Message]):
         key = f"fid:{fid}"
         cursor = dict(self.load_cursor(key) or {})
         username = self._sync_profile(fid, result)
-        for stream in STREAMS:
+        enabled = [s for s in STREAMS if not s.feature or self.flag(s.feature)]  # off: the cursor waits
+        for stream in enabled:
             if self.stopping:
-                break
+                return
             self._sync_stream(fid, stream, cursor, key, username, result)
+        if self.flag("wallets") and not self.stopping:
+            self._sync_wallets(fid, username, result)
+        if time.monotonic() - self._checked.get(fid, -1e18) >= self.settings.removal_check_s and not self.stopping:
+            self._mark_removed(fid, enabled, result)
+
+    def _listing(self, fid: int, stream: _Stream) -> list[Message]:
+        """Every message of one of the fid's lists, oldest first."""
+        messages: list[Message] = []
+        token = ""
+        while True:
+            page, next_token = self._page(stream.path, {"fid": fid, **stream.params, "pageToken": token})
+            messages += page
+            if not next_token or next_token == token:
+                return messages
+            token = next_token
+            self.beat_if_due()
+
+    def _mark_removed(self, fid: int, streams: list[_Stream], result: CycleResult) -> None:
+        """List the fid's streams in full; stored rows the hub no longer lists are marked deleted.
+        When each fid was last checked is kept in memory: a restarted worker checks once more."""
+        live: dict[str, list[str]] = {}
+        for stream in streams:
+            try:
+                named = [_live_id(stream.name, m) for m in self._listing(fid, stream)]
+                live[stream.name] = [i for i in named if i is not None]
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                # A message we cannot read would look like a removal: leave this stream unmarked.
+                self._item_error(result, f"fid {fid} {stream.name}", f"removal check skipped: {describe(exc)}")
+            if self.stopping:
+                return
+        with self.transaction() as tx:
+            for name, ids in live.items():
+                marked = tx.execute(
+                    REMOVAL_QUERIES[name], {"platform": PLATFORM, "author": str(fid), "live": ids}
+                ).rowcount
+                result.items += max(marked, 0)
+        self._checked[fid] = time.monotonic()
+
+    def _sync_wallets(self, fid: int, username: str | None, result: CycleResult) -> None:
+        """The fid's verified addresses as wallets linked to its profile (bounded, oldest first)."""
+        found: list[tuple[str, str]] = []
+        for message in self._listing(fid, VERIFICATIONS):
+            try:
+                data = message["data"]
+                body = data.get("verificationAddEthAddressBody") or data.get("verificationAddAddressBody")
+                found.append(address_kind(str(body["address"])))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                self._item_error(result, _message_name(message, "verification"), f"not linked: {describe(exc)}")
+        s = self.settings
+        rows = wallet_rows(found, s.max_linked_wallets, s.evm_chains, s.solana_chains)
+        with self.transaction() as tx:
+            profile = tx.execute(
+                query("profile_id", "social.sql"), {"platform": PLATFORM, "external_id": str(fid)}
+            ).fetchone()
+            if profile is None:
+                return  # no profile stored yet: linked on a later cycle
+            label = f"farcaster @{username}" if username else f"farcaster fid {fid}"
+            for chain, address in rows:
+                params = {"chain": chain, "address": address, "label": label, "profile_id": profile[0]}
+                result.items += max(tx.execute(query("link_wallet", "social.sql"), params).rowcount, 0)
+            keep = [f"{chain} {address}" for chain, address in rows]
+            unlink = {"profile_id": profile[0], "keep": keep}
+            result.items += max(tx.execute(query("unlink_wallets", "social.sql"), unlink).rowcount, 0)
 
     def _sync_profile(self, fid: int, result: CycleResult) -> str | None:
         """Re-read the fid's user data (a handful of messages) and store the profile if it changed."""
@@ -432,6 +541,17 @@ class FarcasterWorker(Worker[Message]):
 
     def _on_write_error(self, result: CycleResult) -> Callable[[str, str], None]:
         return lambda item_key, message: self._item_error(result, item_key, f"not stored: {message}")
+
+
+def _live_id(stream: str, message: Message) -> str | None:
+    """How a live message is named in the stored rows of its stream (None: not a row we store)."""
+    if stream == "casts":
+        return _hash(message["hash"])
+    if stream == "reactions":
+        row = reaction_row(message)
+        return f"{row.kind} {row.target_external_id}"
+    follow = follow_row(message)
+    return follow.target_id if follow else None
 
 
 def _message_name(message: Any, stream: str) -> str:

@@ -20,7 +20,7 @@ import os
 import re
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 import praw
 import praw.exceptions
@@ -28,6 +28,7 @@ import prawcore
 from pydantic import Field
 from requests.models import Response
 
+from sql import query
 from workers.base import CycleResult, Worker, describe
 from workers.errors import NotConfigured, RateLimited, UpstreamError
 from workers.pacing import Pacer, retry_after_seconds
@@ -40,10 +41,14 @@ USERNAME_ENV = "REDDIT_USERNAME"
 PASSWORD_ENV = "REDDIT_PASSWORD"
 SITE = "https://www.reddit.com"
 DELETED = "[deleted]"
+REMOVED_MARKERS = ("[deleted]", "[removed]")  # what Reddit serves as the text of deleted/removed items
 MORECHILDREN_BATCH = 100  # Reddit expands at most 100 comment ids per call
 _SUBREDDIT_NAME = re.compile(r"^[A-Za-z0-9_]{2,21}$")
 
 Thing = dict[str, Any]
+
+#: The parts switched by `reddit_<feature>_enabled` flags (seeded by the manager; see workers/features.py).
+FEATURES = {"comments": "Fetch the comment threads of new and changed posts"}
 
 
 class RedditRejected(Exception):
@@ -110,6 +115,17 @@ def comment_row(data: Thing) -> PostRow:
         created_epoch=float(data["created_utc"]),
         raw=to_json(raw),
     )
+
+
+def removal(data: Thing) -> str | None:
+    """Why a revisited post or comment is gone (`deleted` by its author, `removed` or Reddit's
+    `removed_by_category`), or None while it is live. A deleted account alone (author `[deleted]`,
+    text intact) is not a removal: the content is still there."""
+    category = data.get("removed_by_category")
+    if category:
+        return str(category)
+    text = data.get("body") if str(data.get("name", "")).startswith("t1_") else data.get("selftext")
+    return text.strip("[]") if text in REMOVED_MARKERS else None
 
 
 def profile_rows(things: Iterable[Thing]) -> list[ProfileRow]:
@@ -212,6 +228,11 @@ class RedditSettings(WorkerSettings):
     revisit_s: float = Field(default=43_200, ge=0)
     comment_limit: int = Field(default=500, gt=0)
     more_comments_limit: int = Field(default=32, ge=0)
+    listings: list[Literal["hot", "rising", "top"]] = ["hot", "rising", "top"]  # top: of the day
+    refresh_age_s: float = Field(default=86_400, ge=0)  # posts younger than this get score/comments refreshed
+    refresh_limit: int = Field(default=100, ge=0)  # posts refreshed per subreddit and cycle (one request per 100)
+    profiles_per_cycle: int = Field(default=10, ge=0)  # author profiles (karma, account age) read per cycle
+    profile_max_age_s: float = Field(default=7 * 86_400, gt=0)  # read again after this long
 
 
 class RedditWorker(Worker[Thing]):
@@ -272,9 +293,83 @@ class RedditWorker(Worker[Thing]):
                 continue
             try:
                 self.sync_subreddit(name, total)
+                self.sync_listings(name, total)
+                self.refresh_young(name, total)
             except RedditRejected as exc:
                 self._item_error(total, f"r/{name}", str(exc))
+        if not self.stopping:
+            self.sync_authors(total)
         return total
+
+    # ---- listings, refreshes and authors -------------------------------------------------------
+
+    def sync_listings(self, name: str, result: CycleResult) -> None:
+        """hot, rising and top (of the day): their posts stored (and comments as for /new), and
+        what each listing shows now in `social_listings`."""
+        for listing in self.settings.listings:
+            if self.stopping:
+                return
+            params: dict[str, str | int] = {"limit": min(self.settings.page_size, 100)}
+            if listing == "top":
+                params["t"] = "day"
+            posts, _ = self._listing(f"r/{name}/{listing}", params)
+            things, complete = self._with_comments(posts, result)
+            if not complete:
+                return
+            key = {"platform": PLATFORM, "channel": name.lower(), "listing": "top_day" if listing == "top" else listing}
+            with self.transaction() as tx:
+                self._write_things(tx, things, result)
+                tx.execute(query("clear_listing", "social.sql"), key)
+                entries = [{**key, "position": i, "external_id": str(p.get("name"))} for i, p in enumerate(posts, 1)]
+                with tx.cursor() as cur:
+                    cur.executemany(query("add_listing_entry", "social.sql"), entries)
+            self.beat_if_due()
+
+    def refresh_young(self, name: str, result: CycleResult) -> None:
+        """Score and comment count of stored posts younger than `refresh_age_s` read again (100
+        per request through /api/info); threads whose count moved are fetched, removals marked."""
+        s = self.settings
+        if not s.refresh_age_s or not s.refresh_limit:
+            return
+        params = {"platform": PLATFORM, "channel": name, "max_age_s": s.refresh_age_s, "limit": s.refresh_limit}
+        ids = [row[0] for row in self.db.execute(query("young_posts", "social.sql"), params).fetchall()]
+        for start in range(0, len(ids), 100):
+            if self.stopping:
+                return
+            body = self._call("api/info", {"id": ",".join(ids[start : start + 100])})
+            try:
+                posts = [c["data"] for c in body["data"]["children"] if c.get("kind") == "t3"]
+            except (KeyError, TypeError, AttributeError) as exc:
+                raise UpstreamError("unexpected reply from reddit on api/info: not a Listing") from exc
+            things, complete = self._with_comments(posts, result)
+            if not complete:
+                return
+            with self.transaction() as tx:
+                self._write_things(tx, things, result)
+
+    def sync_authors(self, result: CycleResult) -> None:
+        """Karma and account age of up to `profiles_per_cycle` authors never (or long ago) read.
+        Not counted as items: they enrich rows already counted when the author was first stored."""
+        s = self.settings
+        params = {"platform": PLATFORM, "limit": s.profiles_per_cycle, "max_age_s": s.profile_max_age_s}
+        for (author,) in self.db.execute(query("profiles_to_read", "social.sql"), params).fetchall():
+            if self.stopping:
+                return
+            details: dict[str, Any] = {"karma": None, "created_utc": None}
+            try:
+                data = self._call(f"user/{author}/about", {})["data"]
+                details = {
+                    "karma": int(data.get("link_karma") or 0) + int(data.get("comment_karma") or 0),
+                    "created_utc": float(data["created_utc"]),
+                }
+            except RedditRejected:
+                pass  # deleted or suspended: read, nothing to say (not asked again for a while)
+            except (KeyError, TypeError, ValueError) as exc:
+                self._item_error(result, f"u/{author}", f"malformed user: {describe(exc)}")
+            with self.transaction() as tx:
+                tx.execute(
+                    query("set_profile_details", "social.sql"), {"platform": PLATFORM, "external_id": author, **details}
+                )
 
     def sync_subreddit(self, name: str, result: CycleResult) -> None:
         """One walk down r/name/new (or the rest of an interrupted one), a transaction per page;
@@ -297,9 +392,7 @@ class RedditWorker(Worker[Thing]):
             # Done at the floor, at the end of the listing, or if Reddit stops moving forward.
             done = complete and (len(wanted) < len(posts) or not next_after or not posts or next_after == after)
             with self.transaction() as tx:
-                rows, on_error = self._rows(things, result), self._on_write_error(result)
-                result.items += self.store.write_posts(tx, rows, on_error)
-                result.items += self.store.write_profiles(tx, profile_rows(things), on_error)
+                self._write_things(tx, things, result)
                 if complete:
                     cursor = (
                         {"synced_until": top if top is not None else synced_until}
@@ -322,7 +415,7 @@ class RedditWorker(Worker[Thing]):
                 return things, False
             things.append(post)
             count = post.get("num_comments")
-            if count and stored.get(str(post.get("name"))) != count:
+            if count and stored.get(str(post.get("name"))) != count and self.flag("comments"):
                 try:
                     things += self._comments(post)
                 except RedditRejected as exc:
@@ -350,6 +443,33 @@ class RedditWorker(Worker[Thing]):
             more += hidden
             calls += 1
         return comments
+
+    def _write_things(self, tx: Any, things: list[Thing], result: CycleResult) -> None:
+        """Posts, comments and their authors' profiles; the ones that came back deleted or removed
+        are marked instead of overwritten."""
+        things, gone, stored = self._without_stored_removals(tx, things)
+        rows, on_error = self._rows(things, result), self._on_write_error(result)
+        result.items += self.store.write_posts(tx, rows, on_error)
+        self._mark_removed(tx, gone, stored, result)
+        result.items += self.store.write_profiles(tx, profile_rows(things), on_error)
+
+    def _without_stored_removals(self, tx: Any, things: list[Thing]) -> tuple[list[Thing], dict[str, str], set[str]]:
+        """The things to write - all but those that came back deleted or removed and are stored
+        already (their content stays as last seen) -, {fullname: why} of every gone one, and
+        which of those were stored before (only their marking counts as a change)."""
+        gone = {str(d.get("name")): reason for d in things if (reason := removal(d))}
+        if not gone:
+            return things, gone, set()
+        stored = set(self.store.comment_counts(tx, PLATFORM, list(gone)))
+        return [d for d in things if str(d.get("name")) not in stored], gone, stored
+
+    def _mark_removed(self, tx: Any, gone: dict[str, str], stored: set[str], result: CycleResult) -> None:
+        """`deleted_at` on the gone posts and comments (and `removal` in raw: why)."""
+        for reason in sorted(set(gone.values())):
+            ids = [name for name, why in gone.items() if why == reason]
+            params = {"platform": PLATFORM, "ids": ids, "reason": reason}
+            marked = tx.execute(query("mark_deleted_posts", "social.sql"), params).fetchall()
+            result.items += sum(1 for (name,) in marked if name in stored)
 
     def _rows(self, things: list[Thing], result: CycleResult) -> list[PostRow]:
         rows = []
