@@ -33,7 +33,7 @@ def test_a_sigkilled_manager_leaves_no_process_after_2_s(boot_manager, how):
         workers["family"] = FAMILY
     m = boot_manager(workers, new_session=True)
     assert m.proc is not None
-    m.wait_worker("slow", lambda w: w["healthy"])
+    m.wait_worker("slow", lambda w: w["state"] == "running" and w["heartbeatAgeSeconds"] is not None, timeout=30)
     if "family" in workers:
         m.wait_worker("family", lambda w: w["state"] == "running")
     wait_for(lambda: len(m.descendants()) >= len(workers) + 1 + ("family" in workers), 5, what="the fleet")
