@@ -67,6 +67,7 @@ class HealthEngine:
         self._announced: dict[str, str] = {}  # the blocked reason last logged per worker
         self._processes: dict[int, psutil.Process] = {}
         self._samples: dict[str, ProcessSample] = {}
+        self._sampled_at = float("-inf")
         self._task: asyncio.Task[None] | None = None
         self._last_prune = float("-inf")  # prune on the first sweep, then hourly
         self.last_sweep_error: str | None = None
@@ -119,7 +120,6 @@ class HealthEngine:
         self._announce_blocked()
         self._forget_status()
         self.last_sweep_error = None
-        self._sample_processes()
         blind_for = time.monotonic() - self._last_sweep_failure
         for runner in self._supervisor.runners.values():
             health = self.health(runner)
@@ -143,6 +143,14 @@ class HealthEngine:
                 hint = " (`make devnet` runs the whole fleet offline)" if reason.startswith("not configured") else ""
                 log.warning("%s waits: %s%s", runner.name, runner.scrub(reason), hint)
             self._announced[runner.name] = reason or ""
+
+    def _sample_if_due(self) -> None:
+        """CPU and RSS are sampled when someone asks for status, at most once per sweep interval:
+        a fleet at rest with nobody watching costs no /proc reads at all."""
+        now = time.monotonic()
+        if now - self._sampled_at >= self._interval_s:
+            self._sampled_at = now
+            self._sample_processes()
 
     def _sample_processes(self) -> None:
         live: dict[int, psutil.Process] = {}
@@ -222,6 +230,7 @@ class HealthEngine:
     # ---- status, from memory ------------------------------------------------------------------
 
     def worker_status(self, runner: WorkerRunner) -> dict[str, Any]:
+        self._sample_if_due()
         inputs = self.inputs(runner)
         health = self._judge(runner, inputs)
         row = self._heartbeats.get(runner.name) or {}

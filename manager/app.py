@@ -1,7 +1,7 @@
 """The manager process: starts its parts in order, runs until SIGTERM/SIGINT, stops them in reverse.
 
 Order: database (embedded if needed) → migrations → flag seeding, then the long-running parts:
-connection pool → orphan guardian → event recorder → supervisor (workers) → memory limits →
+connection pool → orphan guardian → event recorder → worker template → supervisor (workers) → memory limits →
 flag listener → Healdec engine → alerts → HTTP. One owner (`manager.lifecycle.Lifecycle`) stops
 every part that started, in reverse, on every way out, so workers are stopped gracefully while the
 database is still there to record it, even when a later part fails to start.
@@ -36,6 +36,7 @@ from manager.process import GuardianLink
 from manager.runner import RunnerContext
 from manager.store import Store
 from manager.supervisor import Supervisor
+from manager.template import TemplateSpawner
 from sql import MigrationChanged, apply_migrations, query
 from workers.features import declared_features, feature_flag
 from workers.redact import redact_url
@@ -106,7 +107,13 @@ class Manager:
             await parts.start("orphan guardian", guardian)
             events = EventRecorder(store.pool)
             await parts.start("event recorder", events)
-            ctx = RunnerContext(config, self.database_url, events, self.echo, guardian, self.extra_env, leasing=True)
+            template = self._template()
+            if template is not None:
+                await parts.start("worker template", template)
+                loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(template.reload()))
+            ctx = RunnerContext(
+                config, self.database_url, events, self.echo, guardian, self.extra_env, template, leasing=True
+            )
             supervisor = Supervisor(ctx, flags)
             await parts.start("workers", supervisor)
             await parts.start("memory limits", MemoryLimits(supervisor, config.healdec.sweep_interval_ms / 1000))
@@ -140,6 +147,13 @@ class Manager:
             await self._stopping.wait()
             self.say("shutting down")
         self.say("stopped")
+
+    def _template(self) -> TemplateSpawner | None:
+        """The worker template for `module:` workers, when `healdec.template_fork` is on."""
+        modules = [w.module for w in self.config.workers.values() if w.module and w.command is None and w.enabled]
+        if not self.config.healdec.template_fork or not modules or not hasattr(os, "pidfd_open"):
+            return None
+        return TemplateSpawner(modules)
 
 
 def _manager_line(text: str) -> LogLine:

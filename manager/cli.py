@@ -7,17 +7,17 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING
 
 from manager import operator_cli
-from manager.config import Config, load_config
-from manager.errors import ManagerError, ManagerNotRunning, UnknownWorker
+from manager.errors import ManagerError, UnknownWorker
+from manager.status_cli import table as _table
 from workers.features import flag_owner
+
+if TYPE_CHECKING:  # the config model pulls in pydantic: only commands that need it load it
+    from manager.config import Config
 
 BOOT_HELP = "boot: migrate, start workers, serve HTTP; runs until SIGTERM/SIGINT"
 
@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", parents=[common], help="the running manager's worker table")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
+    status.add_argument(
+        "--watch", nargs="?", type=float, const=2.0, metavar="SECONDS", help="redraw every SECONDS (default 2)"
+    )
 
     flags = sub.add_parser("flags", parents=[common], help="read or change feature flags")
     flags_sub = flags.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -66,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> Config:
+    from manager.config import load_config
+
     return load_config(getattr(args, "config", None))
 
 
@@ -82,115 +87,17 @@ def _actor() -> str:
         return "cli"
 
 
-def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _ago(iso_text: str | None) -> str:
-    if not iso_text:
-        return "never"
-    from datetime import UTC, datetime
-
-    seconds = (datetime.now(UTC) - datetime.fromisoformat(iso_text.replace("Z", "+00:00"))).total_seconds()
-    return _duration(seconds) + " ago"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
-    return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
-
-
-def _lag(worker: dict[str, Any]) -> str:
-    lag = worker.get("lag")
-    return "-" if lag is None else f"{lag:,.0f} {worker.get('lagUnit') or ''}".rstrip()
-
-
-def _why(worker: dict[str, Any]) -> str:
-    """Healdec's reasons, exactly as the API gives them; `-` only when it has none."""
-    return "; ".join(worker["reasons"]) or "-"
-
-
 def cmd_status(args: argparse.Namespace) -> int:
-    config = _config(args)
-    host = config.api.host if config.api.host not in ("0.0.0.0", "::") else "127.0.0.1"
-    url = f"http://{host}:{config.api.port}/api/workers/status"
-    try:
-        response = httpx.get(url, timeout=5)
-        response.raise_for_status()
-    except httpx.HTTPError as exc:
-        raise ManagerNotRunning(f"cannot reach the manager at {url}: {exc} (is `python -m manager` running?)") from None
-    workers = response.json()
-    if args.json:
-        print(json.dumps(workers, indent=2))
-        return 0
-    rows = [
-        (
-            w["name"],
-            w["state"],
-            w["verdict"],
-            w["pid"] or "-",
-            _duration(w["uptimeSeconds"]),
-            w["restartCount"],
-            w["itemsProcessed"],
-            f"{w['errorRate']:.0%}",
-            _lag(w),
-            _ago(w["lastRun"]),
-            _where(w.get("owner")),
-            _why(w),
-        )
-        for w in workers
-    ]
-    headers = [
-        "WORKER",
-        "STATE",
-        "HEALTH",
-        "PID",
-        "UPTIME",
-        "RESTARTS",
-        "ITEMS",
-        "ERRORS",
-        "LAG",
-        "LAST RUN",
-        "WHY",
-        "ON",
-    ]
-    print(_table(rows, headers))
-    return 0
+    from manager.status_cli import show
 
-
-def _where(owner: dict[str, Any] | None) -> str:
-    """Which manager runs it (several managers may share one database)."""
-    return f"{owner['host']}:{owner['pid']}" if owner else "-"
+    return show(getattr(args, "config", None), as_json=args.json, watch_s=args.watch)
 
 
 def cmd_run_now(args: argparse.Namespace) -> int:
     """POST /api/workers/{name}/run on the running manager, with the admin token from ADMIN_TOKEN."""
-    config = _config(args)
-    token = os.environ.get("ADMIN_TOKEN")
-    if not token:
-        raise ManagerError("ADMIN_TOKEN is not set: run-now goes through the running manager's API as admin")
-    host = config.api.host if config.api.host not in ("0.0.0.0", "::") else "127.0.0.1"
-    url = f"http://{host}:{config.api.port}/api/workers/{args.name}/run"
-    try:
-        response = httpx.post(url, headers={"authorization": f"Bearer {token}"}, timeout=5)
-    except httpx.HTTPError as exc:
-        raise ManagerNotRunning(f"cannot reach the manager at {url}: {exc} (is `python -m manager` running?)") from None
-    if response.status_code != 202:
-        try:
-            reason = response.json().get("detail", response.text)
-        except ValueError:
-            reason = response.text
-        raise ManagerError(f"run-now {args.name}: HTTP {response.status_code}: {reason}")
+    from manager.api_client import call_manager
+
+    call_manager(_config(args), "POST", f"/api/workers/{args.name}/run")
     print(f"{args.name}: a cycle was asked for")
     return 0
 

@@ -15,13 +15,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from manager.envref import expand_env
 from manager.errors import ConfigError
 
 WORKER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 RESERVED_NAMES = frozenset({"login", "logout", "static", "status", "api", "trending"})  # console/API paths
 # Worker modules that moved into packages: old configs keep working, with a notice to update them.
 MOVED_MODULES = {"workers.farcaster": "workers.social.farcaster", "workers.reddit": "workers.social.reddit"}
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class _Strict(BaseModel):
@@ -52,6 +52,8 @@ class HealdecConfig(_Strict):
     error_rate_degraded: float = Field(default=0.25, ge=0, le=1)
     lag_degraded_after_s: float = Field(default=600, gt=0)  # lag growing this long: degraded
     events_retention_days: float = Field(default=14, gt=0)
+    # fork `module:` workers from a pre-imported template process (exec when it is unavailable)
+    template_fork: bool = True
     lease_ttl_s: float = Field(default=5, gt=0)  # a dead manager's workers move after at most this long
 
 
@@ -158,24 +160,6 @@ class Config(_Strict):
 
     def heartbeat_timeout_s(self, name: str) -> float:
         return self.workers[name].heartbeat_timeout_s or self.healdec.heartbeat_timeout_s
-
-
-def expand_env(text: str, environ: dict[str, str] | None = None) -> str:
-    """Replace `${VAR}` and `${VAR:-default}`; an unset `${VAR}` without default is an error."""
-    env = os.environ if environ is None else environ
-
-    def substitute(match: re.Match[str]) -> str:
-        name, default = match[1], match[2]
-        value = env.get(name)
-        if value:
-            return value
-        if default is not None:
-            return default
-        if name in env:
-            return ""
-        raise KeyError(name)
-
-    return _ENV_REF.sub(substitute, text)
 
 
 def default_config_path() -> Path:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from manager.api_client import call_manager
-from manager.config import Config, load_config
+if TYPE_CHECKING:  # loaded by the commands themselves, so that `status` stays quick
+    from manager.config import Config
 
 MAX_LINES = 300  # the manager keeps this many lines per worker
 FOLLOW_POLL_S = 0.5
@@ -33,12 +33,16 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace) -> Config:
+    from manager.config import load_config
+
     return load_config(getattr(args, "config", None))
 
 
 def cmd_worker_action(args: argparse.Namespace) -> int:
     """POST /api/workers/NAME/<action>; prints what the manager accepted."""
     config = _config(args)
+    from manager.api_client import call_manager
+
     response = call_manager(config, "POST", f"/api/workers/{args.name}/{args.command}")
     worker = response.json().get("worker") or {}
     print(f"{args.name}: {args.command} accepted (state now {worker.get('state', '?')})")
@@ -52,6 +56,8 @@ def format_line(line: dict[str, Any]) -> str:
 
 def _lines(config: Config, name: str, count: int) -> list[dict[str, Any]]:
     """The worker's last `count` lines, oldest first (the API lists them newest first)."""
+    from manager.api_client import call_manager
+
     detail = call_manager(config, "GET", f"/api/workers/{name}", params={"lines": count}).json()
     return list(reversed(detail.get("logs") or []))
 

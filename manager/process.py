@@ -13,8 +13,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from manager.template import TemplateSpawner
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
@@ -63,13 +67,56 @@ class ExitStatus:
 
 
 class GuardianLink:
-    """Keeps the orphan guardian (manager.guardian) informed of every worker's process group."""
+    """Keeps the orphan guardian (manager.guardian) informed of every worker's process group.
+
+    The guardian runs in its own session, so a signal to the manager's process group (a shell's
+    `kill -9 -PGID`, `timeout -s KILL`, a container runtime) cannot take it down with the manager.
+    If the guardian itself dies while the manager lives, it is started again and told every group.
+    """
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
+        self._groups: set[int] = set()
+        self._pidfd: int | None = None
+        self._stopping = False
 
     async def start(self) -> None:
-        self._proc = subprocess.Popen([sys.executable, "-m", "manager.guardian"], stdin=subprocess.PIPE, close_fds=True)
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "manager.guardian"],
+            stdin=subprocess.PIPE,
+            close_fds=True,
+            start_new_session=True,  # out of the manager's process group: a group SIGKILL misses it
+        )
+        for pgid in self._groups:
+            self._send(f"+{pgid}")
+        self._watch_exit()
+
+    def _watch_exit(self) -> None:
+        """Restart the guardian the moment it exits unasked (pidfd: no polling)."""
+        if self._proc is None or not hasattr(os, "pidfd_open"):
+            return
+        try:
+            self._pidfd = os.pidfd_open(self._proc.pid)
+        except OSError:
+            return
+        asyncio.get_running_loop().add_reader(self._pidfd, self._on_exit)
+
+    def _unwatch(self) -> None:
+        if self._pidfd is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    def _on_exit(self) -> None:
+        self._unwatch()
+        if self._proc is not None:
+            self._proc.poll()  # reap it
+        if not self._stopping:
+            self._spawn()
 
     def _send(self, line: str) -> None:
         if self._proc and self._proc.stdin:
@@ -78,13 +125,17 @@ class GuardianLink:
                 self._proc.stdin.flush()
 
     def watch(self, pgid: int) -> None:
+        self._groups.add(pgid)
         self._send(f"+{pgid}")
 
     def forget(self, pgid: int) -> None:
+        self._groups.discard(pgid)
         self._send(f"-{pgid}")
 
     async def stop(self) -> None:
         """Tell the guardian the workers are stopped and let it exit."""
+        self._stopping = True
+        self._unwatch()
         if self._proc is None:
             return
         self._send("bye")
@@ -103,15 +154,15 @@ class GuardianLink:
 
 
 class ChildProcess:
-    """A running worker process. Created by `spawn`; `exited` completes when it exits."""
+    """A running worker process. Created by `spawn` (exec) or `fork` (from the worker template);
+    `exited` completes when it exits."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, guardian: GuardianLink | None) -> None:
-        self._proc = proc
+    def __init__(self, pid: int, wait: Coroutine[Any, Any, int], guardian: GuardianLink | None) -> None:
         self._guardian = guardian
-        self.pid: int = proc.pid
+        self.pid: int = pid
         self.started_monotonic = time.monotonic()
         self.started_wall = time.time()
-        self.exited: asyncio.Task[ExitStatus] = asyncio.ensure_future(self._wait())
+        self.exited: asyncio.Task[ExitStatus] = asyncio.ensure_future(self._wait(wait))
         self._readers: list[asyncio.Task[None]] = []
         self.killed_after_timeout = False  # stop() had to escalate to SIGKILL
 
@@ -142,7 +193,7 @@ class ChildProcess:
             preexec_fn=preexec,
             limit=1 << 20,
         )
-        child = cls(proc, guardian)
+        child = cls(proc.pid, proc.wait(), guardian)
         if nice is not None:
             child.set_nice(nice, on_line)
         if guardian:
@@ -151,6 +202,32 @@ class ChildProcess:
         child._readers = [
             asyncio.ensure_future(_pump(proc.stdout, "stdout", on_line)),
             asyncio.ensure_future(_pump(proc.stderr, "stderr", on_line)),
+        ]
+        return child
+
+    @classmethod
+    async def fork(
+        cls,
+        template: TemplateSpawner,
+        module: str,
+        env: dict[str, str],
+        on_line: LineSink,
+        guardian: GuardianLink | None = None,
+        cwd: str | None = None,
+        nice: int | None = None,
+    ) -> ChildProcess:
+        """Fork the worker from the pre-imported template (raises TemplateUnavailable)."""
+        from manager.template import wait_forked_exit
+
+        pid, out_fd, err_fd, zygote = await template.spawn(module, env, cwd)
+        child = cls(pid, wait_forked_exit(pid, zygote), guardian)
+        if nice is not None:
+            child.set_nice(nice, on_line)
+        if guardian:
+            guardian.watch(pid)
+        child._readers = [
+            asyncio.ensure_future(_pump(await _reader(out_fd), "stdout", on_line)),
+            asyncio.ensure_future(_pump(await _reader(err_fd), "stderr", on_line)),
         ]
         return child
 
@@ -163,10 +240,12 @@ class ChildProcess:
         except OSError as exc:
             on_line("manager", f"could not set nice {nice}: {exc.strerror or exc}")
 
-    async def _wait(self) -> ExitStatus:
-        returncode = await self._proc.wait()
-        # Leftover grandchildren in the worker's group die with it.
-        self.signal_group(signal.SIGKILL)
+    async def _wait(self, wait: Coroutine[Any, Any, int]) -> ExitStatus:
+        returncode = await wait
+        # Leftover grandchildren in the worker's group die with it (the group only: the pid
+        # itself is reaped and could already name another process).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
         if self._guardian:
             self._guardian.forget(self.pid)
         return ExitStatus.from_returncode(returncode)
@@ -179,8 +258,15 @@ class ChildProcess:
         return time.monotonic() - self.started_monotonic
 
     def signal_group(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
+        if not self.running:
+            return
+        try:
             os.killpg(self.pid, sig)
+        except ProcessLookupError:  # a just-forked worker may not have its own group yet
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, sig)
+        except PermissionError:
+            pass
 
     async def stop(self, timeout_s: float) -> ExitStatus:
         """SIGTERM the group (the worker finishes its current item), SIGKILL after `timeout_s`."""
@@ -197,6 +283,14 @@ class ChildProcess:
         """Wait briefly for the last output lines (a stray grandchild may hold the pipe open)."""
         if self._readers:
             await asyncio.wait(self._readers, timeout=timeout_s)
+
+
+async def _reader(fd: int) -> asyncio.StreamReader:
+    """An asyncio stream over the read end of a pipe (for forked workers' output)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20, loop=loop)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(fd, "rb", 0))
+    return reader
 
 
 async def _pump(stream: asyncio.StreamReader, name: str, on_line: LineSink) -> None:

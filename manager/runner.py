@@ -23,6 +23,7 @@ from manager.events import EventRecorder
 from manager.logs import OutputEcho, WorkerLog
 from manager.process import ChildProcess, ExitStatus, GuardianLink
 from manager.states import WorkerState, check_transition
+from manager.template import TemplateSpawner, TemplateUnavailable
 from manager.worker_env import manager_secrets_environment, worker_environment
 from workers.lease import EXIT_LEASE_LOST
 from workers.redact import SecretScrubber
@@ -47,6 +48,7 @@ class RunnerContext:
     echo: OutputEcho
     guardian: GuardianLink | None
     extra_env: dict[str, str]  # e.g. the devnet endpoints
+    template: TemplateSpawner | None = None  # forks `module:` workers pre-imported (healdec.template_fork)
     leasing: bool = False  # True: a worker runs only while this manager holds its lease (manager.leases)
 
 
@@ -290,9 +292,7 @@ class WorkerRunner:
         event, self._next_start_event = self._next_start_event, "restarted"
         self._enter(WorkerState.STARTING)
         try:
-            process = await ChildProcess.spawn(
-                self._argv(), self._env(), self.log.add, self._ctx.guardian, nice=self.spec.nice
-            )
+            process = await self._spawn()
         except OSError as exc:
             self.log.add("manager", f"could not start: {exc}")
             self._after_exit(None, ExitStatus(127, None), f"could not start: {exc.strerror or exc}")
@@ -314,6 +314,21 @@ class WorkerRunner:
             self._enter(WorkerState.STOPPED, "stopped", by="lease lost")
             return
         self._after_exit(process, process.exited.result())
+
+    async def _spawn(self) -> ChildProcess:
+        """Fork from the worker template when it serves this module, else exec."""
+        template = self._ctx.template
+        if template is not None and template.serves(self.spec.module):
+            assert self.spec.module is not None
+            try:
+                return await ChildProcess.fork(
+                    template, self.spec.module, self._env(), self.log.add, self._ctx.guardian, nice=self.spec.nice
+                )
+            except TemplateUnavailable:
+                pass
+        return await ChildProcess.spawn(
+            self._argv(), self._env(), self.log.add, self._ctx.guardian, nice=self.spec.nice
+        )
 
     async def _stop_process(self, process: ChildProcess) -> None:
         self._enter(WorkerState.STOPPING)

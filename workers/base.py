@@ -49,6 +49,7 @@ from workers.blocked import blocked_reason, error_kind, every_item_failing
 from workers.errors import NotConfigured, RateLimited
 from workers.lease import EXIT_LEASE_LOST, LeaseLost, epoch_from_environment, fence
 from workers.listen import Listener
+from workers.orphan import ORPHAN_EXIT_CODE, watch_parent
 from workers.redact import SecretScrubber, mask_secrets
 from workers.schedule import due_at
 from workers.settings import SettingsInvalid, WorkerSettings, load_settings
@@ -547,6 +548,8 @@ class Worker(Generic[Item]):
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
         code = 0
+        parent = os.getppid()
+        watch_parent(self.request_stop)
         try:
             self.run_forever()
         except LeaseLost as exc:  # another placement runs this worker now: leave without writing
@@ -566,6 +569,9 @@ class Worker(Generic[Item]):
             for conn in (self._control, self._data):
                 if conn is not None:
                     conn.close()
+        if os.getppid() != parent:  # stopped because the parent died: not a clean, asked-for stop
+            self.log(f"{self.name} worker stopped: its parent process died", err=True)
+            return ORPHAN_EXIT_CODE
         self.log(f"{self.name} worker stopped")
         return code
 

@@ -16,11 +16,25 @@ DRAIN_S = 3.0  # how long open requests may take to finish at shutdown
 
 
 class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own signal handling: the manager owns SIGTERM/SIGINT."""
+    """uvicorn without its own signal handling (the manager owns SIGTERM/SIGINT), and without its
+    10-per-second tick: at rest it wakes once a second (the Date header) and `exit()` wakes it."""
+
+    _exit_requested: asyncio.Event | None = None
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def main_loop(self) -> None:
+        self._exit_requested = asyncio.Event()
+        while not await self.on_tick(0):  # tick 0: refresh the Date header, check should_exit
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit_requested.wait(), 1.0)
+
+    def exit(self) -> None:
+        self.should_exit = True
+        if self._exit_requested is not None:
+            self._exit_requested.set()
 
 
 def bind_api_socket(host: str, port: int) -> socket.socket:
@@ -67,6 +81,6 @@ class HttpServer:
     async def stop(self) -> None:
         if self._server is None or self._task is None:
             return
-        self._server.should_exit = True
+        self._server.exit()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._task, timeout=DRAIN_S + 1)

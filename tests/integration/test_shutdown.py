@@ -54,6 +54,7 @@ STARTED_BEFORE_HTTP = [
     "database pool",
     "orphan guardian",
     "event recorder",
+    "worker template",
     "workers",
     "memory limits",
     "flag listener",

@@ -58,8 +58,10 @@ class ManagerHandle:
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
         timeout: float | None = None,
+        new_session: bool = False,
     ) -> None:
         self.start_timeout = timeout
+        self.new_session = new_session  # its own process group, as a shell job or container has
         self.workdir = workdir
         self.database_url = database_url
         self.port = free_port()
@@ -94,6 +96,7 @@ class ManagerHandle:
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=self.new_session,
         )
         wait_for(self._answers, timeout, 0.05, "the manager's /healthz")
         return self
