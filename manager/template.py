@@ -24,6 +24,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from manager.worker_env import base_environment
+
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 60.0  # importing web3, solana, openai... on a busy machine
@@ -107,6 +109,7 @@ class TemplateSpawner:
         proc = subprocess.Popen(
             [sys.executable, "-u", "-m", "manager.zygote", str(theirs.fileno()), *self._modules],
             pass_fds=[theirs.fileno()],
+            env=base_environment(),  # no secrets: each forked worker gets its own env in the request
             stdin=subprocess.DEVNULL,
             close_fds=True,
         )

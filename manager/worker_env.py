@@ -79,6 +79,13 @@ def _allowed(name: str, declared: tuple[str, ...]) -> bool:
     return name in declared or any(fnmatch.fnmatchcase(name, pattern) for pattern in BASE_ENV)
 
 
+def base_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Only the base set: what the worker template runs with. A forked worker's /proc/<pid>/environ
+    shows the template's environment at exec, so it must hold no secret of any worker."""
+    source = os.environ if environ is None else environ
+    return {key: value for key, value in source.items() if _allowed(key, ())}
+
+
 def worker_environment(
     name: str,
     spec: WorkerConfig,

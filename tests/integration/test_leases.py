@@ -21,7 +21,9 @@ from tests.support.waiting import wait_for
 from workers.lease import FENCE_SQLSTATE, LeaseLost, fence
 
 TTL = 1.5
-LEASES = {"lease_ttl_s": TTL}
+# Exec'd workers: `running_copies` identifies them by /proc/<pid>/environ, which a template-forked
+# worker does not have (it shows the template's environment at exec time).
+LEASES = {"lease_ttl_s": TTL, "template_fork": False}
 
 
 def running_copies(handles: list[ManagerHandle]) -> dict[str, list[int]]:

@@ -26,10 +26,15 @@ def _template_pid(m) -> int:
 
 
 def test_a_module_worker_is_forked_from_the_template_and_respawned_from_it(boot_manager):
-    m = boot_manager({"counter": example_worker()})
+    secret = "sentinel-secret-7f3a"
+    m = boot_manager({"counter": example_worker()}, env={"SOME_PROVIDER_API_KEY": secret})
     first = m.wait_worker("counter", lambda w: w["healthy"])["pid"]
     template = _template_pid(m)
     assert psutil.Process(first).ppid() == template
+    # /proc/<pid>/environ of a forked worker is the template's: it holds no secret of the manager's.
+    for pid in (template, first):
+        environ = psutil.Process(pid).environ()
+        assert "ADMIN_TOKEN" not in environ and secret not in "".join(environ.values()), pid
     assert os.getpgid(first) == first  # its own process group, like an exec'd worker
     wait_for(lambda: f"[counter] counter worker started (pid {first})" in m.output(), 10, what="prefixed output")
 
