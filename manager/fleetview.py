@@ -35,6 +35,11 @@ class ClusterFleet(Fleet):
         self._sends: set[asyncio.Task[None]] = set()
         keeper.publish = self.published
         keeper.on_command = self._local_command
+        for runner in self._supervisor.runners.values():  # a state change is visible at once, not
+            runner.on_change.append(self._forget_status)  # after the cache's 0.1 s
+
+    def _forget_status(self, _runner: WorkerRunner | None = None) -> None:
+        self._json_at = float("-inf")
 
     def published(self) -> dict[str, Any]:
         """The statuses of the workers this manager holds, for the other managers to show."""
