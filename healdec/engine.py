@@ -66,7 +66,7 @@ class HealthEngine:
         self._lag_samples: dict[str, LagSamples] = {}
         self._announced: dict[str, str] = {}  # the blocked reason last logged per worker
         self._processes: dict[int, psutil.Process] = {}
-        self._samples: dict[str, ProcessSample] = {}
+        self._samples: dict[int, ProcessSample] = {}  # by pid: a respawned worker is sampled afresh
         self._sampled_at = float("-inf")
         self._task: asyncio.Task[None] | None = None
         self._last_prune = float("-inf")  # prune on the first sweep, then hourly
@@ -144,29 +144,36 @@ class HealthEngine:
                 log.warning("%s waits: %s%s", runner.name, runner.scrub(reason), hint)
             self._announced[runner.name] = reason or ""
 
-    def _sample_if_due(self) -> None:
+    def _sample_of(self, pid: int | None) -> ProcessSample | None:
         """CPU and RSS are sampled when someone asks for status, at most once per sweep interval:
-        a fleet at rest with nobody watching costs no /proc reads at all."""
+        a fleet at rest with nobody watching costs no /proc reads at all. A pid not seen at the
+        last sampling (a worker started or respawned since) is sampled at once."""
+        if pid is None:
+            return None
         now = time.monotonic()
         if now - self._sampled_at >= self._interval_s:
             self._sampled_at = now
             self._sample_processes()
+        if pid not in self._samples:
+            self._sample_one(pid, self._processes, self._samples)
+        return self._samples.get(pid)
 
     def _sample_processes(self) -> None:
         live: dict[int, psutil.Process] = {}
-        samples: dict[str, ProcessSample] = {}
+        samples: dict[int, ProcessSample] = {}
         for runner in self._supervisor.runners.values():
-            pid = runner.pid
-            if pid is None:
-                continue
-            try:
-                proc = self._processes.get(pid) or psutil.Process(pid)
-                with proc.oneshot():
-                    samples[runner.name] = ProcessSample(proc.cpu_percent(None), proc.memory_info().rss)
-                live[pid] = proc
-            except psutil.Error:
-                continue
+            if runner.pid is not None:
+                self._sample_one(runner.pid, live, samples)
         self._processes, self._samples = live, samples
+
+    def _sample_one(self, pid: int, live: dict[int, psutil.Process], samples: dict[int, ProcessSample]) -> None:
+        try:
+            proc = self._processes.get(pid) or psutil.Process(pid)
+            with proc.oneshot():
+                samples[pid] = ProcessSample(proc.cpu_percent(None), proc.memory_info().rss)
+            live[pid] = proc
+        except psutil.Error:
+            pass
 
     # ---- judgement ----------------------------------------------------------------------------
 
@@ -230,12 +237,11 @@ class HealthEngine:
     # ---- status, from memory ------------------------------------------------------------------
 
     def worker_status(self, runner: WorkerRunner) -> dict[str, Any]:
-        self._sample_if_due()
         inputs = self.inputs(runner)
         health = self._judge(runner, inputs)
         row = self._heartbeats.get(runner.name) or {}
         cycles = self._cycle_stats.get(runner.name) or {}
-        sample = self._samples.get(runner.name)
+        sample = self._sample_of(runner.pid)
         uptime = runner.uptime_s()
         exit_ = runner.last_exit
         return {
