@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint format bench devnet setup setup-test tools browser clean
+.PHONY: run test lint format bench chaos devnet setup setup-test tools browser clean
 
 run: setup
 	$(PY) -m manager --config $${MANAGER_CONFIG:-config.yaml}
@@ -31,6 +31,11 @@ format: setup-test
 
 bench: setup-test tools
 	$(PY) -m bench
+
+# The chaos suite's long run (tests/chaos/chaos.py): ten minutes of SIGKILLs and Postgres restarts
+# against the devnet fleet, then the figures. CHAOS_SECONDS=60 make chaos for a shorter one.
+chaos: setup-test tools
+	$(PY) -m tests.chaos.chaos
 
 setup: $(VENV)/.installed
 setup-test: $(VENV)/.installed-test

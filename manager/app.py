@@ -37,6 +37,7 @@ from manager.runner import RunnerContext
 from manager.store import Store
 from manager.supervisor import Supervisor
 from manager.template import TemplateSpawner
+from manager.worker_roles import worker_database_urls
 from sql import MigrationChanged, apply_migrations, query
 from workers.features import declared_features, feature_flag
 from workers.redact import redact_url
@@ -84,6 +85,7 @@ class Manager:
         self.auth, self.token_generated = Auth.from_environment()
         self.echo = OutputEcho(log_format)
         self.extra_env = extra_env or {}
+        self.worker_database_urls: dict[str, str] = {}  # set at boot by manager.worker_roles
         self.started_monotonic = time.monotonic()
         self._stopping = asyncio.Event()
 
@@ -112,7 +114,15 @@ class Manager:
                 await parts.start("worker template", template)
                 loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(template.reload()))
             ctx = RunnerContext(
-                config, self.database_url, events, self.echo, guardian, self.extra_env, template, leasing=True
+                config,
+                self.database_url,
+                events,
+                self.echo,
+                guardian,
+                self.extra_env,
+                template,
+                leasing=True,
+                worker_database_urls=self.worker_database_urls,
             )
             supervisor = Supervisor(ctx, flags)
             await parts.start("workers", supervisor)
@@ -180,6 +190,7 @@ def run_manager(config: Config, *, devnet: bool = False, log_format: str = "text
         url = prepare_database(config, say)
         say(f"database: {redact_url(url)}")
         manager = Manager(config, url, log_format=log_format, extra_env=extra_env)
+        manager.worker_database_urls = worker_database_urls(config, url, say)
         asyncio.run(manager.run())
     finally:
         if stack is not None:

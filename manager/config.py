@@ -32,6 +32,8 @@ class DatabaseConfig(_Strict):
     url: str = ""  # empty: the embedded Postgres under data_dir
     data_dir: str = ".data/pg"
     connect_timeout_s: float = Field(default=60, gt=0)  # how long boot retries an unreachable DB
+    # auto: stock workers connect as their own role when this user may create roles (manager.worker_roles)
+    worker_roles: Literal["auto", "off"] = "auto"
 
 
 class ApiConfig(_Strict):

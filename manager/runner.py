@@ -14,7 +14,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from healdec.rules import RestartPolicy, decide_after_crash, restarts_in_window
@@ -50,6 +50,7 @@ class RunnerContext:
     extra_env: dict[str, str]  # e.g. the devnet endpoints
     template: TemplateSpawner | None = None  # forks `module:` workers pre-imported (healdec.template_fork)
     leasing: bool = False  # True: a worker runs only while this manager holds its lease (manager.leases)
+    worker_database_urls: dict[str, str] = field(default_factory=dict)  # a worker's own role (manager.worker_roles)
 
 
 def worker_argv(spec: WorkerConfig) -> list[str]:
@@ -78,7 +79,11 @@ class WorkerRunner:
         self.leased = not ctx.leasing
         # Everything the manager knows (not just this worker's share) is scrubbed from what it reports.
         self.scrub = SecretScrubber.from_environment(
-            {**manager_secrets_environment(ctx.database_url, ctx.extra_env), **self.spec.env},
+            {
+                **manager_secrets_environment(ctx.database_url, ctx.extra_env),
+                **{f"WORKER_DATABASE_URL_{n}": url for n, url in ctx.worker_database_urls.items()},
+                **self.spec.env,
+            },
             ctx.config.model_dump(mode="json"),
         )
         self.log = WorkerLog(name, ctx.echo, scrub=self.scrub)
@@ -280,7 +285,8 @@ class WorkerRunner:
         return worker_argv(self.spec)
 
     def _env(self) -> dict[str, str]:
-        env = worker_environment(self.name, self.spec, self._ctx.database_url, self._ctx.extra_env)
+        url = self._ctx.worker_database_urls.get(self.name, self._ctx.database_url)
+        env = worker_environment(self.name, self.spec, url, self._ctx.extra_env)
         if self.lease_epoch is not None:
             env["WORKER_LEASE_EPOCH"] = str(self.lease_epoch)
         return env

@@ -7,12 +7,13 @@ needs a token; everything that changes something needs the admin token.
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from admin.routes import mount_console
 from manager.http import alerts, audit, flags, health, profiles, search, settings, trending, trends, workers
 from manager.http.deps import ERROR_RESPONSES, Services
 from manager.http.guard import EdgeGuard, install_error_handlers
+from manager.http.query_guard import reject_unknown_query
 from manager.metrics import build_registry
 
 
@@ -26,7 +27,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.auth = services.auth  # read by manager.auth's dependencies
     app.state.metrics = build_registry(services.view.status)
     for module in (workers, flags, settings, audit, search, trends, alerts, trending, profiles):
-        app.include_router(module.router, responses=ERROR_RESPONSES)
+        app.include_router(module.router, responses=ERROR_RESPONSES, dependencies=[Depends(reject_unknown_query)])
     app.include_router(health.router)
     install_error_handlers(app)
     app.add_middleware(EdgeGuard)  # outermost: before routing, body parsing and the console

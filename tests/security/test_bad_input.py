@@ -76,6 +76,24 @@ def test_hostile_query_values(manager):
                 _check(response, f"{method} {path} {param['name']}={value[:20]!r}")
 
 
+def test_unknown_query_parameters_are_refused_on_every_api_route(manager):
+    """A typo (`limt`, `window` for `minutes`) would otherwise answer with the defaults, silently."""
+    for method, path, op in _routes(manager):
+        if not path.startswith("/api/"):
+            continue
+        response = manager.http.request(method, _concrete(path), params={"limt": "5"}, headers=_auth(), json=True)
+        _check(response, f"{method} {path} ?limt=5")
+        assert response.status_code == 422, (method, path, response.status_code)
+        (problem,) = response.json()["detail"]
+        assert problem["loc"] == ["query", "limt"] and problem["type"] == "extra_forbidden"
+        declared = sorted(p["name"] for p in op.get("parameters", []) if p["in"] == "query")
+        assert problem["msg"].endswith(", ".join(declared) or "none"), (path, problem)
+    good = manager.http.get("/api/audit", params={"limit": 5}, headers=_auth())
+    assert good.status_code == 200  # declared parameters still pass
+    page = manager.http.get("/workers/login", params={"utm_source": "x"})
+    assert page.status_code == 200  # the console's pages are left alone
+
+
 def test_hostile_bodies(manager):
     for method, path, _ in _routes(manager):
         if method not in ("PUT", "POST", "PATCH"):

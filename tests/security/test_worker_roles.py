@@ -1,0 +1,95 @@
+"""Per-worker database roles: a worker's connection writes its own tables and nothing else; the
+manager hands each stock worker its own role, and falls back to its own user when it may not
+create roles."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from manager.config import WorkerConfig
+from manager.worker_roles import provision, role_name
+from tests.support.manager import example_worker
+from tests.support.waiting import wait_for
+
+FLEET = {
+    "farcaster": WorkerConfig.model_validate({"module": "workers.social.farcaster"}),
+    "ethereum": WorkerConfig.model_validate({"module": "workers.evm"}),
+    "script": WorkerConfig.model_validate({"command": ["true"], "heartbeat": False}),
+}
+
+DENIED = [
+    ("UPDATE feature_flags SET enabled = false", "feature_flags"),
+    ("INSERT INTO feature_flags (flag_name, enabled) VALUES ('x_enabled', false)", "feature_flags"),
+    ("UPDATE config_audit SET new_value = 'null'", "config_audit"),
+    ("DELETE FROM config_audit", "config_audit"),
+    ("INSERT INTO settings (key, value) VALUES ('farcaster_hub_url', '\"http://evil\"')", "settings"),
+    ("INSERT INTO evm_tokens (chain, address, standard) VALUES ('ethereum', '0x1', 'erc20')", "evm_tokens"),
+    ("DELETE FROM evm_transactions", "evm_transactions"),
+    ("INSERT INTO supervision_events (worker_name, event) VALUES ('farcaster', 'started')", "supervision_events"),
+    ("CREATE TABLE sneaky (x int)", "schema public"),
+]
+
+
+@pytest.fixture
+def urls(migrated_url: str) -> dict[str, str]:
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        granted = provision(conn, migrated_url, FLEET)
+    assert granted is not None, "the test server's user is a superuser: it may create roles"
+    return granted
+
+
+@pytest.mark.parametrize(("statement", "table"), DENIED)
+def test_a_worker_role_cannot_touch_flags_audit_or_other_workers_tables(urls, statement, table):
+    with psycopg.connect(urls["farcaster"]) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege) as denied:
+        conn.execute(statement)
+    assert f"permission denied for {'table ' if ' ' not in table else ''}{table}" in str(denied.value)
+
+
+def test_a_worker_role_does_its_job(urls):
+    with psycopg.connect(urls["farcaster"]) as conn:
+        assert conninfo_to_dict(urls["farcaster"])["user"] == role_name("farcaster") == "wm_worker_farcaster"
+        conn.execute(
+            "INSERT INTO external_posts (platform, external_id, body, created_at) VALUES ('farcaster', '0xab', 'gm', now())"
+        )
+        conn.execute("INSERT INTO sync_cursors (worker_name, cursor_key, value) VALUES ('farcaster', 'k', '1')")
+        conn.execute("CREATE TEMP TABLE stage_posts (LIKE external_posts)")  # the social upserts stage rows
+        assert conn.execute("SELECT enabled FROM feature_flags").fetchall() is not None  # flags are read
+    with psycopg.connect(urls["ethereum"]) as conn:
+        conn.execute("INSERT INTO evm_tokens (chain, address, standard) VALUES ('ethereum', '0x1', 'erc20')")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM external_posts")  # the other worker's table
+    assert "script" not in urls  # a command's writes are unknown: it keeps the manager's user
+
+
+def test_without_createrole_workers_share_the_managers_user(migrated_url):
+    plain = f"wm_plain_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(migrated_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {plain} LOGIN PASSWORD 'x'")
+        admin.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {plain}")
+    try:
+        as_plain = make_conninfo(migrated_url, user=plain, password="x")
+        with psycopg.connect(as_plain, autocommit=True) as conn:
+            assert provision(conn, as_plain, FLEET) is None
+    finally:
+        with psycopg.connect(migrated_url, autocommit=True) as admin:
+            admin.execute(f"DROP OWNED BY {plain}")
+            admin.execute(f"DROP ROLE {plain}")
+
+
+def test_the_manager_runs_each_worker_as_its_own_role(boot_manager):
+    m = boot_manager({"rolecounter": example_worker()})
+    m.wait_worker("rolecounter", lambda w: w["healthy"] and w["itemsProcessed"] > 0, timeout=30)
+
+    def worker_backends() -> list[tuple[str, str]]:
+        return m.sql(
+            "SELECT DISTINCT usename::text, application_name FROM pg_stat_activity"
+            " WHERE datname = current_database() AND usename::text LIKE 'wm_worker_%%'"
+        )
+
+    backends = wait_for(worker_backends, 10, 0.1, "the worker's connections")
+    assert {user for user, _ in backends} == {"wm_worker_rolecounter"}
+    assert "workers connect with their own roles" in m.output()
