@@ -18,11 +18,11 @@ unknown, so they keep the manager's user.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import re
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -84,7 +84,16 @@ MODULE_WRITES: dict[str, tuple[str, ...]] = {
     ),
 }
 
-CAN_CREATE_ROLES = "SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user"
+# What managers booting together on one server (roles are server-wide) get when they create or
+# alter the same role at the same moment: the loser's transaction is retried.
+RACES = (
+    psycopg.errors.UniqueViolation,  # CREATE ROLE of a role another session just created
+    psycopg.errors.DuplicateObject,
+    psycopg.errors.InternalError_,  # "tuple concurrently updated" (ALTER ROLE, GRANT)
+    psycopg.errors.SerializationFailure,
+)
+ATTEMPTS = 5
+CAN_CREATE_ROLES = "SELECT rolsuper, rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user"
 
 
 def role_name(worker: str) -> str:
@@ -105,17 +114,18 @@ def _password(manager_password: str | None, role: str) -> str:
     return hmac.new(manager_password.encode(), f"worker role {role}".encode(), hashlib.sha256).hexdigest()
 
 
-def _grant(conn: psycopg.Connection, role: str, password: str, tables: tuple[str, ...]) -> None:
+def _grant(conn: psycopg.Connection, role: str, password: str, tables: tuple[str, ...], superuser: bool) -> None:
     ident = sql.Identifier(role)
     exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
     if not exists:
-        with contextlib.suppress(psycopg.errors.DuplicateObject):  # another manager made it just now
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(ident))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(ident))
     conn.execute(
         sql.SQL("ALTER ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD {}").format(
             ident, sql.Literal(password)
         )
     )
+    if not superuser:  # to see the role's sessions in pg_stat_activity (sync_read_horizon() needs it)
+        conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(ident))
     conn.execute(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}").format(ident))
     conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(ident))
     conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(ident))
@@ -133,11 +143,12 @@ def provision(
     conn: psycopg.Connection, database_url: str, workers: Mapping[str, WorkerConfig]
 ) -> dict[str, str] | None:
     """Create or update every known worker's role; returns worker name → its DSN, or None when
-    this database user may not create roles. Runs in one transaction per worker, retried once:
-    managers booting together on one server may update the same role at the same moment."""
-    can = conn.execute(CAN_CREATE_ROLES).fetchone()
-    if not (can and can[0]):
+    this database user may not create roles. Runs in one transaction per worker, retried on a race
+    with another manager (see RACES)."""
+    row = conn.execute(CAN_CREATE_ROLES).fetchone()
+    if not (row and row[1]):
         return None
+    superuser = bool(row[0])
     if any(spec.module == "workers.ai" for spec in workers.values()):
         conn.execute("SELECT ai_install_schema()")  # its tables must exist to be granted (no-op without pgvector)
     params = conninfo_to_dict(database_url)
@@ -149,14 +160,15 @@ def provision(
             continue
         role = role_name(name)
         password = _password(str(manager_password) if manager_password else None, role)
-        for attempt in (1, 2):
+        for attempt in range(1, ATTEMPTS + 1):
             try:
                 with conn.transaction():
-                    _grant(conn, role, password, tables)
+                    _grant(conn, role, password, tables, superuser)
                 break
-            except (psycopg.errors.InternalError_, psycopg.errors.SerializationFailure):
-                if attempt == 2:  # "tuple concurrently updated" twice: give up on this one
+            except RACES:
+                if attempt == ATTEMPTS:
                     raise
+                time.sleep(0.05 * attempt)
         urls[name] = make_conninfo(database_url, user=role, password=password)
     return urls
 

@@ -7,3 +7,8 @@ ALTER FUNCTION ai_install_schema() SECURITY DEFINER SET search_path = public, pg
 ALTER FUNCTION check_worker_lease(text, bigint) SECURITY DEFINER SET search_path = public, pg_catalog;
 -- Likewise the AI worker's vector index for its configured dimensions (DDL on ai_posts).
 ALTER FUNCTION ai_ensure_vector_index(integer) SECURITY DEFINER SET search_path = public, pg_catalog;
+-- The read horizon looks at every session's transaction start in pg_stat_activity, which a role
+-- sees only for its own sessions: a worker role would think no writer is mid-transaction and skip
+-- rows committed late. It runs as its owner (the manager's user: a superuser, or a member of the
+-- worker roles it made, see manager/worker_roles.py), which sees them all.
+ALTER FUNCTION sync_read_horizon() SECURITY DEFINER SET search_path = public, pg_catalog;

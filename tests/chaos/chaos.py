@@ -81,11 +81,21 @@ class Figures:
         ]
 
 
-def fleet_workers(worker_settings: dict[str, dict[str, Any]]) -> dict[str, Any]:
+# The short run's share of the stand-ins' data: one small subreddit, three fids and no follow
+# expansion, so both fleets sync it in seconds (the long run takes all of it).
+SMALL = {
+    "reddit": {"subreddits": ["ethdev"]},
+    "farcaster": {"follow_expansion_limit": 0},
+}
+
+
+def fleet_workers(worker_settings: dict[str, dict[str, Any]], small: bool = False) -> dict[str, Any]:
     """The shipped config's seven workers, pointed at the stand-ins as `--devnet` does."""
     workers: dict[str, Any] = yaml.safe_load((ROOT / "config.yaml").read_text())["workers"]
     for name, overrides in worker_settings.items():
-        workers[name] = {**workers[name], **overrides, "enabled": True}
+        workers[name] = {**workers[name], **overrides, "enabled": True, **(SMALL.get(name, {}) if small else {})}
+    if small:
+        workers["farcaster"]["fids"] = workers["farcaster"]["fids"][:3]
     return workers
 
 
@@ -233,6 +243,7 @@ def run(
     seconds: float,
     pg_restarts: int = 1,
     settle_timeout: float = 180,
+    small: bool = False,
     seed: int = 12,
     say: Callable[[str], None] = print,
 ) -> Figures:
@@ -249,7 +260,7 @@ def run(
         for child in psutil.Process().children():  # the stand-ins are this process's children
             if child.pid not in before:
                 watch.add_family(child.pid)
-        workers = fleet_workers(devnet.worker_settings)
+        workers = fleet_workers(devnet.worker_settings, small)
         chaos_url = stack.enter_context(fresh_database(pg.url))
         baseline = stack.enter_context(_manager(workdir / "baseline", baseline_url, workers, devnet.env))
         chaos = stack.enter_context(_manager(workdir / "chaos", chaos_url, workers, devnet.env))

@@ -13,12 +13,12 @@ from tests.chaos.chaos import run
 
 @pytest.mark.timeout(400)
 def test_a_killed_fleet_ends_healthy_with_every_row_once_and_nothing_left(tmp_path: Path, database_url: str):
-    figures = run(tmp_path, database_url, seconds=12, pg_restarts=1, settle_timeout=150)
+    figures = run(tmp_path, database_url, seconds=12, pg_restarts=1, settle_timeout=120, small=True)
     print("\n".join(figures.lines()))
     assert figures.kills >= 5 and len(figures.pg_restarts) == 1
     assert figures.worker_restarts >= figures.kills  # each kill was noticed and restarted
     assert figures.unhealthy == []
-    assert len(figures.recoveries) == figures.kills or figures.recoveries  # every pending kill recovered
+    assert 1 <= len(figures.recoveries) <= figures.kills  # a worker killed twice before recovering counts once
     assert figures.differences == []
-    assert figures.rows_compared > 1000
+    assert figures.rows_compared > 500
     assert figures.left_behind == []

@@ -17,6 +17,7 @@ from tests.support.waiting import wait_for
 
 FLEET = {
     "farcaster": WorkerConfig.model_validate({"module": "workers.social.farcaster"}),
+    "search": WorkerConfig.model_validate({"module": "workers.search"}),
     "ethereum": WorkerConfig.model_validate({"module": "workers.evm"}),
     "script": WorkerConfig.model_validate({"command": ["true"], "heartbeat": False}),
 }
@@ -63,6 +64,16 @@ def test_a_worker_role_does_its_job(urls):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("DELETE FROM external_posts")  # the other worker's table
     assert "script" not in urls  # a command's writes are unknown: it keeps the manager's user
+
+
+def test_a_worker_role_sees_other_roles_writers_in_the_read_horizon(urls):
+    """search reads rows up to sync_read_horizon(): the start of the oldest open transaction. A
+    role sees only its own sessions in pg_stat_activity, so without the function running as its
+    owner the search worker would miss farcaster's open transaction and skip its late commit."""
+    with psycopg.connect(urls["farcaster"]) as writer, psycopg.connect(urls["search"]) as reader:
+        (started,) = writer.execute("SELECT now()").fetchone()  # opens the writer's transaction
+        (horizon,) = reader.execute("SELECT sync_read_horizon()").fetchone()
+        assert horizon <= started
 
 
 def test_without_createrole_workers_share_the_managers_user(migrated_url):
