@@ -119,11 +119,10 @@ def _grant(conn: psycopg.Connection, role: str, password: str, tables: tuple[str
     exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
     if not exists:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(ident))
-    conn.execute(
-        sql.SQL("ALTER ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD {}").format(
-            ident, sql.Literal(password)
-        )
-    )
+    # A superuser also strips powers a role of that name may have been given by hand; a CREATEROLE
+    # user may not name those attributes at all (and cannot have granted them).
+    powers = "NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS" if superuser else ""
+    conn.execute(sql.SQL("ALTER ROLE {} LOGIN {} PASSWORD {}").format(ident, sql.SQL(powers), sql.Literal(password)))
     if not superuser:  # to see the role's sessions in pg_stat_activity (sync_read_horizon() needs it)
         conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(ident))
     conn.execute(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}").format(ident))
@@ -140,7 +139,10 @@ def _grant(conn: psycopg.Connection, role: str, password: str, tables: tuple[str
 
 
 def provision(
-    conn: psycopg.Connection, database_url: str, workers: Mapping[str, WorkerConfig]
+    conn: psycopg.Connection,
+    database_url: str,
+    workers: Mapping[str, WorkerConfig],
+    refused: list[str] | None = None,
 ) -> dict[str, str] | None:
     """Create or update every known worker's role; returns worker name → its DSN, or None when
     this database user may not create roles. Runs in one transaction per worker, retried on a race
@@ -153,6 +155,7 @@ def provision(
         conn.execute("SELECT ai_install_schema()")  # its tables must exist to be granted (no-op without pgvector)
     params = conninfo_to_dict(database_url)
     manager_password = params.get("password")
+    refused = [] if refused is None else refused  # roles this user may not manage, for the boot log
     urls: dict[str, str] = {}
     for name, spec in workers.items():
         tables = writable_tables(spec)
@@ -164,12 +167,17 @@ def provision(
             try:
                 with conn.transaction():
                     _grant(conn, role, password, tables, superuser)
+                urls[name] = make_conninfo(database_url, user=role, password=password)
+                break
+            except psycopg.errors.InsufficientPrivilege:
+                # a role of that name that this user may not manage (made by someone else): the
+                # worker keeps the manager's user rather than the boot failing
+                refused.append(role)
                 break
             except RACES:
                 if attempt == ATTEMPTS:
                     raise
                 time.sleep(0.05 * attempt)
-        urls[name] = make_conninfo(database_url, user=role, password=password)
     return urls
 
 
@@ -177,8 +185,11 @@ def worker_database_urls(config: Config, database_url: str, say: Callable[[str],
     """The boot step: roles per `database.worker_roles`, and a line in the log saying what happened."""
     if config.database.worker_roles == "off":
         return {}
+    refused: list[str] = []
     with psycopg.connect(database_url, autocommit=True) as conn:
-        urls = provision(conn, database_url, config.workers)
+        urls = provision(conn, database_url, config.workers, refused)
+    if refused:
+        say(f"database: may not manage the roles {', '.join(refused)}: those workers connect as the manager's user")
     if urls is None:
         say(
             "database: this user may not create roles (CREATEROLE): workers connect as the manager's user;"

@@ -12,6 +12,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from manager.config import WorkerConfig
 from manager.worker_roles import provision, role_name
+from sql import apply_migrations
 from tests.support.manager import example_worker
 from tests.support.waiting import wait_for
 
@@ -74,6 +75,41 @@ def test_a_worker_role_sees_other_roles_writers_in_the_read_horizon(urls):
         (started,) = writer.execute("SELECT now()").fetchone()  # opens the writer's transaction
         (horizon,) = reader.execute("SELECT sync_read_horizon()").fetchone()
         assert horizon <= started
+
+
+def test_a_manager_with_createrole_but_not_superuser_gets_the_same_separation(urls, pg_admin_url):
+    """An external server's usual set-up: the manager owns its database and may create roles."""
+    suffix = uuid.uuid4().hex[:8]
+    manager, dbname = f"wm_mgr_{suffix}", f"t_mgr_{suffix}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {manager} LOGIN CREATEROLE PASSWORD 'pw'")
+        admin.execute(f"CREATE DATABASE {dbname} OWNER {manager}")
+    try:
+        with psycopg.connect(make_conninfo(pg_admin_url, dbname=dbname), autocommit=True) as admin:
+            admin.execute("CREATE EXTENSION vector")  # not a trusted extension: the DBA installs it
+        url = make_conninfo(pg_admin_url, dbname=dbname, user=manager, password="pw")
+        # names of their own: roles are server-wide, and the other tests' roles are the superuser's
+        fleet = {f"{name}{suffix}": spec for name, spec in FLEET.items()}
+        with psycopg.connect(url, autocommit=True) as conn:
+            apply_migrations(conn)
+            refused: list[str] = []
+            assert provision(conn, url, {"farcaster": FLEET["farcaster"]}, refused) == {}
+            assert refused == ["wm_worker_farcaster"]  # made by the superuser before: not this user's to alter
+            urls = provision(conn, url, fleet)
+            assert urls is not None and set(urls) == {f"farcaster{suffix}", f"search{suffix}", f"ethereum{suffix}"}
+        with (
+            psycopg.connect(urls[f"farcaster{suffix}"]) as writer,
+            psycopg.connect(urls[f"search{suffix}"]) as reader,
+        ):
+            (started,) = writer.execute("SELECT now()").fetchone()
+            assert reader.execute("SELECT sync_read_horizon()").fetchone()[0] <= started
+            writer.rollback()
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                writer.execute("UPDATE feature_flags SET enabled = false")
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
+            admin.execute(f"DROP ROLE {manager}")
 
 
 def test_without_createrole_workers_share_the_managers_user(migrated_url):

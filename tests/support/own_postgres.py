@@ -63,6 +63,7 @@ class OwnPostgres:
         so stop it here first) and delete its data directory."""
         with contextlib.suppress(subprocess.CalledProcessError):  # already down
             self.down()
+        self._server._postmaster_info = None  # stopped above: pgserver need not try again
         self._server.cleanup()
 
 
