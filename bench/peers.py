@@ -208,7 +208,8 @@ class TheManager(Peer):
     def own_pids(self) -> list[int]:
         assert self.proc is not None
         kids = psutil.Process(self.proc.pid).children()
-        return [self.proc.pid, *(p.pid for p in kids if "manager." in " ".join(p.cmdline()))]
+        own = ("manager.zygote", "manager/guardian.py")
+        return [self.proc.pid, *(p.pid for p in kids if any(o in " ".join(p.cmdline()) for o in own))]
 
     def children(self) -> list[int]:
         try:

@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from psycopg_pool import AsyncConnectionPool
 
 from manager.config import AlertsConfig, WebhookConfig
@@ -32,7 +31,9 @@ from manager.logs import iso
 from sql import query
 from workers.redact import SecretScrubber, redact_webhook_url
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # httpx (and the rich/click it pulls in) loads only when webhooks are configured
+    import httpx
+
     from healdec.engine import HealthEngine
     from manager.supervisor import Supervisor
 
@@ -192,6 +193,8 @@ class Alerts:
     async def start(self) -> None:
         if not self.enabled:
             return
+        import httpx
+
         self._client = httpx.AsyncClient(timeout=self._config.timeout_s, follow_redirects=False)
         self._task = asyncio.create_task(self._watch_forever(), name="alerts")
 
@@ -241,6 +244,8 @@ class Alerts:
     # ---- delivering ---------------------------------------------------------------------------
 
     async def _deliver(self, alert: Alert, webhook: WebhookConfig) -> None:
+        import httpx
+
         assert self._client is not None
         masked = redact_webhook_url(webhook.url)
         parts = urllib.parse.urlsplit(webhook.url)
