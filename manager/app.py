@@ -14,20 +14,18 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
 from healdec.engine import HealthEngine
 from manager.alerts import Alerts
-from manager.auth import Auth
 from manager.config import Config
 from manager.db import connect_with_retry, resolve_database_url
 from manager.errors import ManagerError
 from manager.events import EventRecorder
 from manager.flags import FlagListener, read_flags
 from manager.fleetview import ClusterFleet
-from manager.http import Services, create_app
-from manager.http.server import HttpServer
 from manager.leases import Identity, LeaseKeeper
 from manager.lifecycle import Lifecycle
 from manager.limits import MemoryLimits
@@ -81,6 +79,8 @@ class Manager:
     ) -> None:
         self.config = config
         self.database_url = database_url
+        from manager.auth import Auth  # FastAPI: imported meanwhile by _import_http
+
         self.auth, self.token_generated = Auth.from_environment()
         self.echo = OutputEcho(log_format)
         self.extra_env = extra_env or {}
@@ -135,6 +135,9 @@ class Manager:
             await parts.start("leases", keeper)
             me = keeper.identity
             self.say(f"manager {me.id} on {me.host} holds {len(keeper.held)} of {len(config.workers)} worker leases")
+            from manager.http import Services, create_app
+            from manager.http.server import HttpServer
+
             app = create_app(Services(fleet, fleet, store, self.auth, config, self.extra_env))
             http = HttpServer(app, config.api.host, config.api.port)
             await parts.start("http", http)
@@ -156,6 +159,15 @@ class Manager:
         return TemplateSpawner(modules)
 
 
+def _import_http() -> None:
+    """FastAPI, uvicorn and the routes are about half of the boot's imports and needed only once the
+    workers run: importing them in a thread while the database is checked and migrated (I/O, the
+    GIL is free) takes them off the boot's critical path. Importing them again later is a lookup."""
+    import manager.auth
+    import manager.http
+    import manager.http.server  # noqa: F401
+
+
 def _manager_line(text: str) -> LogLine:
     return LogLine(time.time(), "manager", text)
 
@@ -163,6 +175,7 @@ def _manager_line(text: str) -> LogLine:
 def run_manager(config: Config, *, devnet: bool = False, log_format: str = "text") -> int:
     """Boot and run until SIGTERM/SIGINT. Returns the exit code."""
     logging.basicConfig(level=logging.WARNING, format="[manager] %(levelname)s %(message)s", stream=sys.stdout)
+    threading.Thread(target=_import_http, name="import-http", daemon=True).start()
     echo = OutputEcho(log_format)
 
     def say(text: str) -> None:
