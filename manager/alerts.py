@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import socket
 import time
@@ -193,8 +194,9 @@ class Alerts:
     async def start(self) -> None:
         if not self.enabled:
             return
-        import httpx
-
+        # In a thread: importing httpx takes long enough (rich, click...) to stall the workers'
+        # start if the event loop did it.
+        httpx = await asyncio.to_thread(importlib.import_module, "httpx")
         self._client = httpx.AsyncClient(timeout=self._config.timeout_s, follow_redirects=False)
         self._task = asyncio.create_task(self._watch_forever(), name="alerts")
 

@@ -86,6 +86,7 @@ class Manager:
         self.extra_env = extra_env or {}
         self.started_monotonic = time.monotonic()
         self._stopping = asyncio.Event()
+        self.http_imports: threading.Thread | None = None  # see _import_http
 
     def say(self, text: str) -> None:
         self.echo.write("manager", _manager_line(text))
@@ -115,6 +116,8 @@ class Manager:
                 config, self.database_url, events, self.echo, guardian, self.extra_env, template, leasing=True
             )
             supervisor = Supervisor(ctx, flags)
+            if self.http_imports is not None:  # done before the workers start: a thread importing
+                await asyncio.to_thread(self.http_imports.join)  # meanwhile would slow the loop (GIL)
             await parts.start("workers", supervisor)
             await parts.start("memory limits", MemoryLimits(supervisor, config.healdec.sweep_interval_ms / 1000))
             listener = FlagListener(self.database_url, supervisor.apply_flags, config.healdec.flag_reread_s)
@@ -159,13 +162,17 @@ class Manager:
         return TemplateSpawner(modules)
 
 
-def _import_http() -> None:
-    """FastAPI, uvicorn and the routes are about half of the boot's imports and needed only once the
-    workers run: importing them in a thread while the database is checked and migrated (I/O, the
-    GIL is free) takes them off the boot's critical path. Importing them again later is a lookup."""
+def _import_http(alerts: bool) -> None:
+    """FastAPI, uvicorn and the routes (and httpx for alert webhooks) are about half of the boot's
+    imports: importing them in a thread while the database is checked and migrated and the worker
+    template starts (I/O and another process: the GIL is free) takes them off the boot's critical
+    path. Importing them again later is a lookup."""
     import manager.auth
     import manager.http
     import manager.http.server  # noqa: F401
+
+    if alerts:
+        import httpx  # noqa: F401
 
 
 def _manager_line(text: str) -> LogLine:
@@ -175,7 +182,10 @@ def _manager_line(text: str) -> LogLine:
 def run_manager(config: Config, *, devnet: bool = False, log_format: str = "text") -> int:
     """Boot and run until SIGTERM/SIGINT. Returns the exit code."""
     logging.basicConfig(level=logging.WARNING, format="[manager] %(levelname)s %(message)s", stream=sys.stdout)
-    threading.Thread(target=_import_http, name="import-http", daemon=True).start()
+    http_imports = threading.Thread(
+        target=_import_http, args=(bool(config.alerts.webhooks),), name="import-http", daemon=True
+    )
+    http_imports.start()
     echo = OutputEcho(log_format)
 
     def say(text: str) -> None:
@@ -193,6 +203,7 @@ def run_manager(config: Config, *, devnet: bool = False, log_format: str = "text
         url = prepare_database(config, say)
         say(f"database: {redact_url(url)}")
         manager = Manager(config, url, log_format=log_format, extra_env=extra_env)
+        manager.http_imports = http_imports
         asyncio.run(manager.run())
     finally:
         if stack is not None:

@@ -196,7 +196,8 @@ class LeaseKeeper:
                 "labels": list(me.labels),
                 "api_url": self.api_url,
                 "workers": self.runnable(),
-                "statuses": Jsonb(self.publish()),
+                # Only another manager reads them: alone, this manager builds no statuses at rest.
+                "statuses": Jsonb(self.publish() if len(self.peers) > 1 else {}),
                 "ttl": self.ttl_s,
                 "names": list(held),
                 "epochs": list(held.values()),
