@@ -87,6 +87,7 @@ class Manager:
         self.started_monotonic = time.monotonic()
         self._stopping = asyncio.Event()
         self.http_imports: threading.Thread | None = None  # see _import_http
+        self.template: TemplateSpawner | None = None  # given when prestarted (run_manager)
 
     def say(self, text: str) -> None:
         self.echo.write("manager", _manager_line(text))
@@ -155,11 +156,17 @@ class Manager:
         self.say("stopped")
 
     def _template(self) -> TemplateSpawner | None:
-        """The worker template for `module:` workers, when `healdec.template_fork` is on."""
-        modules = [w.module for w in self.config.workers.values() if w.module and w.command is None and w.enabled]
-        if not self.config.healdec.template_fork or not modules or not hasattr(os, "pidfd_open"):
-            return None
-        return TemplateSpawner(modules)
+        if self.template is None:
+            self.template = worker_template(self.config)
+        return self.template
+
+
+def worker_template(config: Config) -> TemplateSpawner | None:
+    """The worker template for `module:` workers, when `healdec.template_fork` is on."""
+    modules = [w.module for w in config.workers.values() if w.module and w.command is None and w.enabled]
+    if not config.healdec.template_fork or not modules or not hasattr(os, "pidfd_open"):
+        return None
+    return TemplateSpawner(modules)
 
 
 def _import_http(alerts: bool) -> None:
@@ -199,11 +206,14 @@ def run_manager(config: Config, *, devnet: bool = False, log_format: str = "text
         stack = start_devnet(say)
         config = stack.apply(config)
         extra_env = stack.env
+    template = worker_template(config)
+    if template is not None:
+        template.prestart()
     try:
         url = prepare_database(config, say)
         say(f"database: {redact_url(url)}")
         manager = Manager(config, url, log_format=log_format, extra_env=extra_env)
-        manager.http_imports = http_imports
+        manager.http_imports, manager.template = http_imports, template
         asyncio.run(manager.run())
     finally:
         if stack is not None:
