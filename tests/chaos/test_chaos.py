@@ -15,7 +15,7 @@ from tests.chaos.chaos import run
 def test_a_killed_fleet_ends_healthy_with_every_row_once_and_nothing_left(tmp_path: Path, database_url: str):
     figures = run(tmp_path, database_url, seconds=12, pg_restarts=1, settle_timeout=120, small=True)
     print("\n".join(figures.lines()))
-    assert figures.kills >= 5 and len(figures.pg_restarts) == 1
+    assert figures.kills >= 3 and len(figures.pg_restarts) == 1  # a tick with no worker running kills none
     assert figures.worker_restarts >= figures.kills  # each kill was noticed and restarted
     assert figures.unhealthy == []
     assert 1 <= len(figures.recoveries) <= figures.kills  # a worker killed twice before recovering counts once
