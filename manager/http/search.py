@@ -9,6 +9,8 @@ operational status, so the endpoint needs a token (admin or viewer), unlike /api
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
@@ -24,9 +26,17 @@ if TYPE_CHECKING:
     from workers.ai.client import AiSettings
 
 # workers.ai, workers.ai.client (openai, numpy) and workers.search.query are imported on the first
-# search, not at boot: openai alone would add half a second to every manager start.
+# search, not at boot: openai alone would add half a second to every manager start. They are
+# imported in a thread, never on the event loop: on a loaded host the import takes seconds, and a
+# loop held that long misses its lease renewals and heartbeat sweeps.
+SEARCH_MODULES = ("workers.search.query", "workers.ai.client", "workers.ai.worker", "workers.settings")
 
 AI_MODULE = "workers.ai"
+
+
+async def _load_search_modules() -> None:
+    await asyncio.to_thread(lambda: [importlib.import_module(name) for name in SEARCH_MODULES])
+
 
 router = APIRouter(tags=["search"])
 
@@ -100,6 +110,7 @@ async def search(
     mode: Literal["auto", "text", "fuzzy", "tag", "semantic", "hybrid"] = "auto",
 ) -> dict[str, Any]:
     """Ranked results with `<mark>` highlights; each says how it matched (`matchedBy`)."""
+    await _load_search_modules()
     from workers.search.query import Search, SearchUnavailable
 
     async with services.store.search_connection() as conn:

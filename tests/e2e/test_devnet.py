@@ -5,12 +5,21 @@ from __future__ import annotations
 import os
 import signal
 
+import psutil
 import yaml
 
 from tests.support.manager import ROOT, wait_gone
 from tests.support.waiting import wait_for
 
 STANDARD = {"farcaster", "reddit", "ethereum", "base", "solana", "ai", "search"}
+
+
+def cmdline(process: psutil.Process) -> list[str]:
+    """A process's command line, or nothing for one that exited while we looked (a zombie)."""
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
 
 
 def test_devnet_boots_every_worker_healthy_and_cleans_up(boot_manager):
@@ -52,7 +61,7 @@ def test_devnet_boots_every_worker_healthy_and_cleans_up(boot_manager):
     assert found.status_code == 200, found.text
     assert found.json()["results"], f"searching {word!r} found nothing"
     children = m.descendants()
-    names = " ".join(" ".join(p.cmdline()) for p in children)
+    names = " ".join(" ".join(cmdline(p)) for p in children)
     for stand_in in ("devnet.farcaster_hub", "devnet.reddit_api", "devnet.solana_rpc", "devnet.openai_api", "anvil"):
         assert stand_in in names
 
