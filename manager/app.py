@@ -64,6 +64,8 @@ def prepare_database(config: Config, say: Any = print) -> str:
         with conn.transaction():
             conn.execute(query("set_actor"), ("config",))
             for name, worker in config.workers.items():
+                if worker.replica_of:  # a replica follows its worker's flags
+                    continue
                 conn.execute(
                     query("seed_flag"),
                     (f"{name}_enabled", True, worker.description or f"Run the {name} worker"),

@@ -107,7 +107,8 @@ class WorkerRunner:
 
     @property
     def flag_name(self) -> str:
-        return f"{self.name}_enabled"
+        """`<name>_enabled`; a replica (`ai-2`) follows its worker's flag (`ai_enabled`)."""
+        return f"{self.spec.replica_of or self.name}_enabled"
 
     def set_flag(self, enabled: bool) -> None:
         if enabled == self.flag_enabled:
