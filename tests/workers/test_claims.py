@@ -14,12 +14,12 @@ import psycopg
 import pytest
 
 from devnet.openai_api import OpenAIStub
+from tests.support.claims import drain, replica, seed_posts, write_counts
 from tests.support.db import rows
-from workers.ai.worker import AiWorker
 from workers.claims import ClaimQueue, IdleBackoff
 
 KEY = "sk-devnet-test"
-ITEMS = 3000  # `python -m bench claims` runs 10,000 (and more replicas)
+ITEMS = 1000  # `python -m bench claims` runs 10,000 through three replicas
 
 
 @pytest.fixture(scope="module")
@@ -28,71 +28,15 @@ def stub() -> Iterator[OpenAIStub]:
         yield server
 
 
-def _seed_posts(url: str, count: int) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        if conn.execute("SELECT to_regclass('ai_posts')").fetchone() == (None,):
-            pytest.skip("this Postgres server has no pgvector (DATABASE_URL pointing elsewhere?)")
-        conn.execute(
-            "INSERT INTO external_posts (platform, external_id, body, created_at, updated_at) "
-            "SELECT 'farcaster', 'c' || i, 'post number ' || i || ' about ' || (ARRAY['gas','cats','solana','rust'])[1 + i %% 4], "
-            "now() - interval '1 hour', now() - interval '1 hour' + i * interval '1 ms' "
-            "FROM generate_series(1, %s) AS i",
-            (count,),
-        )
-        # an independent count of every write of an item's results, outside the code under test
-        conn.execute("CREATE TABLE ai_post_writes (post_id bigint NOT NULL, at timestamptz DEFAULT clock_timestamp())")
-        conn.execute(
-            "CREATE FUNCTION count_ai_post_write() RETURNS trigger LANGUAGE plpgsql AS $$ "
-            "BEGIN INSERT INTO ai_post_writes (post_id) VALUES (NEW.post_id); RETURN NEW; END $$"
-        )
-        conn.execute(
-            "CREATE TRIGGER ai_post_writes AFTER INSERT OR UPDATE ON ai_posts "
-            "FOR EACH ROW EXECUTE FUNCTION count_ai_post_write()"
-        )
-
-
-def _replica(url: str, stub: OpenAIStub, name: str, replicas: int, **config: Any) -> AiWorker:
-    settings = {
-        "base_url": stub.base_url,
-        "max_retries": 0,
-        "replicas": replicas,
-        "summaries": False,
-        "recommendations": 0,
-        "batch_size": 100,
-        **config,
-    }
-    if name != "ai":
-        settings["replica_of"] = "ai"
-    worker = AiWorker(name=name, config=settings, database_url=url)
-    worker.heartbeat("starting")
-    return worker
-
-
-def _drain(worker: AiWorker, done: dict[str, int], errors: list[BaseException]) -> None:
-    """Cycles, as the worker's loop runs them, until nothing is left to claim or feed."""
-    try:
-        while True:
-            result = worker.run_cycle()
-            done[worker.name] = done.get(worker.name, 0) + result.items
-            if not result.items and not result.more_pending:
-                if worker.claims.rows_waiting() == 0:
-                    return
-                time.sleep(min(result.wait_s or 0.05, 0.05))  # others hold the rest (or the feed)
-    except BaseException as exc:  # reported by the test
-        errors.append(exc)
-    finally:
-        worker.close()
-
-
 def test_three_ai_replicas_process_each_item_exactly_once(
     migrated_url: str, stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    _seed_posts(migrated_url, ITEMS)
-    replicas = [_replica(migrated_url, stub, name, 3) for name in ("ai", "ai-2", "ai-3")]
+    seed_posts(migrated_url, ITEMS)
+    replicas = [replica(migrated_url, stub.base_url, name, 3) for name in ("ai", "ai-2", "ai-3")]
     done: dict[str, int] = {}
     errors: list[BaseException] = []
-    threads = [threading.Thread(target=_drain, args=(w, done, errors)) for w in replicas]
+    threads = [threading.Thread(target=drain, args=(w, done, errors)) for w in replicas]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -100,13 +44,12 @@ def test_three_ai_replicas_process_each_item_exactly_once(
     assert not errors, errors
     assert not any(t.is_alive() for t in threads)
 
-    writes = dict(rows(migrated_url, "SELECT post_id, count(*) FROM ai_post_writes GROUP BY post_id"))
-    posts = {r[0] for r in rows(migrated_url, "SELECT id FROM external_posts")}
-    assert set(writes) == posts, f"{len(posts - set(writes))} posts never processed"
-    assert set(writes.values()) == {1}, f"{sum(1 for c in writes.values() if c > 1)} posts written twice"
+    assert write_counts(migrated_url) == (ITEMS, 0, 0)  # (posts, never written, written twice)
     assert sum(done.values()) == ITEMS
     assert all(done.get(w.name, 0) > 0 for w in replicas), done  # the work was shared
-    queue = rows(migrated_url, "SELECT state, completions, count(*) FROM work_queue WHERE queue = 'ai:posts' GROUP BY 1, 2")
+    queue = rows(
+        migrated_url, "SELECT state, completions, count(*) FROM work_queue WHERE queue = 'ai:posts' GROUP BY 1, 2"
+    )
     assert queue == [("done", 1, ITEMS)]
     embedded = rows(migrated_url, "SELECT count(*) FROM ai_posts WHERE embedding IS NOT NULL")[0][0]
     assert embedded == ITEMS
