@@ -28,6 +28,7 @@ from manager.flags import FlagListener, read_flags
 from manager.fleetview import ClusterFleet
 from manager.http import Services, create_app
 from manager.http.server import HttpServer
+from manager.instances import InstanceAudit
 from manager.leases import Identity, LeaseKeeper
 from manager.lifecycle import Lifecycle
 from manager.limits import MemoryLimits
@@ -132,7 +133,10 @@ class Manager:
                 retention_s=config.healdec.events_retention_days * 86400,
             )
             await parts.start("alerts", alerts)
-            keeper = LeaseKeeper(self.database_url, config, supervisor, Identity.for_this_process(config))
+            identity = Identity.for_this_process(config)
+            audit = InstanceAudit(store.pool, supervisor, identity.id, identity.host)
+            await parts.start("instance audit", audit)  # stops after the leases: it records their workers' ends
+            keeper = LeaseKeeper(self.database_url, config, supervisor, identity)
             fleet = ClusterFleet(supervisor, engine, events, listener, self.started_monotonic, keeper=keeper)
             await parts.start("leases", keeper)
             me = keeper.identity

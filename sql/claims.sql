@@ -92,15 +92,23 @@ VALUES (%(name)s, %(epoch)s, %(pid)s, %(manager_id)s, %(host)s, to_timestamp(%(a
 RETURNING id;
 
 -- name: instance_ended
--- The lease holder reaped that instance.
-UPDATE worker_instances SET ended_at = to_timestamp(%(at)s), end_reason = %(reason)s
-WHERE id = %(id)s AND ended_at IS NULL;
+-- The lease holder reaped that instance. A row the next owner already closed (see below) keeps that end;
+-- the reaping is noted in end_reason.
+UPDATE worker_instances SET
+  ended_at = coalesce(ended_at, to_timestamp(%(at)s::float8)),
+  end_reason = CASE WHEN ended_at IS NULL THEN %(reason)s::text
+                    ELSE end_reason || format('; its process was reaped at %%s (%%s)', to_timestamp(%(at)s::float8),
+                                              %(reason)s::text) END
+WHERE id = %(id)s;
 
 -- name: close_abandoned_instances
--- On taking a lease: instances of that worker from earlier epochs that nobody closed (their manager
--- died) end now, since the fence refuses their writes from this moment.
-UPDATE worker_instances SET ended_at = clock_timestamp(), end_reason = 'abandoned: lease taken over at epoch ' || %(epoch)s
-WHERE worker_name = %(name)s AND ended_at IS NULL AND epoch < %(epoch)s;
+-- Starting a worker under a new epoch: instances of earlier epochs still open (their manager died or froze)
+-- end when this epoch was acquired, since the fence refuses their writes from that moment.
+UPDATE worker_instances i SET
+  ended_at = coalesce((SELECT l.acquired_at FROM worker_leases l
+                       WHERE l.worker_name = i.worker_name AND l.epoch = %(epoch)s::bigint), clock_timestamp()),
+  end_reason = format('abandoned: lease taken over at epoch %%s', %(epoch)s::bigint)
+WHERE i.worker_name = %(name)s AND i.ended_at IS NULL AND i.epoch < %(epoch)s::bigint;
 
 -- name: release_mine
 -- A replica starting: the claims its previous process left (it crashed; the lease allows one process per
