@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from manager.envref import expand_env
 from manager.errors import ConfigError
@@ -101,13 +101,18 @@ class WorkerConfig(BaseModel):
     def _module_xor_command(self) -> WorkerConfig:
         if (self.module is None) == (self.command is None):
             raise ValueError("give exactly one of `module` or `command`")
-        if self.replicas > 1 and self.module not in REPLICABLE_MODULES:
-            raise ValueError(
-                f"replicas: {self.replicas}: only workers that claim their work from a queue "
-                f"({', '.join(sorted(REPLICABLE_MODULES))}) can run more than one copy; this one would "
-                "process the same items twice"
-            )
         return self
+
+    @field_validator("replicas")
+    @classmethod
+    def _replicas_claim(cls, value: int, info: ValidationInfo) -> int:
+        module = info.data.get("module")
+        if value > 1 and module not in REPLICABLE_MODULES:
+            raise ValueError(
+                f"{value} copies of {module or 'a command'} would process the same items twice; only workers "
+                f"that claim their work from a queue ({', '.join(sorted(REPLICABLE_MODULES))}) can have replicas > 1"
+            )
+        return value
 
     @property
     def group(self) -> str | None:
