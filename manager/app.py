@@ -136,7 +136,7 @@ class Manager:
             identity = Identity.for_this_process(config)
             audit = InstanceAudit(store.pool, supervisor, identity.id, identity.host)
             await parts.start("instance audit", audit)  # stops after the leases: it records their workers' ends
-            keeper = LeaseKeeper(self.database_url, config, supervisor, identity)
+            keeper = LeaseKeeper(self.database_url, config, supervisor, identity, pool=store.pool)
             fleet = ClusterFleet(supervisor, engine, events, listener, self.started_monotonic, keeper=keeper)
             await parts.start("leases", keeper)
             me = keeper.identity

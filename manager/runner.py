@@ -157,6 +157,14 @@ class WorkerRunner:
 
     # ---- placement, from the lease keeper (manager.leases) -----------------------------------
 
+    def follow_operator(self, stopped: bool) -> None:
+        """On taking the lease: an operator's stop, kept in the database, holds here too; a stop
+        left over from an earlier placement here that an operator has since undone does not."""
+        if stopped:
+            self.request_stop()
+        elif self.desired is Desired.STOP:
+            self.request_start()
+
     def grant_lease(self, epoch: int) -> None:
         """This manager now holds the lease at `epoch`: the worker may run."""
         self.lease_epoch, self.leased = epoch, True

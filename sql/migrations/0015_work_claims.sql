@@ -52,3 +52,11 @@ CREATE TABLE IF NOT EXISTS worker_instances (
 );
 CREATE INDEX IF NOT EXISTS worker_instances_open_idx ON worker_instances (worker_name) WHERE ended_at IS NULL;
 CREATE INDEX IF NOT EXISTS worker_instances_started_idx ON worker_instances (started_at);
+
+-- What operators asked of a worker, kept across placements: a worker stopped by an operator stays
+-- stopped when another manager takes its lease (a failover or a rolling deploy), until started.
+CREATE TABLE IF NOT EXISTS worker_desired_state (
+  worker_name text PRIMARY KEY,
+  stopped     boolean NOT NULL,
+  set_at      timestamptz NOT NULL DEFAULT clock_timestamp()
+);
