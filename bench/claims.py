@@ -64,6 +64,16 @@ def _fill(url: str) -> None:
         conn.execute("ANALYZE work_queue")
 
 
+def _timed_threads(threads: list[threading.Thread]) -> float:
+    """Run the threads together; seconds until the last one ended."""
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
 Claimer = Callable[[psycopg.Connection[Any], str], list[Claim]]
 Completer = Callable[[psycopg.Connection[Any], str, list[Claim]], list[int]]
 
@@ -130,13 +140,7 @@ def _run(url: str, pattern: tuple[Claimer, Completer], replicas: int, one_tx: bo
                 if not found:
                     time.sleep(0.01)
 
-    threads = [threading.Thread(target=replica, args=(f"r{i}",)) for i in range(replicas)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
+    elapsed = _timed_threads([threading.Thread(target=replica, args=(f"r{i}",)) for i in range(replicas)])
     with psycopg.connect(url) as conn:
         row = conn.execute(
             "SELECT count(DISTINCT item_id), count(*) - count(DISTINCT item_id) FROM bench_results"
@@ -207,13 +211,7 @@ def _ai(url: str) -> None:
         workers = [replica(url, stub.base_url, name, 3) for name in ("ai", "ai-2", "ai-3")]
         done: dict[str, int] = {}
         errors: list[BaseException] = []
-        threads = [threading.Thread(target=drain, args=(w, done, errors)) for w in workers]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - started
+        elapsed = _timed_threads([threading.Thread(target=drain, args=(w, done, errors)) for w in workers])
     posts, missing, twice = write_counts(url)
     print(
         f"ai, 3 replicas: {posts} posts in {elapsed:.1f} s ({posts / elapsed:.0f}/s); per replica {done}; "

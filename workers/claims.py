@@ -35,11 +35,11 @@ from psycopg.types.json import Jsonb
 from pydantic import Field
 
 from sql import query
+from workers.backlog import START, rows_after
 from workers.settings import WorkerSettings
 
 SQL = "claims.sql"
 MAX_ATTEMPTS = 5
-START = {"updated_at": "-infinity", "id": 0}
 
 #: (connection, cursor after which to read, limit) -> [(id, updated_at), ...] oldest first.
 ReadChanged = Callable[[psycopg.Connection[Any], dict[str, Any], int], list[tuple[int, datetime]]]
@@ -256,14 +256,4 @@ class Claims:
         db = self._worker.db
         names = [f"{self._worker.group}:{stream}" for stream in ("posts", "profiles")]
         cursors = feed_cursors(db, names)
-        posts, profiles = cursors[names[0]], cursors[names[1]]
-        row = db.execute(
-            query("rows_after_cursors"),
-            {
-                "posts_at": posts["updated_at"],
-                "posts_id": posts["id"],
-                "profiles_at": profiles["updated_at"],
-                "profiles_id": profiles["id"],
-            },
-        ).fetchone()
-        return queues_waiting(db, names) + (int(row[0]) if row else 0)
+        return queues_waiting(db, names) + rows_after(db, cursors[names[0]], cursors[names[1]])
