@@ -89,3 +89,8 @@ ON CONFLICT (worker_name) DO UPDATE SET stopped = excluded.stopped, set_at = clo
 -- name: stopped_by_operator
 -- Of the given workers, those an operator stopped and nobody started since.
 SELECT worker_name FROM worker_desired_state WHERE worker_name = ANY(%(names)s::text[]) AND stopped;
+
+-- name: record_error_fenced
+-- A leased worker's error record: one statement, refused (WL001) unless it holds the current epoch.
+INSERT INTO worker_errors (worker_name, item_key, message)
+SELECT %(name)s, %(item_key)s, %(message)s FROM (SELECT check_worker_lease(%(name)s, %(epoch)s)) AS fence;

@@ -47,7 +47,7 @@ from psycopg.types.json import Jsonb
 from sql import query
 from workers.blocked import blocked_reason, error_kind, every_item_failing
 from workers.errors import NotConfigured, RateLimited
-from workers.lease import EXIT_LEASE_LOST, LeaseLost, epoch_from_environment, fence
+from workers.lease import EXIT_LEASE_LOST, LeaseLost, epoch_from_environment, fence, lease_lost
 from workers.listen import Listener
 from workers.orphan import ORPHAN_EXIT_CODE, watch_parent
 from workers.redact import SecretScrubber, mask_secrets
@@ -281,13 +281,18 @@ class Worker(Generic[Item]):
     def record_error(self, message: str, item_key: str | None = None) -> None:
         """Keep an error for the detail view (outside any data transaction, so it survives rollback)."""
         message = self._scrub(message)
-        with suppress(psycopg.Error):  # the error is still printed below
+        try:
             if self.lease_epoch is None:
                 self.control.execute(query("record_error"), (self.name, item_key, message[:2000]))
-            else:  # fenced: a worker that lost its lease records nothing (LeaseLost ends it)
-                with self.control.transaction():
-                    self.fence(self.control)
-                    self.control.execute(query("record_error"), (self.name, item_key, message[:2000]))
+            else:  # fenced, in one statement (no transaction to interleave with another thread's)
+                self.control.execute(
+                    query("record_error_fenced", "leases.sql"),
+                    {"name": self.name, "item_key": item_key, "message": message[:2000], "epoch": self.lease_epoch},
+                )
+        except psycopg.Error as exc:  # the error is still printed below, unless the lease is lost
+            lost = lease_lost(exc)
+            if lost is not None:
+                raise lost from None
         self.log(f"error{f' on {item_key}' if item_key else ''}: {message}", err=True)
 
     # ---- heartbeats ---------------------------------------------------------------------------
