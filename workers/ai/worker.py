@@ -346,6 +346,10 @@ class AiWorker(Worker[Work]):
             _q(f"changed_{stream}"),
             {"after_updated_at": after["updated_at"], "after_id": after["id"], "limit": self.settings.batch_size},
         ).fetchall()
+        return self._works(stream, rows)
+
+    def _works(self, stream: str, rows: list[Any]) -> list[Work]:
+        """Rows of `changed_<stream>` (or `claimed_<stream>`) as items with their text."""
         cap = self.settings.max_input_chars
         if stream == "posts":
             return [Work("post", r[0], r[1], post_text(r[2], r[3])[:cap]) for r in rows]
@@ -414,12 +418,7 @@ class AiWorker(Worker[Work]):
         if not claims:
             return False
         claimed = {c.item_id: c for c in claims}
-        rows = self.db.execute(_q(f"claimed_{stream}"), (list(claimed),)).fetchall()
-        cap = self.settings.max_input_chars
-        if stream == "posts":
-            items = [Work("post", r[0], r[1], post_text(r[2], r[3])[:cap]) for r in rows]
-        else:
-            items = [Work("profile", r[0], r[1], profile_text(r[2], r[3], r[4])[:cap]) for r in rows]
+        items = self._works(stream, self.db.execute(_q(f"claimed_{stream}"), (list(claimed),)).fetchall())
         gone = [c for c in claims if c.item_id not in {i.id for i in items}]  # deleted since: nothing to do
         result, unfinished = CycleResult(), claims
         try:
