@@ -25,6 +25,12 @@ provider's retry-after) after committing the items finished before it (answers t
 later items are cached, not paid twice); an item the provider refuses (400) is stored without that
 result and logged. No base URL or key, or no pgvector on the server, is reported as lastError and
 waited out.
+
+With `replicas: N` each batch is claimed from a queue instead of read after a cursor
+(workers/claims.py, `_claimed_batch`): the same calls and writes, the claims completed in the
+batch's transaction; the replicas write topics one at a time (an advisory lock), each reading the
+centroids afresh, since they are no longer the topics' only writer. No prefetching then: the
+replicas are the parallelism.
 """
 
 from __future__ import annotations

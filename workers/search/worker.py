@@ -10,6 +10,10 @@ regexp_matches); only when one fails for some row is the batch redone row by row
 counts are folded into the lexicon in one pass when a stream is drained or every
 `lexicon_fold_rows` rows, so a lexeme is updated once per fold instead of once per batch. The statements are in sql/search.sql, the schema in
 migrations/0006_search.sql; searching is workers/search/query.py, served at GET /api/search.
+
+With `replicas: N` the batch is claimed from a queue instead of read after a cursor
+(workers/claims.py): the same statements index it, in the transaction that completes the claims,
+and the replicas fold the lexicon one at a time.
 """
 
 from __future__ import annotations
