@@ -1,12 +1,13 @@
 """The audit of worker instances: which process ran a worker, under which lease epoch and manager,
 from when to when (`worker_instances`, sql/migrations/0015_work_claims.sql).
 
-The lease holder writes a row when it spawns a worker (`started_at`: the spawn) and closes it when
-it reaps the process (`ended_at`). A manager that dies closes nothing; the next owner, when it starts
-the worker under the new epoch, closes the rows of earlier epochs still open at the moment it took
-the lease (`worker_leases.acquired_at`): from then on the fence refuses every write of the old
-epoch, so the old instance could no longer act. If that old process is reaped later (a frozen
-manager that woke up), its reaping is noted in `end_reason`. Ordered by `started_at`, the rows of
+An instance is live while it can commit. The lease holder writes a row when it spawns a worker
+(`started_at`: the spawn) and closes it when it reaps the process (`ended_at`). When another
+manager took the lease first (the owner died, froze, or renewed too late), the instance stopped
+being able to commit at that takeover: from `worker_leases.acquired_at` of the new epoch the fence
+refuses every write of the old one. So the next owner, when it starts the worker, ends the rows of
+earlier epochs that are still open or were reaped after its takeover at that moment, and keeps
+what is known of the old process's reaping in `end_reason`. Ordered by `started_at`, the rows of
 one worker must never overlap: that is what the fleet tests check over failovers.
 
 Writes go through a queue and one background task, in order, so recording never makes a runner

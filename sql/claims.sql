@@ -92,8 +92,8 @@ VALUES (%(name)s, %(epoch)s, %(pid)s, %(manager_id)s, %(host)s, to_timestamp(%(a
 RETURNING id;
 
 -- name: instance_ended
--- The lease holder reaped that instance. A row the next owner already closed (see below) keeps that end;
--- the reaping is noted in end_reason.
+-- The lease holder reaped that instance. A row the next owner already closed at its takeover (see
+-- close_abandoned_instances) keeps that end; the reaping is noted in end_reason.
 UPDATE worker_instances SET
   ended_at = coalesce(ended_at, to_timestamp(%(at)s::float8)),
   end_reason = CASE WHEN ended_at IS NULL THEN %(reason)s::text
@@ -102,13 +102,17 @@ UPDATE worker_instances SET
 WHERE id = %(id)s;
 
 -- name: close_abandoned_instances
--- Starting a worker under a new epoch: instances of earlier epochs still open (their manager died or froze)
--- end when this epoch was acquired, since the fence refuses their writes from that moment.
+-- Starting a worker under a new epoch: instances of earlier epochs that were still open, or were reaped
+-- after this epoch was acquired (their manager died, froze or renewed late), end at the acquisition,
+-- since the fence refuses their writes from that moment; the reaping, if reported, stays in end_reason.
 UPDATE worker_instances i SET
-  ended_at = coalesce((SELECT l.acquired_at FROM worker_leases l
-                       WHERE l.worker_name = i.worker_name AND l.epoch = %(epoch)s::bigint), clock_timestamp()),
-  end_reason = format('abandoned: lease taken over at epoch %%s', %(epoch)s::bigint)
-WHERE i.worker_name = %(name)s AND i.ended_at IS NULL AND i.epoch < %(epoch)s::bigint;
+  ended_at = t.acquired_at,
+  end_reason = format('fenced: lease taken over at epoch %%s; %%s', %(epoch)s::bigint,
+                      CASE WHEN i.ended_at IS NULL THEN 'its manager had not reported the end of its process'
+                           ELSE format('its process was reaped at %%s (%%s)', i.ended_at, i.end_reason) END)
+FROM (SELECT coalesce((SELECT l.acquired_at FROM worker_leases l
+                       WHERE l.worker_name = %(name)s AND l.epoch = %(epoch)s::bigint), clock_timestamp()) AS acquired_at) t
+WHERE i.worker_name = %(name)s AND i.epoch < %(epoch)s::bigint AND (i.ended_at IS NULL OR i.ended_at > t.acquired_at);
 
 -- name: release_mine
 -- A replica starting: the claims its previous process left (it crashed; the lease allows one process per

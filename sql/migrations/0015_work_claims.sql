@@ -36,9 +36,9 @@ CREATE TABLE IF NOT EXISTS work_feeds (
 );
 
 -- Every worker instance a manager started under a lease: written by the lease holder when it
--- spawns the process and when it reaps it. An instance abandoned by a manager that died is
--- closed by the next owner when it takes the lease (end_reason says so): from that moment the
--- fence refuses every write of the old epoch. Read it to prove no two instances of a worker overlap.
+-- spawns the process and when it reaps it. An instance whose lease another manager took first is
+-- ended by that manager at its takeover (end_reason says so): from that moment the fence refuses
+-- every write of the old epoch. Read it to prove no two instances of a worker overlap.
 CREATE TABLE IF NOT EXISTS worker_instances (
   id          bigserial PRIMARY KEY,
   worker_name text NOT NULL,
