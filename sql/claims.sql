@@ -110,8 +110,8 @@ UPDATE worker_instances i SET
   end_reason = format('fenced: lease taken over at epoch %%s; %%s', %(epoch)s::bigint,
                       CASE WHEN i.ended_at IS NULL THEN 'its manager had not reported the end of its process'
                            ELSE format('its process was reaped at %%s (%%s)', i.ended_at, i.end_reason) END)
-FROM (SELECT coalesce((SELECT l.acquired_at FROM worker_leases l
-                       WHERE l.worker_name = %(name)s AND l.epoch = %(epoch)s::bigint), clock_timestamp()) AS acquired_at) t
+FROM (SELECT coalesce((SELECT e.acquired_at FROM worker_lease_epochs e
+                       WHERE e.worker_name = %(name)s AND e.epoch = %(epoch)s::bigint), clock_timestamp()) AS acquired_at) t
 WHERE i.worker_name = %(name)s AND i.epoch < %(epoch)s::bigint AND (i.ended_at IS NULL OR i.ended_at > t.acquired_at);
 
 -- name: release_mine

@@ -60,3 +60,27 @@ CREATE TABLE IF NOT EXISTS worker_desired_state (
   stopped     boolean NOT NULL,
   set_at      timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+
+-- When each epoch of each lease began (kept by a trigger on worker_leases): the moment the fence
+-- started refusing the previous epoch, which the instance audit needs after the lease moved on.
+CREATE TABLE IF NOT EXISTS worker_lease_epochs (
+  worker_name text NOT NULL,
+  epoch       bigint NOT NULL,
+  owner       text NOT NULL,
+  acquired_at timestamptz NOT NULL,
+  PRIMARY KEY (worker_name, epoch)
+);
+
+CREATE OR REPLACE FUNCTION remember_lease_epoch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'INSERT' OR NEW.epoch IS DISTINCT FROM OLD.epoch THEN
+    INSERT INTO worker_lease_epochs (worker_name, epoch, owner, acquired_at)
+    VALUES (NEW.worker_name, NEW.epoch, NEW.owner, NEW.acquired_at)
+    ON CONFLICT (worker_name, epoch) DO NOTHING;
+  END IF;
+  RETURN NEW;
+END $$;
+
+DROP TRIGGER IF EXISTS remember_lease_epoch ON worker_leases;
+CREATE TRIGGER remember_lease_epoch AFTER INSERT OR UPDATE OF epoch ON worker_leases
+  FOR EACH ROW EXECUTE FUNCTION remember_lease_epoch();
