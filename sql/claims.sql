@@ -92,14 +92,21 @@ VALUES (%(name)s, %(epoch)s, %(pid)s, %(manager_id)s, %(host)s, to_timestamp(%(a
 RETURNING id;
 
 -- name: instance_ended
--- The lease holder reaped that instance. A row the next owner already closed at its takeover (see
--- close_abandoned_instances) keeps that end; the reaping is noted in end_reason.
-UPDATE worker_instances SET
-  ended_at = coalesce(ended_at, to_timestamp(%(at)s::float8)),
-  end_reason = CASE WHEN ended_at IS NULL THEN %(reason)s::text
-                    ELSE end_reason || format('; its process was reaped at %%s (%%s)', to_timestamp(%(at)s::float8),
-                                              %(reason)s::text) END
-WHERE id = %(id)s;
+-- The lease holder reaped that instance. If another manager took the lease before (recorded in
+-- worker_lease_epochs), the instance ended at that takeover, when the fence began refusing it: its reaping
+-- is noted in end_reason. A row the next owner already closed (close_abandoned_instances) keeps its end.
+UPDATE worker_instances i SET
+  ended_at = coalesce(i.ended_at, least(to_timestamp(%(at)s::float8), n.taken_at)),
+  end_reason = CASE
+    WHEN i.ended_at IS NOT NULL THEN i.end_reason || format('; its process was reaped at %%s (%%s)',
+                                                            to_timestamp(%(at)s::float8), %(reason)s::text)
+    WHEN n.taken_at < to_timestamp(%(at)s::float8) THEN format('fenced: lease taken over at %%s; its process was reaped at %%s (%%s)',
+                                                             n.taken_at, to_timestamp(%(at)s::float8), %(reason)s::text)
+    ELSE %(reason)s::text END
+FROM (SELECT min(e.acquired_at) AS taken_at FROM worker_instances w
+      JOIN worker_lease_epochs e ON e.worker_name = w.worker_name AND e.epoch > w.epoch
+      WHERE w.id = %(id)s) n
+WHERE i.id = %(id)s;
 
 -- name: close_abandoned_instances
 -- Starting a worker under a new epoch: instances of earlier epochs that were still open, or were reaped
