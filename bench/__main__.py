@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["supervision", "peers", "ingest", "chains", "search", "failover"]
+BENCHMARKS = ["supervision", "peers", "ingest", "chains", "search", "failover", "claims", "lease_cost"]
 
 
 def main() -> None:

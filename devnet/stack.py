@@ -41,7 +41,7 @@ class DevnetStack:
         """A copy of `config` whose standard workers talk to the stand-ins (and all are enabled)."""
         workers = {}
         for name, spec in config.workers.items():
-            overrides = self.worker_settings.get(name)
+            overrides = self.worker_settings.get(spec.replica_of or name)  # a replica: as its worker
             if overrides is None:
                 workers[name] = spec
                 continue

@@ -26,6 +26,7 @@ from manager.errors import ManagerError
 from manager.events import EventRecorder
 from manager.flags import FlagListener, read_flags
 from manager.fleetview import ClusterFleet
+from manager.instances import InstanceAudit
 from manager.leases import Identity, LeaseKeeper
 from manager.lifecycle import Lifecycle
 from manager.limits import MemoryLimits
@@ -63,6 +64,8 @@ def prepare_database(config: Config, say: Any = print) -> str:
         with conn.transaction():
             conn.execute(query("set_actor"), ("config",))
             for name, worker in config.workers.items():
+                if worker.replica_of:  # a replica follows its worker's flags
+                    continue
                 conn.execute(
                     query("seed_flag"),
                     (f"{name}_enabled", True, worker.description or f"Run the {name} worker"),
@@ -144,7 +147,10 @@ class Manager:
                 retention_s=config.healdec.events_retention_days * 86400,
             )
             await parts.start("alerts", alerts)
-            keeper = LeaseKeeper(self.database_url, config, supervisor, Identity.for_this_process(config))
+            identity = Identity.for_this_process(config)
+            audit = InstanceAudit(store.pool, supervisor, identity.id, identity.host)
+            await parts.start("instance audit", audit)  # stops after the leases: it records their workers' ends
+            keeper = LeaseKeeper(self.database_url, config, supervisor, identity, pool=store.pool)
             fleet = ClusterFleet(supervisor, engine, events, listener, self.started_monotonic, keeper=keeper)
             await parts.start("leases", keeper)
             me = keeper.identity

@@ -116,7 +116,7 @@ def cmd_run_now(args: argparse.Namespace) -> int:
 
 def _flag_name(config: Config, name: str) -> str:
     if name in config.workers:
-        return f"{name}_enabled"
+        return f"{config.workers[name].replica_of or name}_enabled"
     if "_" not in name and name not in config.workers:
         known = ", ".join(config.workers)
         raise UnknownWorker(f"{name!r} is neither a flag name nor a configured worker ({known})")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from manager.envref import expand_env
 from manager.errors import ConfigError
@@ -22,6 +22,8 @@ WORKER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 RESERVED_NAMES = frozenset({"login", "logout", "static", "status", "api", "trending"})  # console/API paths
 # Worker modules that moved into packages: old configs keep working, with a notice to update them.
 MOVED_MODULES = {"workers.farcaster": "workers.social.farcaster", "workers.reddit": "workers.social.reddit"}
+# Workers that claim their work from a queue (workers/claims.py), so several copies may run at once.
+REPLICABLE_MODULES = frozenset({"workers.ai", "workers.search"})
 
 
 class _Strict(BaseModel):
@@ -79,6 +81,9 @@ class WorkerConfig(BaseModel):
     hosts: list[str] = Field(default_factory=list)  # pins: manager host names or labels; empty = any
     max_rss_mb: float | None = Field(default=None, gt=0)  # over it on two samples: graceful restart
     nice: int | None = Field(default=None, ge=-20, le=19)  # applied to the process at spawn
+    # Copies of this worker claiming disjoint batches (ai, search only); see Config._expand_replicas.
+    replicas: int = Field(default=1, ge=1, le=32)
+    replica_of: str | None = None  # set by the manager on the copies `<name>-2` ... `<name>-N`
 
     @field_validator("module")
     @classmethod
@@ -99,6 +104,22 @@ class WorkerConfig(BaseModel):
         if (self.module is None) == (self.command is None):
             raise ValueError("give exactly one of `module` or `command`")
         return self
+
+    @field_validator("replicas")
+    @classmethod
+    def _replicas_claim(cls, value: int, info: ValidationInfo) -> int:
+        module = info.data.get("module")
+        if value > 1 and module not in REPLICABLE_MODULES:
+            raise ValueError(
+                f"{value} copies of {module or 'a command'} would process the same items twice; only workers "
+                f"that claim their work from a queue ({', '.join(sorted(REPLICABLE_MODULES))}) can have replicas > 1"
+            )
+        return value
+
+    @property
+    def group(self) -> str | None:
+        """The worker whose flags and settings a replica follows (None: itself)."""
+        return self.replica_of
 
     def own_settings(self) -> dict[str, Any]:
         """The worker-specific keys (everything pydantic did not model)."""
@@ -158,7 +179,24 @@ class Config(_Strict):
                 raise ValueError(f"worker name {name!r} must be lowercase letters, digits and _")
             if name in RESERVED_NAMES:
                 raise ValueError(f"worker name {name!r} is reserved (it would hide a console or API path)")
+            if value[name].replica_of is not None:
+                raise ValueError(f"workers.{name}.replica_of is set by the manager for replicas; use `replicas: N`")
         return value
+
+    @model_validator(mode="after")
+    def _expand_replicas(self) -> Config:
+        """`replicas: N` becomes N supervised workers: the worker itself and `<name>-2` ... `<name>-N`
+        (a `-` cannot appear in a configured name, so no copy hides a worker; it needs no escaping in
+        a URL, a CLI argument or a Prometheus label). Each copy has its own lease, heartbeat row and
+        status entry, and follows the flags and settings rows of `<name>`."""
+        expanded: dict[str, WorkerConfig] = {}
+        for name, spec in self.workers.items():
+            expanded[name] = spec
+            if spec.replica_of is None:
+                for index in range(2, spec.replicas + 1):
+                    expanded[f"{name}-{index}"] = spec.model_copy(update={"replica_of": name})
+        self.workers = expanded
+        return self
 
     def heartbeat_timeout_s(self, name: str) -> float:
         return self.workers[name].heartbeat_timeout_s or self.healdec.heartbeat_timeout_s

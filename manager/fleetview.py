@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from manager.fleet import Action, Fleet
@@ -103,16 +104,21 @@ class ClusterFleet(Fleet):
         runner = self._runner(name)
         owner = self._keeper.owner_of(name)
         if self._keeper.holds(name) or owner is None:
-            return super().command(name, action)
-        task = asyncio.get_running_loop().create_task(self._send(name, action, owner["managerId"]))
-        self._sends.add(task)
-        task.add_done_callback(self._sends.discard)
+            status = super().command(name, action)
+            self._background(self._keeper.record_desired(name, action), f"keep {action} of {name}")
+            return status
+        self._background(self._keeper.command_elsewhere(name, action, owner["managerId"]), f"queue {action} of {name}")
         status = self._remote(runner)
         status["sentTo"] = owner
         return status
 
-    async def _send(self, name: str, action: str, target: str) -> None:
+    def _background(self, write: Coroutine[Any, Any, None], what: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._logged(write, what))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    async def _logged(self, write: Coroutine[Any, Any, None], what: str) -> None:
         try:
-            await self._keeper.send_command(name, action, target)
+            await write
         except Exception as exc:  # the database is down: the operator sees it in the log
-            log.error("could not queue %s %s for manager %s: %s", action, name, target, exc)
+            log.error("could not %s: %s", what, exc)

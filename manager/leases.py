@@ -36,6 +36,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 
 from manager.config import Config
 from manager.db import APPLICATION_NAME
@@ -85,8 +86,16 @@ class RemoteLease:
 class LeaseKeeper:
     """A lifecycle part: holds this manager's leases and keeps the fleet picture in memory."""
 
-    def __init__(self, url: str, config: Config, supervisor: Supervisor, identity: Identity) -> None:
+    def __init__(
+        self,
+        url: str,
+        config: Config,
+        supervisor: Supervisor,
+        identity: Identity,
+        pool: AsyncConnectionPool | None = None,  # for commands (else a connection each)
+    ) -> None:
         self._url = url
+        self._pool = pool
         self._config = config
         self._supervisor = supervisor
         self.identity = identity
@@ -257,9 +266,14 @@ class LeaseKeeper:
             query("acquire_leases", SQL),
             {"id": me.id, "host": me.host, "pid": me.pid, "ttl": self.ttl_s, "names": wanted, "dead": sorted(dead)},
         )
-        for name, epoch in await cur.fetchall():
+        got = await cur.fetchall()
+        cur = await conn.execute(query("stopped_by_operator", SQL), {"names": [name for name, _ in got]})
+        stopped = {row[0] for row in await cur.fetchall()}
+        for name, epoch in got:
             self.held[name] = epoch
-            self._supervisor.runners[name].grant_lease(epoch)
+            runner = self._supervisor.runners[name]
+            runner.follow_operator(stopped=name in stopped)  # an operator's stop outlives its manager
+            runner.grant_lease(epoch)
 
     async def _hand_over(self, name: str) -> None:
         """Stop our copy gracefully, then release the lease so the next owner starts at once."""
@@ -298,10 +312,26 @@ class LeaseKeeper:
 
     async def send_command(self, name: str, action: str, target: str) -> None:
         """Queue an operator action for the manager that runs `name` (it is woken by NOTIFY)."""
+        await self._execute(query("send_worker_command", SQL), {"name": name, "action": action, "target": target})
+
+    async def command_elsewhere(self, name: str, action: str, target: str) -> None:
+        """An operator action on a worker another manager runs: kept, then sent to that manager."""
+        await self.record_desired(name, action)
+        await self.send_command(name, action, target)
+
+    async def record_desired(self, name: str, action: str) -> None:
+        """Keep an operator's stop (or start/restart) for whichever manager takes `name` next."""
+        await self._execute(query("set_desired_state", SQL), {"name": name, "stopped": action == "stop"})
+
+    async def _execute(self, statement: str, params: dict[str, Any]) -> None:
+        if self._pool is not None:
+            async with self._pool.connection() as pooled:
+                await pooled.execute(statement, params)
+            return
         async with await psycopg.AsyncConnection.connect(
             self._url, autocommit=True, application_name=f"{APPLICATION_NAME}:command"
         ) as conn:
-            await conn.execute(query("send_worker_command", SQL), {"name": name, "action": action, "target": target})
+            await conn.execute(statement, params)
 
     async def _on_notices(self, _conn: psycopg.AsyncConnection[Any], notices: list[psycopg.Notify]) -> None:
         """Wake the loop on any release, join, departure or command addressed to us (and after a

@@ -112,7 +112,8 @@ class WorkerRunner:
 
     @property
     def flag_name(self) -> str:
-        return f"{self.name}_enabled"
+        """`<name>_enabled`; a replica (`ai-2`) follows its worker's flag (`ai_enabled`)."""
+        return f"{self.spec.replica_of or self.name}_enabled"
 
     def set_flag(self, enabled: bool) -> None:
         if enabled == self.flag_enabled:
@@ -160,6 +161,14 @@ class WorkerRunner:
         process.signal_group(signal.SIGKILL)
 
     # ---- placement, from the lease keeper (manager.leases) -----------------------------------
+
+    def follow_operator(self, stopped: bool) -> None:
+        """On taking the lease: an operator's stop, kept in the database, holds here too; a stop
+        left over from an earlier placement here that an operator has since undone does not."""
+        if stopped:
+            self.request_stop()
+        elif self.desired is Desired.STOP:
+            self.request_start()
 
     def grant_lease(self, epoch: int) -> None:
         """This manager now holds the lease at `epoch`: the worker may run."""

@@ -13,10 +13,9 @@ from manager.runner import RunnerContext, WorkerRunner, stop_all
 class Supervisor:
     def __init__(self, ctx: RunnerContext, flags: Mapping[str, bool]) -> None:
         self.ctx = ctx
-        self.runners: dict[str, WorkerRunner] = {
-            name: WorkerRunner(name, ctx, flag_enabled=flags.get(f"{name}_enabled", True))
-            for name in ctx.config.workers
-        }
+        self.runners: dict[str, WorkerRunner] = {name: WorkerRunner(name, ctx) for name in ctx.config.workers}
+        for runner in self.runners.values():  # a replica follows its worker's flag
+            runner.set_flag(flags.get(runner.flag_name, True))
 
     async def start(self) -> None:
         for runner in self.runners.values():

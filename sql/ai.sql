@@ -230,3 +230,15 @@ VALUES (%(caller)s, %(operation)s, %(model)s, %(items)s, %(prompt_tokens)s, %(co
 -- name: spent_last_day
 -- What the calls of the last 24 hours cost, in USD (for max_cost_per_day_usd).
 SELECT coalesce(sum(cost_usd), 0)::float8 FROM ai_usage WHERE at >= now() - interval '1 day';
+
+-- name: claimed_posts
+-- The posts a replica claimed (workers/claims.py), oldest first; a post gone since it was queued is absent.
+SELECT id, updated_at, title, body FROM external_posts WHERE id = ANY(%s) ORDER BY updated_at, id;
+
+-- name: claimed_profiles
+-- The profiles a replica claimed, oldest first.
+SELECT id, updated_at, username, display_name, bio FROM profiles WHERE id = ANY(%s) ORDER BY updated_at, id;
+
+-- name: lock_topics
+-- Replicas write topics one at a time: held until the batch commits (each then reads the centroids afresh).
+SELECT pg_advisory_xact_lock(hashtext('ai_topics'));

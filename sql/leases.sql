@@ -80,3 +80,17 @@ SELECT check_worker_lease(%s, %s);
 UPDATE worker_leases SET expires_at = clock_timestamp() + make_interval(secs => %(ttl)s)
 WHERE worker_name = %(name)s AND owner = %(id)s AND epoch = %(epoch)s
 RETURNING epoch;
+
+-- name: set_desired_state
+-- An operator stopped (true) or started/restarted (false) a worker: kept for whichever manager runs it next.
+INSERT INTO worker_desired_state (worker_name, stopped) VALUES (%(name)s, %(stopped)s)
+ON CONFLICT (worker_name) DO UPDATE SET stopped = excluded.stopped, set_at = clock_timestamp();
+
+-- name: stopped_by_operator
+-- Of the given workers, those an operator stopped and nobody started since.
+SELECT worker_name FROM worker_desired_state WHERE worker_name = ANY(%(names)s::text[]) AND stopped;
+
+-- name: record_error_fenced
+-- A leased worker's error record: one statement, refused (WL001) unless it holds the current epoch.
+INSERT INTO worker_errors (worker_name, item_key, message)
+SELECT %(name)s, %(item_key)s, %(message)s FROM (SELECT check_worker_lease(%(name)s, %(epoch)s)) AS fence;

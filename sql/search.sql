@@ -219,3 +219,7 @@ SELECT embedding::text FROM ai_embedding_cache WHERE model = %(model)s AND dims 
 INSERT INTO ai_embedding_cache (model, dims, content_hash, embedding)
 VALUES (%(model)s, %(dims)s, %(content_hash)s, %(embedding)s::vector)
 ON CONFLICT DO NOTHING;
+
+-- name: lock_lexicon
+-- Replicas fold the lexicon one at a time (held until the transaction ends).
+SELECT pg_advisory_xact_lock(hashtext('search_lexicon'));

@@ -15,9 +15,12 @@ START = {"updated_at": "-infinity", "id": 0}
 
 def rows_waiting(worker: Any) -> int:
     """Posts and profiles changed after the worker's `posts` and `profiles` cursors."""
-    posts = worker.load_cursor("posts") or START
-    profiles = worker.load_cursor("profiles") or START
-    row = worker.db.execute(
+    return rows_after(worker.db, worker.load_cursor("posts") or START, worker.load_cursor("profiles") or START)
+
+
+def rows_after(db: Any, posts: dict[str, Any], profiles: dict[str, Any]) -> int:
+    """Posts and profiles changed after the given `(updated_at, id)` cursor values."""
+    row = db.execute(
         query("rows_after_cursors"),
         {
             "posts_at": posts["updated_at"],

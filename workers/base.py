@@ -47,7 +47,7 @@ from psycopg.types.json import Jsonb
 from sql import query
 from workers.blocked import blocked_reason, error_kind, every_item_failing
 from workers.errors import NotConfigured, RateLimited
-from workers.lease import EXIT_LEASE_LOST, LeaseLost, epoch_from_environment, fence
+from workers.lease import EXIT_LEASE_LOST, LeaseLost, epoch_from_environment, fence, lease_lost
 from workers.listen import Listener
 from workers.orphan import ORPHAN_EXIT_CODE, watch_parent
 from workers.redact import SecretScrubber, mask_secrets
@@ -76,6 +76,7 @@ class CycleResult:
     items: int = 0
     item_errors: int = 0
     more_pending: bool = False  # the cycle stopped with work left: start the next one at once
+    wait_s: float | None = None  # the wait before the next cycle, if not interval_ms (an idle backoff)
 
     def add(self, other: CycleResult) -> None:
         self.items += other.items
@@ -109,8 +110,10 @@ class Worker(Generic[Item]):
         #: Why the settings in force are not the ones asked for (a bad row or config value), or None.
         self.settings_error: str | None = None
         self._settings_valid = True  # False while the config file itself does not validate
+        #: Whose flags and settings rows apply: a replica `ai-2` follows `ai` (workers/claims.py).
+        self.group: str = self.base_config.get("replica_of") or self.name
         try:
-            self.settings = load_settings(self.settings_model, self.name, self.base_config)
+            self.settings = load_settings(self.settings_model, self.group, self.base_config)
         except SettingsInvalid as exc:
             self.settings = self._waiting_settings()  # only for the intervals while waiting
             self.settings_error, self._settings_valid = str(exc), False
@@ -174,14 +177,14 @@ class Worker(Generic[Item]):
 
         Rows that do not validate are refused: the settings in force stay, and `settings_error`
         names the row and key path (reported with each heartbeat, recorded once per change)."""
-        rows = self.control.execute(query("worker_settings"), {"prefix": f"{self.name}_"}).fetchall()
+        rows = self.control.execute(query("worker_settings"), {"prefix": f"{self.group}_"}).fetchall()
         self.apply_settings(dict(rows))
 
     def apply_settings(self, rows: Mapping[str, Any]) -> None:
         """Validate the config file overlaid with `rows` (key -> value) into `self.settings`."""
         before = self.settings_error
         try:
-            self.settings = load_settings(self.settings_model, self.name, self.base_config, rows)
+            self.settings = load_settings(self.settings_model, self.group, self.base_config, rows)
             self.settings_error, self._settings_valid = None, True
         except SettingsInvalid as exc:
             self.settings_error = str(exc)
@@ -220,17 +223,17 @@ class Worker(Generic[Item]):
             held[2](held[1])
 
     def flag_enabled(self) -> bool:
-        row = self.control.execute(query("worker_flag"), (f"{self.name}_enabled",)).fetchone()
+        row = self.control.execute(query("worker_flag"), (f"{self.group}_enabled",)).fetchone()
         return True if row is None else bool(row[0])
 
     def flag(self, feature: str) -> bool:
         """Whether the part `feature` is switched on: the `<worker>_<feature>_enabled` row (a full
         flag name is taken as is). No row means enabled. Read again after any flag change the
         listener hears, so a switch applies at the next item or cycle."""
-        name = feature if feature.endswith("_enabled") else f"{self.name}_{feature}_enabled"
+        name = feature if feature.endswith("_enabled") else f"{self.group}_{feature}_enabled"
         version = self._listener.flags_version
         if version != self._flags_version or not self._listener.listening.is_set():
-            rows = self.control.execute(query("worker_feature_flags"), {"prefix": f"{self.name}_"}).fetchall()
+            rows = self.control.execute(query("worker_feature_flags"), {"prefix": f"{self.group}_"}).fetchall()
             self._flags, self._flags_version = {n: bool(e) for n, e in rows}, version
         return self._flags.get(name, True)
 
@@ -253,10 +256,19 @@ class Worker(Generic[Item]):
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[Any]]:
-        """A transaction on the data connection: results and cursors commit together or not at all."""
+        """A transaction on the data connection: results and cursors commit together or not at all.
+
+        Fenced just before it commits, whether or not it wrote a cursor: a worker whose lease moved
+        on gets `LeaseLost` and the transaction rolls back (workers/lease.py)."""
         conn = self.db
         with conn.transaction():
             yield conn
+            self.fence(conn)
+
+    def fence(self, conn: psycopg.Connection[Any]) -> None:
+        """Inside a transaction on `conn`: refuse (LeaseLost) unless this process holds the current
+        lease epoch; the lease row stays share-locked until commit."""
+        fence(conn, self.name, self.lease_epoch)
 
     def load_cursor(self, key: str = DEFAULT_CURSOR) -> Any:
         row = self.db.execute(query("get_cursor"), (self.name, key)).fetchone()
@@ -269,8 +281,18 @@ class Worker(Generic[Item]):
     def record_error(self, message: str, item_key: str | None = None) -> None:
         """Keep an error for the detail view (outside any data transaction, so it survives rollback)."""
         message = self._scrub(message)
-        with suppress(psycopg.Error):  # the error is still printed below
-            self.control.execute(query("record_error"), (self.name, item_key, message[:2000]))
+        try:
+            if self.lease_epoch is None:
+                self.control.execute(query("record_error"), (self.name, item_key, message[:2000]))
+            else:  # fenced, in one statement (no transaction to interleave with another thread's)
+                self.control.execute(
+                    query("record_error_fenced", "leases.sql"),
+                    {"name": self.name, "item_key": item_key, "message": message[:2000], "epoch": self.lease_epoch},
+                )
+        except psycopg.Error as exc:  # the error is still printed below, unless the lease is lost
+            lost = lease_lost(exc)
+            if lost is not None:
+                raise lost from None
         self.log(f"error{f' on {item_key}' if item_key else ''}: {message}", err=True)
 
     # ---- heartbeats ---------------------------------------------------------------------------
@@ -504,6 +526,8 @@ class Worker(Generic[Item]):
         failure: Exception | None = None
         try:
             result = self.run_cycle()
+            if result.wait_s is not None:
+                wait_s = result.wait_s
             if result.more_pending:
                 wait_s = 0.0
         except RateLimited as exc:

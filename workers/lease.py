@@ -41,6 +41,11 @@ def fence(conn: psycopg.Connection[Any], name: str, epoch: int | None) -> None:
     try:
         conn.execute(query("check_worker_lease", "leases.sql"), (name, epoch))
     except psycopg.Error as exc:
-        if exc.sqlstate == FENCE_SQLSTATE:
-            raise LeaseLost(str(exc).strip().splitlines()[0]) from None
-        raise
+        raise lease_lost(exc) or exc from None
+
+
+def lease_lost(exc: psycopg.Error) -> LeaseLost | None:
+    """The fence's refusal (SQLSTATE WL001) as LeaseLost; None for any other database error."""
+    if exc.sqlstate == FENCE_SQLSTATE:
+        return LeaseLost(str(exc).strip().splitlines()[0])
+    return None

@@ -42,6 +42,7 @@ function renderRow(w) {
   }
   tr.dataset.state = w.state;
   renderVerdict(cell("verdict"), w);
+  setText(cell("owner"), w.owner ? `on ${w.owner.host} · manager ${w.owner.managerId}` : "no owner");
   setText(cell("pid"), w.pid ? String(w.pid) : "—");
   setText(cell("uptime"), duration(w.uptimeSeconds));
   setTime(cell("lastRun"), w.lastRun);

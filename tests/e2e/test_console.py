@@ -85,6 +85,8 @@ def test_overview_shows_the_seven_workers_and_updates_live(page, console):
         expect(cell(page, name, "status")).to_have_text("Healthy")
         expect(cell(page, name, "verdict")).to_have_text(re.compile(r"Healdec\s+healthy"))
         expect(cell(page, name, "pid")).to_have_text(str(console.worker(name)["pid"]))
+        owner = console.worker(name)["owner"]  # the manager holding its lease
+        expect(cell(page, name, "owner")).to_have_text(f"on {owner['host']} · manager {owner['managerId']}")
     expect(page.locator('[data-summary="healthy"]')).to_have_text("7")
     items = cell(page, "farcaster", "items")
     first = items.inner_text()

@@ -3,6 +3,7 @@ and a worker that lost its lease is refused by the database."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -75,6 +76,24 @@ def per_manager(status: list[dict[str, Any]]) -> dict[str, int]:
 
 def manager_id(handle: ManagerHandle) -> str:
     return str(handle.http.get("/healthz").json()["manager"]["managerId"])
+
+
+def assert_instances_never_overlap(view: ManagerHandle, names: list[str]) -> list[tuple[Any, ...]]:
+    """The audit (worker_instances): every instance closed, and per worker, each one ended no later
+    than the next one started. Returns the rows."""
+    audit = view.sql(
+        "SELECT worker_name, epoch, pid, manager_id, started_at, ended_at, end_reason FROM worker_instances "
+        "WHERE worker_name = ANY(%s) ORDER BY worker_name, started_at",
+        (names,),
+    )
+    assert {r[0] for r in audit} == set(names)
+    for earlier, later in itertools.pairwise(audit):
+        assert earlier[5] is not None, f"instance never closed: {earlier}"
+        if earlier[0] == later[0]:
+            assert earlier[5] <= later[4], f"two live instances of {earlier[0]}: {earlier} and {later}"
+            assert earlier[1] <= later[1]  # epochs only grow
+    assert audit[-1][5] is not None
+    return audit
 
 
 def test_fence_refuses_a_stale_epoch_and_blocks_acquisition_until_commit(migrated_url: str) -> None:
@@ -160,6 +179,14 @@ def test_three_managers_run_each_worker_once_and_take_over_from_a_killed_one(boo
     survivors[1].wait_worker(theirs, lambda w: w["state"] == "stopped", 10, f"{theirs} stopped by its owner")
     terminate_together(handles)
 
+    # the audit: no two instances of a worker were live at once, across the kill
+    audit = assert_instances_never_overlap(survivors[0], names)
+    for name in taken:  # the killed manager's last instance of each: ended by the next owner's takeover
+        rows_of = [r for r in audit if r[0] == name]
+        last_victim = max(i for i, r in enumerate(rows_of) if r[3] == victim_id)
+        assert rows_of[last_victim][6].startswith("fenced: lease taken over"), rows_of[last_victim]
+        assert rows_of[last_victim + 1][3] in alive_ids
+
 
 def test_a_frozen_managers_worker_is_fenced_and_a_terminated_managers_worker_moves(boot_manager: Any) -> None:
     workers = {"solo": example_worker(interval_ms=100, heartbeat_interval_ms=100)}
@@ -194,3 +221,6 @@ def test_a_frozen_managers_worker_is_fenced_and_a_terminated_managers_worker_mov
     first.wait_worker("solo", lambda w: w["state"] == "running" and w["pid"] not in (None, first_pid), 5)
     assert not pid_alive(first_pid)
     terminate_together([first, second])
+    audit = assert_instances_never_overlap(first, ["solo"])
+    assert [r[2] for r in audit] == [stale_pid, first_pid, audit[2][2]]  # frozen copy, taken over, handed back
+    assert "its process was reaped" in audit[0][6]  # the frozen manager reaped its fenced copy after waking

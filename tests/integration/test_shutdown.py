@@ -60,6 +60,7 @@ STARTED_BEFORE_HTTP = [
     "flag listener",
     "healdec",
     "alerts",
+    "instance audit",
     "leases",
 ]
 

@@ -25,10 +25,17 @@ provider's retry-after) after committing the items finished before it (answers t
 later items are cached, not paid twice); an item the provider refuses (400) is stored without that
 result and logged. No base URL or key, or no pgvector on the server, is reported as lastError and
 waited out.
+
+With `replicas: N` each batch is claimed from a queue instead of read after a cursor
+(workers/claims.py, `_claimed_batch`): the same calls and writes, the claims completed in the
+batch's transaction; the replicas write topics one at a time (an advisory lock), each reading the
+centroids afresh, since they are no longer the topics' only writer. No prefetching then: the
+replicas are the parallelism.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -48,9 +55,9 @@ from workers.ai.calls import CallPool, Outcome
 from workers.ai.client import AiClient, AiSettings, Rejected, Summary, Usage, content_hash
 from workers.backlog import rows_waiting
 from workers.base import CycleResult, Worker, describe
-from workers.errors import BudgetSpent, NotConfigured, UpstreamError
+from workers.claims import Claim, Claims, ClaimSettings
+from workers.errors import BudgetSpent, NotConfigured, UpstreamError, WorkerError
 from workers.pacing import Pacer
-from workers.settings import WorkerSettings
 
 START = {"updated_at": "-infinity", "id": 0}
 _WORD = re.compile(r"[^\W\d_][\w'-]{2,}")
@@ -106,6 +113,10 @@ class Prepared:
     limit: int
     done: int
     interrupted: UpstreamError | None = None
+
+
+class _Interrupted(Exception):
+    """A stop request interrupted a claimed batch written item by item: roll it back, give it back."""
 
 
 def _cursor_value(item: Work) -> dict[str, Any]:
@@ -205,7 +216,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / norm if norm > 0 else v
 
 
-class AiWorkerSettings(WorkerSettings):
+class AiWorkerSettings(ClaimSettings):
     """The worker's settings; the client's part (URL, models, prices) is checked again by `AiSettings`."""
 
     interval_ms: int = Field(default=30000, gt=0)
@@ -248,6 +259,7 @@ class AiWorker(Worker[Work]):
         self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix="ai-prefetch")
         self._prefetching: dict[str, tuple[dict[str, Any], Future[Prepared]]] = {}
         self._prefetch_conn: psycopg.Connection[Any] | None = None
+        self.claims = Claims(self, ("posts", "profiles"))  # with `replicas: N` (workers/claims.py)
 
     # ---- set-up ---------------------------------------------------------------------------------
 
@@ -321,7 +333,9 @@ class AiWorker(Worker[Work]):
         self.db.execute(_q("forget_deleted_posts"))  # removals of the last cycle leave the recommendations
         streams = {"posts": self.posts_batch, "profiles": self.profiles_batch}
         result = self.drain_streams(streams, self.settings.max_cycle_s)
-        self.report_lag(rows_waiting(self), "rows")
+        if self.claims.active:
+            self.claims.end_cycle(result)
+        self.report_lag(self.claims.rows_waiting() if self.claims.active else rows_waiting(self), "rows")
         return result
 
     def posts_batch(self, total: CycleResult) -> bool:
@@ -338,6 +352,10 @@ class AiWorker(Worker[Work]):
             _q(f"changed_{stream}"),
             {"after_updated_at": after["updated_at"], "after_id": after["id"], "limit": self.settings.batch_size},
         ).fetchall()
+        return self._works(stream, rows)
+
+    def _works(self, stream: str, rows: list[Any]) -> list[Work]:
+        """Rows of `changed_<stream>` (or `claimed_<stream>`) as items with their text."""
         cap = self.settings.max_input_chars
         if stream == "posts":
             return [Work("post", r[0], r[1], post_text(r[2], r[3])[:cap]) for r in rows]
@@ -345,7 +363,10 @@ class AiWorker(Worker[Work]):
 
     def _prepare(self, stream: str, after: dict[str, Any], conn: psycopg.Connection[Any]) -> Prepared:
         """Read a batch and make its provider calls (no transaction): everything but the writes."""
-        items = self._read(stream, after, conn)
+        return self._call(stream, self._read(stream, after, conn), after, conn)
+
+    def _call(self, stream: str, items: list[Work], after: dict[str, Any], conn: psycopg.Connection[Any]) -> Prepared:
+        """The provider calls of a batch read (by cursor or by claim)."""
         prepared = Prepared(after, items, self.settings.batch_size, len(items))
         if items:
             if self.flag("embeddings"):
@@ -355,6 +376,8 @@ class AiWorker(Worker[Work]):
         return prepared
 
     def _batch(self, stream: str, total: CycleResult) -> bool:
+        if self.claims.active:
+            return self._claimed_batch(stream, total)
         after = self.load_cursor(stream) or START
         prepared = self._prefetched(stream, after) or self._prepare(stream, after, self.db)
         items, done = prepared.items, prepared.done
@@ -381,6 +404,64 @@ class AiWorker(Worker[Work]):
         if prepared.interrupted is not None:
             raise prepared.interrupted
         return complete and more and not self.stopping
+
+    # ---- replicas: the batch is claimed instead (workers/claims.py) ----------------------------------
+
+    def _changed(self, stream: str, conn: psycopg.Connection[Any], after: dict[str, Any], limit: int) -> list[Any]:
+        """(id, updated_at) of the rows changed after a feed's cursor: what joins the queue."""
+        rows = conn.execute(
+            _q(f"changed_{stream}"), {"after_updated_at": after["updated_at"], "after_id": after["id"], "limit": limit}
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def _claimed_batch(self, stream: str, total: CycleResult) -> bool:
+        """One claimed batch: the provider calls as for a cursor batch, then the results and the
+        claims' completion in one transaction. Only the claims still ours are written; whatever
+        was not finished (a 429, a stop, a failure) goes back to the queue."""
+        queue, claims = self.claims.take(
+            stream, self.settings.batch_size, lambda conn, after, limit: self._changed(stream, conn, after, limit)
+        )
+        if not claims:
+            return False
+        claimed = {c.item_id: c for c in claims}
+        items = self._works(stream, self.db.execute(_q(f"claimed_{stream}"), (list(claimed),)).fetchall())
+        gone = [c for c in claims if c.item_id not in {i.id for i in items}]  # deleted since: nothing to do
+        result, unfinished = CycleResult(), claims
+        try:
+            prepared = self._call(stream, items, {}, self.db)
+            finished = items[: prepared.done]
+            with self.transaction() as tx:
+                held = queue.complete(tx, [claimed[i.id] for i in finished] + gone)
+                finished = [item for item in finished if item.id in held]
+                if finished:
+                    tx.execute(_q("lock_topics"))  # replicas move topics one at a time, from fresh centroids
+                    self._topics = None
+                    result, complete = self.write(tx, stream, finished)
+                    if not complete:
+                        raise _Interrupted
+                    if stream == "posts" and self._topics is not None:
+                        self._topics.save(tx)
+            unfinished = [claimed[item.id] for item in items[prepared.done :]]
+        except BaseException as exc:
+            self._topics = None  # rolled back: the database has the truth
+            self._give_back(queue, unfinished, exc)
+            if isinstance(exc, _Interrupted):
+                return False
+            raise
+        self._give_back(queue, unfinished, prepared.interrupted)
+        total.add(result)
+        if prepared.interrupted is not None:
+            raise prepared.interrupted
+        return not self.stopping
+
+    def _give_back(self, queue: Any, claims: list[Claim], why: BaseException | None) -> None:
+        """Unfinished claims back to the queue; the attempt counts only when the items may be to
+        blame (not for a stop, a rate limit or an outage)."""
+        if not claims:
+            return
+        blameless = why is None or isinstance(why, _Interrupted | WorkerError | psycopg.OperationalError)
+        with contextlib.suppress(psycopg.Error):
+            queue.release(self.db, claims, None if why is None else describe(why), charge=not blameless)
 
     # ---- the next batch, prepared while this one is written ---------------------------------------
 

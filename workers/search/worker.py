@@ -10,10 +10,15 @@ regexp_matches); only when one fails for some row is the batch redone row by row
 counts are folded into the lexicon in one pass when a stream is drained or every
 `lexicon_fold_rows` rows, so a lexeme is updated once per fold instead of once per batch. The statements are in sql/search.sql, the schema in
 migrations/0006_search.sql; searching is workers/search/query.py, served at GET /api/search.
+
+With `replicas: N` the batch is claimed from a queue instead of read after a cursor
+(workers/claims.py): the same statements index it, in the transaction that completes the claims,
+and the replicas fold the lexicon one at a time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from datetime import datetime
 from typing import Any
@@ -23,8 +28,9 @@ from pydantic import Field
 
 from sql import query
 from workers.backlog import rows_waiting
-from workers.base import CycleResult, Worker
-from workers.settings import WorkerSettings
+from workers.base import CycleResult, Worker, describe
+from workers.claims import Claims, ClaimSettings
+from workers.errors import WorkerError
 
 START = {"updated_at": "-infinity", "id": 0}
 
@@ -42,7 +48,11 @@ def _q(name: str) -> str:
     return query(name, "search.sql")
 
 
-class SearchSettings(WorkerSettings):
+class _Stopped(Exception):
+    """A stop request interrupted a claimed batch indexed row by row."""
+
+
+class SearchSettings(ClaimSettings):
     interval_ms: int = Field(default=15000, gt=0)
     batch_size: int = Field(default=500, gt=0)  # rows per batch (one transaction each)
     max_cycle_s: float = Field(default=45, ge=0)  # then the cycle ends (`more_pending` if not drained)
@@ -57,15 +67,23 @@ class SearchWorker(Worker[int]):
     _stream = "posts"  # the stream whose rows `process` indexes one by one
     _unfolded = 0  # rows whose words were noted since the last fold (search_lexeme_pending)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.claims = Claims(self, STREAMS)  # with `replicas: N` (workers/claims.py)
+
     def run_cycle(self) -> CycleResult:
         """Alternate post and profile batches until both are drained or `max_cycle_s` is up."""
         streams = {name: functools.partial(self.index_batch, name) for name in STREAMS}
         result = self.drain_streams(streams, self.settings.max_cycle_s)
-        self.report_lag(rows_waiting(self), "rows")
+        if self.claims.active:
+            self.claims.end_cycle(result)
+        self.report_lag(self.claims.rows_waiting() if self.claims.active else rows_waiting(self), "rows")
         return result
 
     def index_batch(self, stream: str, total: CycleResult) -> bool:
         """Index the next batch of one stream; returns whether more may be waiting."""
+        if self.claims.active:
+            return self.claimed_batch(stream, total)
         changed, statements = STREAMS[stream]
         limit = self.settings.batch_size
         with self.transaction() as tx:
@@ -77,18 +95,7 @@ class SearchWorker(Worker[int]):
                 tx.execute(_q("fold_lexemes"))  # drained: the lexicon catches up (a no-op when nothing is noted)
                 self._unfolded = 0
                 return False
-            ids = [row[0] for row in rows]
-            try:
-                with tx.transaction():  # a savepoint: the whole batch in one go, the fast path
-                    for name in statements:
-                        tx.execute(_q(name), {"ids": ids})
-                result = CycleResult(items=len(ids))
-            except (psycopg.OperationalError, psycopg.InterfaceError):
-                raise
-            except psycopg.Error:
-                # Some row breaks a statement: index one at a time, logging and skipping the bad ones.
-                self._stream = stream
-                result, _ = self.run_items(ids, tx, self.process)
+            result, _ = self._index(tx, stream, [row[0] for row in rows], statements)
             last_id, last_updated = rows[-1]
             self.save_cursor(tx, {"updated_at": last_updated.isoformat(), "id": last_id}, stream)
             self._unfolded += len(rows)
@@ -98,6 +105,53 @@ class SearchWorker(Worker[int]):
                 self._unfolded = 0
         total.add(result)
         return more
+
+    def claimed_batch(self, stream: str, total: CycleResult) -> bool:
+        """Replicas: index a batch claimed from the stream's queue; the claims complete in the
+        transaction that indexes them (only those still ours are indexed)."""
+        changed, statements = STREAMS[stream]
+        queue, claims = self.claims.take(
+            stream,
+            self.settings.batch_size,
+            lambda conn, after, limit: conn.execute(
+                _q(changed), {"after_updated_at": after["updated_at"], "after_id": after["id"], "limit": limit}
+            ).fetchall(),
+        )
+        try:
+            with self.transaction() as tx:
+                ids = sorted(queue.complete(tx, claims))
+                result, complete = self._index(tx, stream, ids, statements) if ids else (CycleResult(), True)
+                if not complete:  # a stop interrupted it row by row: roll back, give the claims back
+                    raise _Stopped
+                self._unfolded += len(ids)
+                if not claims or self._unfolded >= self.settings.lexicon_fold_rows:
+                    tx.execute(_q("lock_lexicon"))  # replicas fold one at a time
+                    tx.execute(_q("fold_lexemes"))
+                    self._unfolded = 0
+        except BaseException as exc:
+            with contextlib.suppress(psycopg.Error):
+                queue.release(self.db, claims, describe(exc), charge=not isinstance(exc, _Stopped | WorkerError))
+            if isinstance(exc, _Stopped):
+                return False
+            raise
+        total.add(result)
+        return bool(claims) and not self.stopping
+
+    def _index(
+        self, tx: psycopg.Connection[Any], stream: str, ids: list[int], statements: tuple[str, ...]
+    ) -> tuple[CycleResult, bool]:
+        """The batch's statements at once (a savepoint: the fast path), or, when one fails for some
+        row, one row at a time, logging and skipping the bad ones. Returns whether all were handled."""
+        try:
+            with tx.transaction():
+                for name in statements:
+                    tx.execute(_q(name), {"ids": ids})
+            return CycleResult(items=len(ids)), True
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            raise
+        except psycopg.Error:
+            self._stream = stream
+            return self.run_items(ids, tx, self.process)
 
     def process(self, item: int, tx: psycopg.Connection[Any]) -> int:
         """One row, when its batch failed as a whole."""
