@@ -73,17 +73,18 @@ FROM STDIN (FORMAT BINARY);
 
 -- name: upsert_posts
 -- The results of the staged posts and how they were made (meta); idempotent on post_id.
+-- Stored outside the HNSW index (vector_indexed false) until index_posts_vectors takes them in (migration 0018).
 INSERT INTO ai_posts AS a (post_id, source_updated_at, content_hash, model, dims, embedding, summary, sentiment,
-                           chat_model, topic_id, processed_at, meta)
+                           chat_model, topic_id, processed_at, meta, vector_indexed)
 SELECT b.id, b.source_updated_at, b.content_hash, CASE WHEN b.embedding IS NOT NULL THEN %(model)s END,
        CASE WHEN b.embedding IS NOT NULL THEN %(dims)s::integer END, b.embedding, b.summary, b.sentiment,
-       b.chat_model, b.topic_id, now(), b.meta
+       b.chat_model, b.topic_id, now(), b.meta, false
 FROM ai_batch b
 ON CONFLICT (post_id) DO UPDATE SET
   source_updated_at = excluded.source_updated_at, content_hash = excluded.content_hash, model = excluded.model,
   dims = excluded.dims, embedding = excluded.embedding, summary = excluded.summary, sentiment = excluded.sentiment,
   chat_model = excluded.chat_model, topic_id = excluded.topic_id, processed_at = excluded.processed_at,
-  meta = excluded.meta;
+  meta = excluded.meta, vector_indexed = false;
 
 -- name: upsert_profiles
 -- The embeddings of the staged profiles and how they were made; idempotent on profile_id.
@@ -96,12 +97,13 @@ ON CONFLICT (profile_id) DO UPDATE SET
   dims = excluded.dims, embedding = excluded.embedding, processed_at = excluded.processed_at, meta = excluded.meta;
 
 -- name: similar_posts
--- The nearest posts to each staged post (cosine, HNSW per row), not the post itself nor copies of its text.
+-- The nearest indexed posts to each staged post (cosine, HNSW per row), not the post itself nor copies of its
+-- text. The staged posts are indexed by then (index_posts_vectors), so they see each other.
 SELECT b.id, n.other, n.similarity
 FROM ai_batch b CROSS JOIN LATERAL (
   SELECT a.post_id AS other, (1 - (a.embedding::vector({dims}) <=> b.embedding::vector({dims})))::real AS similarity
   FROM ai_posts a
-  WHERE a.dims = {dims} AND a.embedding IS NOT NULL
+  WHERE a.dims = {dims} AND a.vector_indexed AND a.embedding IS NOT NULL
     AND a.post_id <> b.id AND a.content_hash IS DISTINCT FROM b.content_hash
     AND NOT EXISTS (SELECT 1 FROM external_posts d WHERE d.id = a.post_id AND d.deleted_at IS NOT NULL)
     AND a.embedding::vector({dims}) <=> b.embedding::vector({dims}) <= 1 - %(min_similarity)s
@@ -125,6 +127,20 @@ FROM ai_batch b CROSS JOIN LATERAL (
 ) n
 WHERE b.embedding IS NOT NULL
 ORDER BY b.id, n.similarity DESC, n.other;
+
+-- name: index_posts_vectors
+-- Takes the oldest posts whose embeddings are not in the HNSW index yet into it (the flag is in the index's
+-- predicate) and stages them for their recommendations; SKIP LOCKED lets replicas share the backlog.
+WITH taken AS (
+  UPDATE ai_posts a SET vector_indexed = true
+  FROM (SELECT post_id FROM ai_posts
+        WHERE NOT vector_indexed AND embedding IS NOT NULL AND dims = %(dims)s
+        ORDER BY processed_at, post_id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) AS t
+  WHERE a.post_id = t.post_id
+  RETURNING a.post_id, a.source_updated_at, a.content_hash, a.embedding, a.meta
+)
+INSERT INTO ai_batch (id, source_updated_at, content_hash, embedding, meta)
+SELECT post_id, source_updated_at, content_hash, embedding, meta FROM taken;
 
 -- name: forget_deleted_posts
 -- Removes posts marked deleted from every recommendation list, both as the post and as a recommendation.
