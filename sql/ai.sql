@@ -36,11 +36,20 @@ LIMIT %(limit)s;
 SELECT content_hash, embedding FROM ai_embedding_cache
 WHERE model = %(model)s AND dims = %(dims)s AND content_hash = ANY(%(hashes)s);
 
+-- name: create_cache_stage
+-- Where new embeddings are COPYed (binary) before cache_embeddings keeps them: an array parameter of vectors
+-- is dumped element by element as text by the client, which took longer than the provider call.
+CREATE TEMP TABLE IF NOT EXISTS ai_cache_stage (content_hash bytea NOT NULL, embedding vector NOT NULL)
+ON COMMIT DELETE ROWS;
+
+-- name: copy_cache_stage
+-- New embeddings into the stage (binary COPY).
+COPY ai_cache_stage (content_hash, embedding) FROM STDIN (FORMAT BINARY);
+
 -- name: cache_embeddings
--- Keeps the embeddings of one request's texts (committed at once, outside the batch: they were paid for).
+-- Keeps the staged embeddings (committed at once, outside the batch: they were paid for).
 INSERT INTO ai_embedding_cache (model, dims, content_hash, embedding)
-SELECT %(model)s, %(dims)s, c.content_hash, c.embedding
-FROM unnest(%(hashes)s::bytea[], %(embeddings)s::vector[]) AS c (content_hash, embedding)
+SELECT %(model)s, %(dims)s, c.content_hash, c.embedding FROM ai_cache_stage c
 ON CONFLICT DO NOTHING;
 
 -- name: reusable_summaries
@@ -218,9 +227,13 @@ INSERT INTO ai_topics (model, dims, centroid, size) VALUES (%(model)s, %(dims)s,
 -- name: move_topics
 -- The centroids of the topics posts joined in this batch, and their member counts (recounted: posts move
 -- between topics when they are edited).
+-- One grouped count over the batch's topics, not a correlated count per topic (planned once per topic, and
+-- as a scan of ai_posts while its statistics still say it is empty).
 UPDATE ai_topics t
-SET centroid = m.centroid, updated_at = now(), size = (SELECT count(*) FROM ai_posts a WHERE a.topic_id = t.id)
+SET centroid = m.centroid, updated_at = now(), size = coalesce(c.n, 0)
 FROM unnest(%(ids)s::integer[], %(centroids)s::vector[]) AS m (id, centroid)
+LEFT JOIN (SELECT topic_id, count(*) AS n FROM ai_posts WHERE topic_id = ANY(%(ids)s::integer[]) GROUP BY topic_id) c
+  ON c.topic_id = m.id
 WHERE t.id = m.id;
 
 -- name: topic_texts

@@ -1,7 +1,7 @@
 """The ai worker: embeddings, summaries, sentiment, topics and recommendations for posts and profiles.
 
 Each cycle takes posts and profiles changed since its cursors (`updated_at`, `id`), in batches of
-`batch_size` (default 200), alternating the two streams, until both are drained or `max_cycle_s`
+`batch_size` (default 400), alternating the two streams, until both are drained or `max_cycle_s`
 has passed. For one batch:
 
 1. embeddings: texts already embedded by the same model and size come from `ai_embedding_cache`
@@ -13,10 +13,16 @@ has passed. For one batch:
 3. one transaction writes the batch set-based: its results are COPYed into a staging table and
    upserted in one statement (`ai_posts` / `ai_profiles`), each post is assigned to its nearest
    topic in memory (a new topic when none is within `topic_similarity`) and the touched topics are
-   saved in one statement, the nearest neighbours of every item come from one statement of lateral
-   `<=>` lookups on the HNSW index (`ai_similar_posts` / `ai_similar_profiles`), and the cursor
-   moves past the items done. If a set-based statement fails for some row, the batch is written
-   item by item (one savepoint each) and the bad items are logged and skipped.
+   saved in one statement, and the cursor moves past the items done. Posts are stored outside the
+   HNSW index; profiles (few) get their nearest neighbours at once, from one statement of lateral
+   `<=>` lookups on the HNSW index (`ai_similar_profiles`). If a set-based statement fails for
+   some row, the batch is written item by item (one savepoint each) and the bad items are logged
+   and skipped;
+4. after the provider streams, the `vectors` stream takes the stored posts into the HNSW index
+   (`vector_batch` per transaction) and computes their recommendations the same way
+   (`ai_similar_posts`). An HNSW insert costs milliseconds per row (migration 0018), more than
+   the rest of a batch's write together, so the provider calls no longer wait on it; semantic
+   search covers the posts not indexed yet with an exact scan.
 
 The provider calls happen before the transaction, so no transaction waits on the network, and the
 waiting thread heartbeats. Every call is recorded in `ai_usage` with its tokens and cost
@@ -32,6 +38,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -183,9 +190,7 @@ class Topics:
             return
         ids = sorted(self.touched)
         positions = [self.ids.index(topic_id) for topic_id in ids]
-        tx.execute(
-            _q("move_topics"), {"ids": ids, "centroids": [self.centroids[p].astype(np.float32) for p in positions]}
-        )
+        tx.execute(_q("move_topics"), {"ids": ids, "centroids": vector_texts(self.centroids[p] for p in positions)})
         relabel = [t for t, p in zip(ids, positions, strict=True) if _power_of_two_reached(self.born[t], self.sizes[p])]
         if relabel:
             texts: dict[int, list[str]] = {t: [] for t in relabel}
@@ -194,6 +199,14 @@ class Topics:
             tx.execute(_q("label_topics"), {"ids": relabel, "labels": [topic_label(texts[t]) for t in relabel]})
         self.touched.clear()
         self.born.clear()
+
+
+def vector_texts(vectors: Iterable[np.ndarray]) -> list[str]:
+    """Vectors in pgvector's text form, for array parameters (`%s::vector[]`). psycopg dumps an
+    array of vectors element by element with pgvector's text dumper, a Python loop over every
+    float (0.8 ms a vector); `str(list)` formats in C. float32 values go through float64
+    exactly, and the shortest repr reads back as the same float32."""
+    return [str(np.asarray(v, dtype=np.float32).tolist()) for v in vectors]
 
 
 def _power_of_two_reached(before: int, after: int) -> bool:
@@ -210,7 +223,9 @@ class AiWorkerSettings(WorkerSettings):
     """The worker's settings; the client's part (URL, models, prices) is checked again by `AiSettings`."""
 
     interval_ms: int = Field(default=30000, gt=0)
-    batch_size: int = Field(default=200, gt=0)  # items per batch (one transaction)
+    # items per batch (one transaction): concurrency x embedding_batch, so a batch's embeddings
+    # requests fill every slot (at 200, two of the four were idle)
+    batch_size: int = Field(default=400, gt=0)
     vector_batch: int = Field(default=500, gt=0)  # posts taken into the HNSW index per transaction
     embedding_batch: int = Field(default=100, gt=0, le=2048)  # texts per embeddings request
     concurrency: int = Field(default=4, gt=0, le=64)  # provider requests in flight at once
@@ -499,16 +514,13 @@ class AiWorker(Worker[Work]):
         self.record_usage(*usages)
         if got:
             s = self.client.settings
-            conn.execute(  # autocommit, outside any batch transaction
-                _q("cache_embeddings"),
-                {
-                    "model": s.embedding_model,
-                    "dims": int(s.dimensions),
-                    "hashes": list(got),
-                    "embeddings": list(got.values()),
-                },
-                binary=True,  # vectors as float4 bytes: formatting and parsing them as text took 1 ms a row
-            )
+            with conn.transaction():  # its own, outside any batch transaction
+                conn.execute(_q("create_cache_stage"))
+                with conn.cursor() as cur, cur.copy(_q("copy_cache_stage")) as copy:
+                    copy.set_types(["bytea", "vector"])
+                    for row in got.items():
+                        copy.write_row(row)
+                conn.execute(_q("cache_embeddings"), {"model": s.embedding_model, "dims": int(s.dimensions)})
         if outcome.error is not None:
             raise outcome.error
         return got
