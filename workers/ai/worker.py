@@ -226,7 +226,9 @@ class AiWorkerSettings(WorkerSettings):
     # items per batch (one transaction): concurrency x embedding_batch, so a batch's embeddings
     # requests fill every slot (at 200, two of the four were idle)
     batch_size: int = Field(default=400, gt=0)
-    vector_batch: int = Field(default=500, gt=0)  # posts taken into the HNSW index per transaction
+    # posts taken into the HNSW index per transaction; an insert costs milliseconds, and the
+    # heartbeat waits for the transaction: 200 keeps it to seconds even on a loaded machine
+    vector_batch: int = Field(default=200, gt=0)
     embedding_batch: int = Field(default=100, gt=0, le=2048)  # texts per embeddings request
     concurrency: int = Field(default=4, gt=0, le=64)  # provider requests in flight at once
     requests_per_minute: float = Field(default=0, ge=0)  # the provider's request limit (0: none)
