@@ -166,3 +166,41 @@ BEGIN
   RETURN result;
 END
 $$;
+
+-- 4. Typo candidates scored without a function call per candidate. The precomputed path of 0014
+--    called search_trigrams() three times per candidate lexeme (SQL functions with an aggregate
+--    are never inlined: each call starts its own executor), which made most of a misspelt
+--    query's widening. The word's trigrams and deletions are now computed once, and each
+--    candidate's trigrams inline; the similarities, filters and fallback are those of 0014.
+DO $similar$
+BEGIN
+  IF search_uses_pg_trgm() THEN
+    RETURN;  -- pg_trgm's version (0006) is left as it is
+  END IF;
+  EXECUTE $f$
+    CREATE OR REPLACE FUNCTION search_similar_lexemes(word text, min_ndoc integer DEFAULT 5, min_similarity real DEFAULT 0.3)
+    RETURNS TABLE (lexeme text, similarity real, ndoc integer)
+    LANGUAGE plpgsql STABLE PARALLEL SAFE AS $b$
+    DECLARE
+      wt text[] := search_trigrams(word);
+      dels text[] := search_deletes(lower(word));
+    BEGIN
+      RETURN QUERY
+        SELECT l.lexeme, s.similarity, l.ndoc
+          FROM (SELECT DISTINCT v.lexeme_id FROM search_lexeme_variants AS v WHERE v.variant = ANY (dels)) AS c
+          JOIN search_lexemes AS l ON l.id = c.lexeme_id
+          CROSS JOIN LATERAL (
+            SELECT (count(*)::real / (cardinality(wt) + l.ntrigrams - count(*)))::real AS similarity
+              FROM unnest(wt) AS t
+             WHERE t = ANY (ARRAY(SELECT substr('  ' || l.lexeme || ' ', i, 3)
+                                    FROM generate_series(1, length(l.lexeme) + 1) AS i))
+          ) AS s
+         WHERE l.ndoc >= min_ndoc AND s.similarity >= min_similarity - 1e-6;
+      IF NOT FOUND THEN
+        RETURN QUERY SELECT * FROM search_similar_lexemes_by_trigrams(word, min_ndoc, min_similarity);
+      END IF;
+    END
+    $b$
+  $f$;
+END
+$similar$;
