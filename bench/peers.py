@@ -10,10 +10,12 @@ Every supervisor runs the same quiet Python child (`python -m bench.quiet_child`
 - idle CPU: the supervisor's processes over IDLE_S seconds at rest (manager + guardian + template);
 - RSS: the supervisor's own processes (the manager's row adds guardian and template);
 - status CLI: wall time of the supervisor's own status command, median of 7;
-- orphans: SIGKILL the supervisor process alone, wait 2 s, count children still alive.
+- orphans: SIGKILL the supervisor process alone, wait 2 s, count children still alive;
+- kill → first heartbeat of the ethereum worker (manager only, exec vs template; bench.first_heartbeat;
+  BENCH_PEERS_HEARTBEAT=0 skips it).
 
-Children are found through /proc/<pid>/task/<pid>/children (cheap and the same for every peer);
-the manager's through its status API, which is what an operator sees.
+Children are found through /proc/<pid>/task/<pid>/children, cheap and the same for every peer (for
+the manager: its own children and its worker template's, less the guardian and the template).
 Ratios are against the best peer on each line (lower is better on every line).
 """
 
@@ -185,6 +187,7 @@ class TheManager(Peer):
     def __init__(self, n: int, workdir: Path, database_url: str, template_fork: bool = True) -> None:
         super().__init__(n, workdir)
         self.template_fork = template_fork
+        self._own: dict[int, bool] = {}
         spec = {"module": "bench.quiet_child", "heartbeat": False}
         self.m = ManagerHandle(
             workdir,
@@ -207,14 +210,25 @@ class TheManager(Peer):
 
     def own_pids(self) -> list[int]:
         assert self.proc is not None
-        kids = psutil.Process(self.proc.pid).children()
-        return [self.proc.pid, *(p.pid for p in kids if "manager." in " ".join(p.cmdline()))]
+        return [self.proc.pid, *(k for k in proc_children(self.proc.pid) if self._is_own(k))]
+
+    def _is_own(self, pid: int) -> bool:
+        """The guardian or the template (remembered per pid: this runs in a 0.5 ms polling loop)."""
+        if pid not in self._own:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read().decode(errors="replace")
+            except OSError:
+                return False
+            self._own[pid] = any(o in cmdline for o in ("manager.zygote", "manager/guardian.py"))
+        return self._own[pid]
 
     def children(self) -> list[int]:
-        try:
-            return [w["pid"] for w in self.m.status() if w["pid"]]
-        except Exception:
-            return []
+        """The workers, found in /proc as for every peer (polling the status API every 0.5 ms
+        during a respawn would load the very event loop that respawns): the manager's own
+        children (exec path) and the template's (fork path), less the guardian and the template."""
+        own = self.own_pids()
+        return [k for pid in own for k in proc_children(pid) if k not in own]
 
     def status_command(self) -> list[str]:
         return [sys.executable, "-m", "manager", "status", "--config", str(self.m.config_path)]
@@ -278,7 +292,7 @@ def _row(label: str, values: dict[str, Any], fmt: Callable[[Any], str], peers: l
     return [label, *cells, ratio]
 
 
-def run(n: int, admin_url: str, tmp: Path) -> str:
+def run(n: int, admin_url: str, tmp: Path, heartbeat_ms: dict[str, float] | None = None) -> str:
     results: dict[str, Figures] = {}
     for cls in (Supervisord, Circus, Pm2):
         workdir = tmp / f"{cls.name}-{n}"
@@ -319,6 +333,10 @@ def run(n: int, admin_url: str, tmp: Path) -> str:
         _row("start all, s", values(lambda f: f.start_s), "{:.2f}".format, peers),
         _row(f"orphans after SIGKILL (of {n})", values(lambda f: f.orphans), "{:.0f}".format, peers),
     ]
+    if heartbeat_ms:  # no peer measures it: the ratio is the template path against exec
+        cells = [f"{heartbeat_ms[name]:.0f}" if name in heartbeat_ms else "-" for name in names]
+        ratio = heartbeat_ms["manager"] / heartbeat_ms["manager (exec)"]
+        rows.append(["kill → first heartbeat, ethereum worker, median ms", *cells, f"template {ratio:.2f}x exec"])
     return table(rows, [f"{n} children", *names, "manager vs best peer"])
 
 
@@ -326,7 +344,12 @@ def main() -> None:
     peer_tools.ensure_installed()
     counts = [int(c) for c in os.environ.get("BENCH_PEERS_N", "7").split(",")]
     with tempfile.TemporaryDirectory() as tmp, postgres_server(Path(tmp) / "pg") as admin_url:
-        tables = [run(n, admin_url, Path(tmp)) for n in counts]
+        heartbeat_ms = None
+        if os.environ.get("BENCH_PEERS_HEARTBEAT", "1") != "0":
+            from bench.first_heartbeat import figures
+
+            heartbeat_ms = figures(admin_url, Path(tmp))
+        tables = [run(n, admin_url, Path(tmp), heartbeat_ms if i == 0 else None) for i, n in enumerate(counts)]
     print("\n\n".join(tables))
 
 

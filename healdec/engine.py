@@ -1,8 +1,12 @@
 """Healdec's engine: gathers the facts (process state from the supervisor, CPU and memory from
 psutil, heartbeats from Postgres), applies the rules, and kills workers the rules call hung.
 
-Facts are refreshed by a periodic sweep; `status()` only reads memory, so the status endpoint
-never waits on the database or a worker.
+Facts are refreshed by a sweep; `status()` only reads memory, so the status endpoint never waits
+on the database or a worker. The sweep is event-driven: it runs when a heartbeat or a cycle was
+written (NOTIFY `worker_heartbeats`, sql/migrations/0017), when a worker changes state, when a
+running worker could have passed its heartbeat timeout (so a hung worker is killed as soon as
+before), and every `REFRESH_S` at rest — at most once per `sweep_interval_ms`. While the
+announcements cannot be heard (listener down, database unreachable) it polls every interval.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from healdec.rules import Health, HealthInputs, LagSamples, Verdict, error_rate, judge, lag_growth, record_lag
 from manager.config import Config
+from manager.listen import Listener
 from manager.logs import iso
 from manager.runner import WorkerRunner
 from manager.states import WorkerState
@@ -30,6 +35,8 @@ from sql import query
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_S = 3600.0
+REFRESH_S = 30.0  # at rest, with nothing announced, the facts are re-read this often (hourly windows move)
+HUNG_MARGIN_S = 0.01  # the deadline sweep comes just after the timeout, so the age is past it
 STATUS_MAX_AGE_S = 0.1  # ages and uptimes in a cached status reply are at most this old
 
 
@@ -74,14 +81,31 @@ class HealthEngine:
         self._last_sweep_failure = float("-inf")
         self._status_json: bytes | None = None
         self._status_at = 0.0
+        self._due = asyncio.Event()  # something may have changed: sweep (at most once per interval)
+        url = pool.conninfo if isinstance(pool.conninfo, str) else None
+        self._listener = (
+            None
+            if url is None
+            else Listener(
+                url,
+                ("worker_heartbeats",),
+                self._on_heartbeats,
+                app_name="healdec",
+                what="heartbeat listener",
+                consequence=f"Healdec reads heartbeats every {self._interval_s:g} s until it reconnects",
+            )
+        )
         for runner in supervisor.runners.values():
             runner.on_change.append(self._forget_status)
+            runner.on_change.append(lambda _runner: self._due.set())
 
     def _forget_status(self, _runner: WorkerRunner | None = None) -> None:
         self._status_json = None
 
     async def start(self) -> None:
         await self.sweep()
+        if self._listener is not None:
+            await self._listener.start()
         self._task = asyncio.create_task(self._sweep_forever(), name="healdec-sweep")
 
     async def stop(self) -> None:
@@ -89,10 +113,36 @@ class HealthEngine:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._listener is not None:
+            await self._listener.stop()
+
+    async def _on_heartbeats(self, _conn: Any, _notices: list[Any]) -> None:
+        self._due.set()  # also right after a (re)connect: what was written meanwhile is read
+
+    async def _until_due(self) -> None:
+        """Sleep until a sweep has something to do (see the module docstring)."""
+        if self._listener is None or not self._listener.connected or self.last_sweep_error is not None:
+            return  # cannot hear the announcements: poll
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._due.wait(), self._next_deadline_s())
+        self._due.clear()
+
+    def _next_deadline_s(self) -> float:
+        """Seconds until a running worker that stays silent would be past its heartbeat timeout."""
+        soonest = REFRESH_S
+        since_sweep = time.monotonic() - self._heartbeats_at
+        for runner in self._supervisor.runners.values():
+            if runner.state is not WorkerState.RUNNING or not runner.spec.heartbeat:
+                continue
+            row = self._heartbeat_of(runner)
+            silent_for = row["heartbeat_age_s"] + since_sweep if row else (runner.uptime_s() or 0.0)
+            soonest = min(soonest, self._config.heartbeat_timeout_s(runner.name) - silent_for + HUNG_MARGIN_S)
+        return max(soonest, 0.0)
 
     async def _sweep_forever(self) -> None:
         while True:
-            await asyncio.sleep(self._interval_s)
+            await asyncio.sleep(self._interval_s)  # at most one sweep per interval
+            await self._until_due()
             try:
                 await self.sweep()
             except Exception as exc:  # a failed sweep keeps the last facts; report, go on
@@ -236,12 +286,14 @@ class HealthEngine:
 
     # ---- status, from memory ------------------------------------------------------------------
 
-    def worker_status(self, runner: WorkerRunner) -> dict[str, Any]:
+    def worker_status(self, runner: WorkerRunner, *, sample: bool = True) -> dict[str, Any]:
+        """`sample=False` reports the CPU and RSS last sampled, without reading /proc (for the lease
+        keeper's periodic publication, which must not keep psutil busy while nobody looks)."""
         inputs = self.inputs(runner)
         health = self._judge(runner, inputs)
         row = self._heartbeats.get(runner.name) or {}
         cycles = self._cycle_stats.get(runner.name) or {}
-        sample = self._sample_of(runner.pid)
+        measured = self._sample_of(runner.pid) if sample else self._samples.get(runner.pid or -1)
         uptime = runner.uptime_s()
         exit_ = runner.last_exit
         return {
@@ -261,8 +313,8 @@ class HealthEngine:
             "lagUnit": row.get("lag_unit"),
             "restartCount": runner.restart_count,
             "uptimeSeconds": round(uptime, 3) if uptime is not None else None,
-            "cpuPercent": round(sample.cpu_percent, 2) if sample else None,
-            "rssBytes": sample.rss_bytes if sample else None,
+            "cpuPercent": round(measured.cpu_percent, 2) if measured else None,
+            "rssBytes": measured.rss_bytes if measured else None,
             "itemsProcessed": int(row.get("items_processed") or 0),
             "nextRun": _next_run(runner, row),
             "verdict": health.verdict.value,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import socket
 import time
@@ -24,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from psycopg_pool import AsyncConnectionPool
 
 from manager.config import AlertsConfig, WebhookConfig
@@ -32,7 +32,9 @@ from manager.logs import iso
 from sql import query
 from workers.redact import SecretScrubber, redact_webhook_url
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # httpx (and the rich/click it pulls in) loads only when webhooks are configured
+    import httpx
+
     from healdec.engine import HealthEngine
     from manager.supervisor import Supervisor
 
@@ -192,6 +194,9 @@ class Alerts:
     async def start(self) -> None:
         if not self.enabled:
             return
+        # In a thread: importing httpx takes long enough (rich, click...) to stall the workers'
+        # start if the event loop did it.
+        httpx = await asyncio.to_thread(importlib.import_module, "httpx")
         self._client = httpx.AsyncClient(timeout=self._config.timeout_s, follow_redirects=False)
         self._task = asyncio.create_task(self._watch_forever(), name="alerts")
 
@@ -241,6 +246,8 @@ class Alerts:
     # ---- delivering ---------------------------------------------------------------------------
 
     async def _deliver(self, alert: Alert, webhook: WebhookConfig) -> None:
+        import httpx
+
         assert self._client is not None
         masked = redact_webhook_url(webhook.url)
         parts = urllib.parse.urlsplit(webhook.url)

@@ -14,20 +14,18 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
 from healdec.engine import HealthEngine
 from manager.alerts import Alerts
-from manager.auth import Auth
 from manager.config import Config
 from manager.db import connect_with_retry, resolve_database_url
 from manager.errors import ManagerError
 from manager.events import EventRecorder
 from manager.flags import FlagListener, read_flags
 from manager.fleetview import ClusterFleet
-from manager.http import Services, create_app
-from manager.http.server import HttpServer
 from manager.leases import Identity, LeaseKeeper
 from manager.lifecycle import Lifecycle
 from manager.limits import MemoryLimits
@@ -81,11 +79,15 @@ class Manager:
     ) -> None:
         self.config = config
         self.database_url = database_url
+        from manager.auth import Auth  # FastAPI: imported meanwhile by _import_http
+
         self.auth, self.token_generated = Auth.from_environment()
         self.echo = OutputEcho(log_format)
         self.extra_env = extra_env or {}
         self.started_monotonic = time.monotonic()
         self._stopping = asyncio.Event()
+        self.http_imports: threading.Thread | None = None  # see _import_http
+        self.template: TemplateSpawner | None = None  # given when prestarted (run_manager)
 
     def say(self, text: str) -> None:
         self.echo.write("manager", _manager_line(text))
@@ -115,6 +117,8 @@ class Manager:
                 config, self.database_url, events, self.echo, guardian, self.extra_env, template, leasing=True
             )
             supervisor = Supervisor(ctx, flags)
+            if self.http_imports is not None:  # done before the workers start: a thread importing
+                await asyncio.to_thread(self.http_imports.join)  # meanwhile would slow the loop (GIL)
             await parts.start("workers", supervisor)
             await parts.start("memory limits", MemoryLimits(supervisor, config.healdec.sweep_interval_ms / 1000))
             listener = FlagListener(self.database_url, supervisor.apply_flags, config.healdec.flag_reread_s)
@@ -135,6 +139,9 @@ class Manager:
             await parts.start("leases", keeper)
             me = keeper.identity
             self.say(f"manager {me.id} on {me.host} holds {len(keeper.held)} of {len(config.workers)} worker leases")
+            from manager.http import Services, create_app
+            from manager.http.server import HttpServer
+
             app = create_app(Services(fleet, fleet, store, self.auth, config, self.extra_env))
             http = HttpServer(app, config.api.host, config.api.port)
             await parts.start("http", http)
@@ -149,11 +156,30 @@ class Manager:
         self.say("stopped")
 
     def _template(self) -> TemplateSpawner | None:
-        """The worker template for `module:` workers, when `healdec.template_fork` is on."""
-        modules = [w.module for w in self.config.workers.values() if w.module and w.command is None and w.enabled]
-        if not self.config.healdec.template_fork or not modules or not hasattr(os, "pidfd_open"):
-            return None
-        return TemplateSpawner(modules)
+        if self.template is None:
+            self.template = worker_template(self.config)
+        return self.template
+
+
+def worker_template(config: Config) -> TemplateSpawner | None:
+    """The worker template for `module:` workers, when `healdec.template_fork` is on."""
+    modules = [w.module for w in config.workers.values() if w.module and w.command is None and w.enabled]
+    if not config.healdec.template_fork or not modules or not hasattr(os, "pidfd_open"):
+        return None
+    return TemplateSpawner(modules)
+
+
+def _import_http(alerts: bool) -> None:
+    """FastAPI, uvicorn and the routes (and httpx for alert webhooks) are about half of the boot's
+    imports: importing them in a thread while the database is checked and migrated and the worker
+    template starts (I/O and another process: the GIL is free) takes them off the boot's critical
+    path. Importing them again later is a lookup."""
+    import manager.auth
+    import manager.http
+    import manager.http.server  # noqa: F401
+
+    if alerts:
+        import httpx  # noqa: F401
 
 
 def _manager_line(text: str) -> LogLine:
@@ -163,6 +189,10 @@ def _manager_line(text: str) -> LogLine:
 def run_manager(config: Config, *, devnet: bool = False, log_format: str = "text") -> int:
     """Boot and run until SIGTERM/SIGINT. Returns the exit code."""
     logging.basicConfig(level=logging.WARNING, format="[manager] %(levelname)s %(message)s", stream=sys.stdout)
+    http_imports = threading.Thread(
+        target=_import_http, args=(bool(config.alerts.webhooks),), name="import-http", daemon=True
+    )
+    http_imports.start()
     echo = OutputEcho(log_format)
 
     def say(text: str) -> None:
@@ -176,10 +206,14 @@ def run_manager(config: Config, *, devnet: bool = False, log_format: str = "text
         stack = start_devnet(say)
         config = stack.apply(config)
         extra_env = stack.env
+    template = worker_template(config)
+    if template is not None:
+        template.prestart()
     try:
         url = prepare_database(config, say)
         say(f"database: {redact_url(url)}")
         manager = Manager(config, url, log_format=log_format, extra_env=extra_env)
+        manager.http_imports, manager.template = http_imports, template
         asyncio.run(manager.run())
     finally:
         if stack is not None:

@@ -43,10 +43,10 @@ class ClusterFleet(Fleet):
 
     def published(self) -> dict[str, Any]:
         """The statuses of the workers this manager holds, for the other managers to show."""
-        return {name: self._local(self._runner(name)) for name in list(self._keeper.held)}
+        return {name: self._local(self._runner(name), sample=False) for name in list(self._keeper.held)}
 
-    def _local(self, runner: WorkerRunner) -> dict[str, Any]:
-        status = self._engine.worker_status(runner)
+    def _local(self, runner: WorkerRunner, *, sample: bool = True) -> dict[str, Any]:
+        status = self._engine.worker_status(runner, sample=sample)
         status["owner"] = self._keeper.identity.as_owner()
         return status
 

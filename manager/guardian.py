@@ -7,7 +7,7 @@ When the pipe closes without a `bye` — the manager died — the guardian sends
 group it still knows, waits briefly, then SIGKILLs what is left, so no worker outlives the manager
 by more than about 1.5 s.
 
-Run as `python -m manager.guardian`; it ignores SIGINT (a terminal's Ctrl-C is the manager's to handle).
+Run as `python -I -S manager/guardian.py` (standard library only, so no site-packages); it ignores SIGINT (a terminal's Ctrl-C is the manager's to handle).
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ from psycopg.types.json import Jsonb
 
 from manager.config import Config
 from manager.db import APPLICATION_NAME
+from manager.listen import Listener
 from manager.placement import LeaseRow, Peer, plan
 from manager.supervisor import Supervisor
 from sql import query
@@ -106,6 +107,14 @@ class LeaseKeeper:
         self._stopping = False
         self._dead: list[str] = []  # managers whose renewing session is gone
         self.last_error: str | None = None
+        self._listener = Listener(
+            url,
+            ("worker_leases", "worker_commands"),
+            self._on_notices,
+            app_name="leases-listen",
+            what="lease listener",
+            consequence="placement waits for the next renewal",
+        )
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -113,14 +122,13 @@ class LeaseKeeper:
         await self._tick()
         conn = await self._connection()
         await conn.execute(query("announce_manager", SQL), {"id": self.identity.id})
-        self._tasks = [
-            asyncio.create_task(self._loop(), name="lease-keeper"),
-            asyncio.create_task(self._listen(), name="lease-listener"),
-        ]
+        self._tasks = [asyncio.create_task(self._loop(), name="lease-keeper")]
+        await self._listener.start()
 
     async def stop(self) -> None:
         """Stop every worker this manager runs, each lease released the moment its copy exited."""
         self._stopping = True
+        await self._listener.stop()
         for task in [*self._tasks, *self._handovers]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -188,7 +196,8 @@ class LeaseKeeper:
                 "labels": list(me.labels),
                 "api_url": self.api_url,
                 "workers": self.runnable(),
-                "statuses": Jsonb(self.publish()),
+                # Only another manager reads them: alone, this manager builds no statuses at rest.
+                "statuses": Jsonb(self.publish() if len(self.peers) > 1 else {}),
                 "ttl": self.ttl_s,
                 "names": list(held),
                 "epochs": list(held.values()),
@@ -294,26 +303,11 @@ class LeaseKeeper:
         ) as conn:
             await conn.execute(query("send_worker_command", SQL), {"name": name, "action": action, "target": target})
 
-    async def _listen(self) -> None:
-        """Wake the loop on any release, join, departure or command addressed to us."""
-        delay = 0.2
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._url, autocommit=True, application_name=f"{APPLICATION_NAME}:leases-listen"
-                ) as conn:
-                    await conn.execute("LISTEN worker_leases")
-                    await conn.execute("LISTEN worker_commands")
-                    delay = 0.2
-                    async for notice in conn.notifies():
-                        if notice.channel == "worker_leases" or notice.payload == self.identity.id:
-                            self._wake.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("lease listener reconnecting: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+    async def _on_notices(self, _conn: psycopg.AsyncConnection[Any], notices: list[psycopg.Notify]) -> None:
+        """Wake the loop on any release, join, departure or command addressed to us (and after a
+        reconnect, when an announcement may have been missed)."""
+        if not notices or any(n.channel == "worker_leases" or n.payload == self.identity.id for n in notices):
+            self._wake.set()
 
     # ---- the fleet picture, from memory -----------------------------------------------------
 

@@ -1,16 +1,17 @@
 """`python -m manager status`: the running manager's worker table, quickly.
 
 The CLI's cost is almost all imports, so this path imports no pydantic, httpx or psycopg: it reads
-only `api.host`/`api.port` from the config file (with `${VAR}` expanded) and asks the manager's API over `http.client`.
+only `api.host`/`api.port` from the config file (with `${VAR}` expanded) and asks the manager's API over
+a plain socket.
 Anything unusual (an unset variable, an unreadable file) goes through the full config
 loader, which gives the usual one-line error. `--watch` redraws the table in place.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -50,20 +51,25 @@ def _local(host: str) -> str:
 
 
 def fetch(host: str, port: int, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+    """GET /api/workers/status over a plain socket (HTTP/1.0: the server closes when done).
+    `http.client` would import the email package first, a good share of the command's time."""
     where = f"http://{host}:{port}/api/workers/status"
-    conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    request = f"GET /api/workers/status HTTP/1.0\r\nHost: {host}:{port}\r\nAccept: application/json\r\n\r\n"
+    chunks = []
     try:
-        conn.request("GET", "/api/workers/status")
-        response = conn.getresponse()
-        body = response.read()
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            sock.sendall(request.encode())
+            while chunk := sock.recv(1 << 16):
+                chunks.append(chunk)
     except OSError as exc:
         raise ManagerNotRunning(
             f"cannot reach the manager at {where}: {exc} (is `python -m manager` running?)"
         ) from None
-    finally:
-        conn.close()
-    if response.status != 200:
-        raise ManagerNotRunning(f"the manager at {where} answered {response.status}: {body[:200]!r}")
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].split()
+    status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0
+    if status != 200:
+        raise ManagerNotRunning(f"the manager at {where} answered {status or head[:80]!r}: {body[:200]!r}")
     return list(json.loads(body))
 
 

@@ -65,6 +65,7 @@ class TemplateSpawner:
         self._next_id = 0
         self._retired: list[_Zygote] = []
         self._failed_until = float("-inf")
+        self._launched: tuple[subprocess.Popen[bytes], socket.socket] | None = None  # by prestart()
 
     @property
     def pid(self) -> int | None:
@@ -104,7 +105,14 @@ class TemplateSpawner:
 
     # ---- the zygote ---------------------------------------------------------------------------
 
-    async def _start_zygote(self) -> _Zygote:
+    def prestart(self) -> None:
+        """Start the template process now, before the event loop runs: its interpreter start and
+        imports (web3, solana... about a second) then overlap the manager's own boot (database
+        check, migrations, imports) instead of following it. `start()` takes it over."""
+        if self._modules and self._launched is None:
+            self._launched = self._launch()
+
+    def _launch(self) -> tuple[subprocess.Popen[bytes], socket.socket]:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         proc = subprocess.Popen(
             [sys.executable, "-u", "-m", "manager.zygote", str(theirs.fileno()), *self._modules],
@@ -114,6 +122,11 @@ class TemplateSpawner:
             close_fds=True,
         )
         theirs.close()
+        return proc, ours
+
+    async def _start_zygote(self) -> _Zygote:
+        launched, self._launched = self._launched, None
+        proc, ours = launched or self._launch()
         ours.setblocking(False)
         loop = asyncio.get_running_loop()
         try:
