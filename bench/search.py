@@ -42,6 +42,7 @@ from workers.search import SearchWorker
 from workers.search.query import Search
 
 POSTS = int(os.environ.get("BENCH_SEARCH_POSTS", "1000000"))
+PARTS = set(os.environ.get("BENCH_SEARCH_PARTS", "index,latency,ai").split(","))
 REPS = int(os.environ.get("BENCH_SEARCH_REPS", "10"))
 NAIVE_REPS = 3
 EMBED_TEXTS = 2000
@@ -355,10 +356,6 @@ def embeddings(url: str) -> list[list[object]]:
             while total.items < count and worker.posts_batch(total):
                 pass
             seconds = time.perf_counter() - started
-            worker.close()
-            for name in ("ai", "calls"):
-                worker.drop_client(name)
-            _close(worker)
             rate = total.items / seconds
             rows.append(
                 [
@@ -369,9 +366,35 @@ def embeddings(url: str) -> list[list[object]]:
                     f"{rate / limit:.2f}",
                 ]
             )
+            rows.append(vector_index_row(url, worker, limit))
+            worker.close()
+            for name in ("ai", "calls"):
+                worker.drop_client(name)
+            _close(worker)
     finally:
         stub.stop()
     return rows
+
+
+def vector_index_row(url: str, worker: AiWorker, limit: float) -> list[object]:
+    """The deferred half of the ai worker's write path: the posts it stored join the HNSW index
+    and get their recommendations (`vectors_batch`, run after the provider streams)."""
+    total = CycleResult()
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM ai_posts WHERE NOT vector_indexed AND embedding IS NOT NULL")
+        waiting = int((row.fetchone() or (0,))[0])
+    started = time.perf_counter()
+    while worker.vectors_batch(total):
+        pass
+    seconds = time.perf_counter() - started
+    rate = waiting / seconds if seconds else 0.0
+    return [
+        f"  then into the HNSW index + recommendations, batch {worker.settings.vector_batch}",
+        waiting,
+        f"{seconds:.2f}",
+        f"{rate:,.0f}",
+        f"{rate / limit:.2f}",
+    ]
 
 
 def main() -> None:
@@ -384,11 +407,22 @@ def main() -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             apply_migrations(conn)
         corpus = Corpus()
-        index_rows = indexing(url, corpus)
-        with psycopg.connect(url, autocommit=True) as conn:
-            classes = query_classes(conn, corpus)
-        latency_rows = asyncio.run(latency(url, classes))
-        embed_rows = embeddings(url)
+        index_rows: list[list[object]] = []
+        latency_rows: list[list[object]] = []
+        embed_rows: list[list[object]] = []
+        if PARTS & {"index", "latency"}:
+            index_rows = indexing(url, corpus)
+        else:
+            with psycopg.connect(url, autocommit=True) as conn:
+                now = time.time()
+                corpus.load(conn, POSTS, now - 365 * DAY, now - DAY)
+        if "latency" in PARTS:
+            with psycopg.connect(url, autocommit=True) as conn:
+                classes = query_classes(conn, corpus)
+            latency_rows = asyncio.run(latency(url, classes))
+        if "ai" in PARTS:
+            embed_rows = embeddings(url)
+    print(f"load average at the end: {Path('/proc/loadavg').read_text().strip()}")
     print()
     print(table(index_rows, ["indexing (search worker)", "rows", "seconds", "rows/s", "/ COPY"]))
     print()

@@ -38,7 +38,10 @@ ROLE_PREFIX = "wm_worker_"
 # Rows every worker writes about itself (the base class), whatever its module.
 COMMON_WRITES = ("worker_heartbeats", "cycle_runs", "worker_errors", "sync_cursors")
 _SOCIAL = ("external_posts", "profiles", "follows", "reactions", "social_listings", "wallets")
+# Replicas (`replicas: N`) claim their items from these (workers/claims.py, migration 0015).
+CLAIMS = ("work_queue", "work_feeds")
 # The tables each stock module writes (sql/social.sql, chains.sql, ai.sql, search.sql).
+
 MODULE_WRITES: dict[str, tuple[str, ...]] = {
     "workers.example": (),
     "workers.social.farcaster": _SOCIAL,
@@ -71,6 +74,7 @@ MODULE_WRITES: dict[str, tuple[str, ...]] = {
         "ai_profiles",
         "ai_similar_posts",
         "ai_similar_profiles",
+        *CLAIMS,
     ),
     "workers.search": (
         "search_posts",
@@ -80,6 +84,7 @@ MODULE_WRITES: dict[str, tuple[str, ...]] = {
         "search_lexeme_trigrams",
         "search_lexeme_pending",
         "search_lexeme_variants",
+        *CLAIMS,
         "ai_embedding_cache",
     ),
 }

@@ -36,11 +36,20 @@ LIMIT %(limit)s;
 SELECT content_hash, embedding FROM ai_embedding_cache
 WHERE model = %(model)s AND dims = %(dims)s AND content_hash = ANY(%(hashes)s);
 
+-- name: create_cache_stage
+-- Where new embeddings are COPYed (binary) before cache_embeddings keeps them: an array parameter of vectors
+-- is dumped element by element as text by the client, which took longer than the provider call.
+CREATE TEMP TABLE IF NOT EXISTS ai_cache_stage (content_hash bytea NOT NULL, embedding vector NOT NULL)
+ON COMMIT DELETE ROWS;
+
+-- name: copy_cache_stage
+-- New embeddings into the stage (binary COPY).
+COPY ai_cache_stage (content_hash, embedding) FROM STDIN (FORMAT BINARY);
+
 -- name: cache_embeddings
--- Keeps the embeddings of one request's texts (committed at once, outside the batch: they were paid for).
+-- Keeps the staged embeddings (committed at once, outside the batch: they were paid for).
 INSERT INTO ai_embedding_cache (model, dims, content_hash, embedding)
-SELECT %(model)s, %(dims)s, c.content_hash, c.embedding
-FROM unnest(%(hashes)s::bytea[], %(embeddings)s::vector[]) AS c (content_hash, embedding)
+SELECT %(model)s, %(dims)s, c.content_hash, c.embedding FROM ai_cache_stage c
 ON CONFLICT DO NOTHING;
 
 -- name: reusable_summaries
@@ -73,17 +82,18 @@ FROM STDIN (FORMAT BINARY);
 
 -- name: upsert_posts
 -- The results of the staged posts and how they were made (meta); idempotent on post_id.
+-- Stored outside the HNSW index (vector_indexed false) until index_posts_vectors takes them in (migration 0018).
 INSERT INTO ai_posts AS a (post_id, source_updated_at, content_hash, model, dims, embedding, summary, sentiment,
-                           chat_model, topic_id, processed_at, meta)
+                           chat_model, topic_id, processed_at, meta, vector_indexed)
 SELECT b.id, b.source_updated_at, b.content_hash, CASE WHEN b.embedding IS NOT NULL THEN %(model)s END,
        CASE WHEN b.embedding IS NOT NULL THEN %(dims)s::integer END, b.embedding, b.summary, b.sentiment,
-       b.chat_model, b.topic_id, now(), b.meta
+       b.chat_model, b.topic_id, now(), b.meta, false
 FROM ai_batch b
 ON CONFLICT (post_id) DO UPDATE SET
   source_updated_at = excluded.source_updated_at, content_hash = excluded.content_hash, model = excluded.model,
   dims = excluded.dims, embedding = excluded.embedding, summary = excluded.summary, sentiment = excluded.sentiment,
   chat_model = excluded.chat_model, topic_id = excluded.topic_id, processed_at = excluded.processed_at,
-  meta = excluded.meta;
+  meta = excluded.meta, vector_indexed = false;
 
 -- name: upsert_profiles
 -- The embeddings of the staged profiles and how they were made; idempotent on profile_id.
@@ -96,12 +106,13 @@ ON CONFLICT (profile_id) DO UPDATE SET
   dims = excluded.dims, embedding = excluded.embedding, processed_at = excluded.processed_at, meta = excluded.meta;
 
 -- name: similar_posts
--- The nearest posts to each staged post (cosine, HNSW per row), not the post itself nor copies of its text.
+-- The nearest indexed posts to each staged post (cosine, HNSW per row), not the post itself nor copies of its
+-- text. The staged posts are indexed by then (index_posts_vectors), so they see each other.
 SELECT b.id, n.other, n.similarity
 FROM ai_batch b CROSS JOIN LATERAL (
   SELECT a.post_id AS other, (1 - (a.embedding::vector({dims}) <=> b.embedding::vector({dims})))::real AS similarity
   FROM ai_posts a
-  WHERE a.dims = {dims} AND a.embedding IS NOT NULL
+  WHERE a.dims = {dims} AND a.vector_indexed AND a.embedding IS NOT NULL
     AND a.post_id <> b.id AND a.content_hash IS DISTINCT FROM b.content_hash
     AND NOT EXISTS (SELECT 1 FROM external_posts d WHERE d.id = a.post_id AND d.deleted_at IS NOT NULL)
     AND a.embedding::vector({dims}) <=> b.embedding::vector({dims}) <= 1 - %(min_similarity)s
@@ -125,6 +136,20 @@ FROM ai_batch b CROSS JOIN LATERAL (
 ) n
 WHERE b.embedding IS NOT NULL
 ORDER BY b.id, n.similarity DESC, n.other;
+
+-- name: index_posts_vectors
+-- Takes the oldest posts whose embeddings are not in the HNSW index yet into it (the flag is in the index's
+-- predicate) and stages them for their recommendations; SKIP LOCKED lets replicas share the backlog.
+WITH taken AS (
+  UPDATE ai_posts a SET vector_indexed = true
+  FROM (SELECT post_id FROM ai_posts
+        WHERE NOT vector_indexed AND embedding IS NOT NULL AND dims = %(dims)s
+        ORDER BY processed_at, post_id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) AS t
+  WHERE a.post_id = t.post_id
+  RETURNING a.post_id, a.source_updated_at, a.content_hash, a.embedding, a.meta
+)
+INSERT INTO ai_batch (id, source_updated_at, content_hash, embedding, meta)
+SELECT post_id, source_updated_at, content_hash, embedding, meta FROM taken;
 
 -- name: forget_deleted_posts
 -- Removes posts marked deleted from every recommendation list, both as the post and as a recommendation.
@@ -202,9 +227,13 @@ INSERT INTO ai_topics (model, dims, centroid, size) VALUES (%(model)s, %(dims)s,
 -- name: move_topics
 -- The centroids of the topics posts joined in this batch, and their member counts (recounted: posts move
 -- between topics when they are edited).
+-- One grouped count over the batch's topics, not a correlated count per topic (planned once per topic, and
+-- as a scan of ai_posts while its statistics still say it is empty).
 UPDATE ai_topics t
-SET centroid = m.centroid, updated_at = now(), size = (SELECT count(*) FROM ai_posts a WHERE a.topic_id = t.id)
+SET centroid = m.centroid, updated_at = now(), size = coalesce(c.n, 0)
 FROM unnest(%(ids)s::integer[], %(centroids)s::vector[]) AS m (id, centroid)
+LEFT JOIN (SELECT topic_id, count(*) AS n FROM ai_posts WHERE topic_id = ANY(%(ids)s::integer[]) GROUP BY topic_id) c
+  ON c.topic_id = m.id
 WHERE t.id = m.id;
 
 -- name: topic_texts

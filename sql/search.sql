@@ -177,13 +177,22 @@ GROUP BY tag ORDER BY posts DESC, tag LIMIT %(limit)s;
 SELECT to_regclass('ai_posts') IS NOT NULL AS ready;
 
 -- name: semantic_posts
--- Posts nearest to a query embedding by cosine distance ({dims} is the embedding size, for the HNSW index).
-WITH nearest AS (
+-- Posts nearest to a query embedding by cosine distance ({dims} is the embedding size, for the HNSW index):
+-- the HNSW index's nearest and, exactly, those of the posts not in it yet (migration 0018), merged.
+WITH indexed AS (
   SELECT a.post_id, a.embedding::vector({dims}) <=> %(embedding)s::vector({dims}) AS distance
   FROM ai_posts a
-  WHERE a.dims = {dims} AND a.embedding IS NOT NULL
+  WHERE a.dims = {dims} AND a.vector_indexed AND a.embedding IS NOT NULL
   ORDER BY a.embedding::vector({dims}) <=> %(embedding)s::vector({dims})
   LIMIT %(limit)s + cardinality(%(exclude)s::bigint[])
+), pending AS (
+  SELECT a.post_id, a.embedding::vector({dims}) <=> %(embedding)s::vector({dims}) AS distance
+  FROM ai_posts a
+  WHERE NOT a.vector_indexed AND a.embedding IS NOT NULL AND a.dims = {dims}
+  ORDER BY 2
+  LIMIT %(limit)s + cardinality(%(exclude)s::bigint[])
+), nearest AS (
+  SELECT * FROM indexed UNION ALL SELECT * FROM pending
 )
 SELECT p.id, p.platform, p.external_id, p.author_external_id, p.author_name, p.title, p.url, p.channel,
        p.created_at, (1 - n.distance)::float8 AS score,

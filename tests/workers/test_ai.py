@@ -16,8 +16,10 @@ from tests.support.waiting import wait_for
 from workers.ai.calls import CallPool
 from workers.ai.client import AiSettings, parse_summary, retry_after_s
 from workers.ai.worker import AiWorker, topic_label
+from workers.base import CycleResult
 from workers.errors import BudgetSpent, NotConfigured, RateLimited, UpstreamError
 from workers.pacing import Pacer
+from workers.search.query import Search
 
 KEY = "sk-devnet-test"
 GAS = "Gas fees on ethereum keep dropping, I love it"
@@ -138,6 +140,40 @@ def test_posts_and_profiles_get_embeddings_summaries_topics_and_recommendations(
         rows(migrated_url, "SELECT cursor_key, (value->>'id')::int FROM sync_cursors WHERE worker_name = 'ai'")
     )
     assert cursors == {"posts": seeded["0x07"], "profiles": seeded["fid:5"]}
+
+
+async def test_stored_posts_are_searchable_before_the_hnsw_index_takes_them(
+    migrated_url: str, stub: OpenAIStub, seeded: dict[str, int]
+) -> None:
+    worker = make_worker(migrated_url, stub, summaries=False, vector_batch=3)
+    total = CycleResult()
+    while worker.posts_batch(total):
+        pass
+    assert total.items == len(POSTS)
+    waiting = "SELECT count(*) FROM ai_posts WHERE NOT vector_indexed AND embedding IS NOT NULL"
+    assert rows(migrated_url, waiting) == [(len(POSTS) - 1,)]  # all but the post without text
+    assert rows(migrated_url, "SELECT count(*) FROM ai_similar_posts") == [(0,)]
+
+    async def semantic() -> list[int]:
+        async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+
+            async def embedder(text: str) -> np.ndarray:
+                return embed(text)
+
+            answer = await Search(conn, GAS, mode="semantic", embedder=embedder, dims=256).run()
+            return [r["id"] for r in answer["results"]]
+
+    before = await semantic()  # from the exact scan of the posts not indexed yet
+    assert before[0] in (seeded["0x02"], seeded["0x05"])
+
+    assert worker.vectors_batch(CycleResult())  # a full batch of 3: more may be waiting
+    assert rows(migrated_url, waiting) == [(len(POSTS) - 4,)]
+    while worker.vectors_batch(CycleResult()):
+        pass
+    assert rows(migrated_url, waiting) == [(0,)]
+    assert await semantic() == before  # the same answer from the HNSW index
+    similar = rows(migrated_url, "SELECT post_id, similar_post_id, rank FROM ai_similar_posts")
+    assert (seeded["0x04"], seeded["0x07"], 1) in similar and (seeded["0x07"], seeded["0x04"], 1) in similar
 
 
 def test_unchanged_content_costs_nothing_and_edits_are_reprocessed(

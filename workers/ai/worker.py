@@ -1,7 +1,7 @@
 """The ai worker: embeddings, summaries, sentiment, topics and recommendations for posts and profiles.
 
 Each cycle takes posts and profiles changed since its cursors (`updated_at`, `id`), in batches of
-`batch_size` (default 200), alternating the two streams, until both are drained or `max_cycle_s`
+`batch_size` (default 400), alternating the two streams, until both are drained or `max_cycle_s`
 has passed. For one batch:
 
 1. embeddings: texts already embedded by the same model and size come from `ai_embedding_cache`
@@ -13,10 +13,16 @@ has passed. For one batch:
 3. one transaction writes the batch set-based: its results are COPYed into a staging table and
    upserted in one statement (`ai_posts` / `ai_profiles`), each post is assigned to its nearest
    topic in memory (a new topic when none is within `topic_similarity`) and the touched topics are
-   saved in one statement, the nearest neighbours of every item come from one statement of lateral
-   `<=>` lookups on the HNSW index (`ai_similar_posts` / `ai_similar_profiles`), and the cursor
-   moves past the items done. If a set-based statement fails for some row, the batch is written
-   item by item (one savepoint each) and the bad items are logged and skipped.
+   saved in one statement, and the cursor moves past the items done. Posts are stored outside the
+   HNSW index; profiles (few) get their nearest neighbours at once, from one statement of lateral
+   `<=>` lookups on the HNSW index (`ai_similar_profiles`). If a set-based statement fails for
+   some row, the batch is written item by item (one savepoint each) and the bad items are logged
+   and skipped;
+4. after the provider streams, the `vectors` stream takes the stored posts into the HNSW index
+   (`vector_batch` per transaction) and computes their recommendations the same way
+   (`ai_similar_posts`). An HNSW insert costs milliseconds per row (migration 0018), more than
+   the rest of a batch's write together, so the provider calls no longer wait on it; semantic
+   search covers the posts not indexed yet with an exact scan.
 
 The provider calls happen before the transaction, so no transaction waits on the network, and the
 waiting thread heartbeats. Every call is recorded in `ai_usage` with its tokens and cost
@@ -37,7 +43,9 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -193,9 +201,7 @@ class Topics:
             return
         ids = sorted(self.touched)
         positions = [self.ids.index(topic_id) for topic_id in ids]
-        tx.execute(
-            _q("move_topics"), {"ids": ids, "centroids": [self.centroids[p].astype(np.float32) for p in positions]}
-        )
+        tx.execute(_q("move_topics"), {"ids": ids, "centroids": vector_texts(self.centroids[p] for p in positions)})
         relabel = [t for t, p in zip(ids, positions, strict=True) if _power_of_two_reached(self.born[t], self.sizes[p])]
         if relabel:
             texts: dict[int, list[str]] = {t: [] for t in relabel}
@@ -204,6 +210,14 @@ class Topics:
             tx.execute(_q("label_topics"), {"ids": relabel, "labels": [topic_label(texts[t]) for t in relabel]})
         self.touched.clear()
         self.born.clear()
+
+
+def vector_texts(vectors: Iterable[np.ndarray]) -> list[str]:
+    """Vectors in pgvector's text form, for array parameters (`%s::vector[]`). psycopg dumps an
+    array of vectors element by element with pgvector's text dumper, a Python loop over every
+    float (0.8 ms a vector); `str(list)` formats in C. float32 values go through float64
+    exactly, and the shortest repr reads back as the same float32."""
+    return [str(np.asarray(v, dtype=np.float32).tolist()) for v in vectors]
 
 
 def _power_of_two_reached(before: int, after: int) -> bool:
@@ -220,7 +234,12 @@ class AiWorkerSettings(ClaimSettings):
     """The worker's settings; the client's part (URL, models, prices) is checked again by `AiSettings`."""
 
     interval_ms: int = Field(default=30000, gt=0)
-    batch_size: int = Field(default=200, gt=0)  # items per batch (one transaction)
+    # items per batch (one transaction): concurrency x embedding_batch, so a batch's embeddings
+    # requests fill every slot (at 200, two of the four were idle)
+    batch_size: int = Field(default=400, gt=0)
+    # posts taken into the HNSW index per transaction; an insert costs milliseconds, and the
+    # heartbeat waits for the transaction: 200 keeps it to seconds even on a loaded machine
+    vector_batch: int = Field(default=200, gt=0)
     embedding_batch: int = Field(default=100, gt=0, le=2048)  # texts per embeddings request
     concurrency: int = Field(default=4, gt=0, le=64)  # provider requests in flight at once
     requests_per_minute: float = Field(default=0, ge=0)  # the provider's request limit (0: none)
@@ -331,8 +350,14 @@ class AiWorker(Worker[Work]):
         """Alternate post and profile batches until both are drained or `max_cycle_s` is up."""
         self.client  # noqa: B018 - validates (settings, schema) when run without the loop, as in tests
         self.db.execute(_q("forget_deleted_posts"))  # removals of the last cycle leave the recommendations
+        started = time.monotonic()
         streams = {"posts": self.posts_batch, "profiles": self.profiles_batch}
         result = self.drain_streams(streams, self.settings.max_cycle_s)
+        # Off the hot path: posts stored since join the HNSW index with the rest of the cycle's
+        # time (at least one batch, so the index moves even while a backlog keeps the streams busy).
+        left = max(0.0, self.settings.max_cycle_s - (time.monotonic() - started))
+        indexing = self.drain_streams({"vectors": self.vectors_batch}, left)
+        result.more_pending = result.more_pending or indexing.more_pending
         if self.claims.active:
             self.claims.end_cycle(result)
         self.report_lag(self.claims.rows_waiting() if self.claims.active else rows_waiting(self), "rows")
@@ -345,6 +370,23 @@ class AiWorker(Worker[Work]):
     def profiles_batch(self, total: CycleResult) -> bool:
         """One batch of profiles; returns whether more may be waiting."""
         return self._batch("profiles", total)
+
+    def vectors_batch(self, total: CycleResult) -> bool:
+        """The oldest `vector_batch` posts stored outside the HNSW index join it (flipping
+        `vector_indexed`, which its predicate holds), and their recommendations are computed, in
+        one transaction; returns whether more may be waiting. Inserting into pgvector's HNSW graph
+        costs milliseconds per row (migration 0018), so it happens here, after the provider
+        streams, instead of inside every batch's write. Adds nothing to `total`: the posts were
+        counted when stored."""
+        dims = int(self.client.settings.dimensions)
+        limit = self.settings.vector_batch
+        with self.transaction() as tx:
+            tx.execute(_q("create_batch_table"))
+            tx.execute(_q("clear_batch"))
+            taken = tx.execute(_q("index_posts_vectors"), {"dims": dims, "limit": limit}).rowcount
+            if taken > 0:
+                self._recommend(tx, "posts", dims)
+        return taken >= limit and not self.stopping
 
     def _read(self, stream: str, after: dict[str, Any], conn: psycopg.Connection[Any]) -> list[Work]:
         """The next `batch_size` items of a stream after a cursor value."""
@@ -555,15 +597,13 @@ class AiWorker(Worker[Work]):
         self.record_usage(*usages)
         if got:
             s = self.client.settings
-            conn.execute(  # autocommit, outside any batch transaction
-                _q("cache_embeddings"),
-                {
-                    "model": s.embedding_model,
-                    "dims": int(s.dimensions),
-                    "hashes": list(got),
-                    "embeddings": list(got.values()),
-                },
-            )
+            with conn.transaction():  # its own, outside any batch transaction
+                conn.execute(_q("create_cache_stage"))
+                with conn.cursor() as cur, cur.copy(_q("copy_cache_stage")) as copy:
+                    copy.set_types(["bytea", "vector"])
+                    for row in got.items():
+                        copy.write_row(row)
+                conn.execute(_q("cache_embeddings"), {"model": s.embedding_model, "dims": int(s.dimensions)})
         if outcome.error is not None:
             raise outcome.error
         return got
@@ -708,7 +748,8 @@ class AiWorker(Worker[Work]):
                     )
                 )
         tx.execute(_q(f"upsert_{stream}"), {"model": s.embedding_model, "dims": dims})
-        if any(item.embedding is not None for item in items):
+        # posts get theirs when they join the HNSW index (vectors_batch); profiles are few
+        if stream == "profiles" and any(item.embedding is not None for item in items):
             self._recommend(tx, stream, dims)
 
     def _assign_topic(self, tx: psycopg.Connection[Any], item: Work) -> int | None:
