@@ -92,13 +92,17 @@ class InstanceAudit:
         while True:
             record = await self._queue.get()
             try:
-                for attempt in range(3):
+                # Until the database is back (a restart takes seconds): records stay in order, and a
+                # lost end would read as an instance that never stopped.
+                delay_s = 0.2
+                while True:
                     try:
                         await self._write(record)
                         break
-                    except psycopg.OperationalError as exc:  # the database blinked: try again shortly
-                        log.warning("instance audit: %s", exc)
-                        await asyncio.sleep(0.2 * (attempt + 1))
+                    except psycopg.OperationalError as exc:
+                        log.warning("instance audit waits for the database: %s", exc)
+                        await asyncio.sleep(delay_s)
+                        delay_s = min(2 * delay_s, 2.0)
             except Exception as exc:  # an audit row is not worth stopping supervision for
                 log.warning("instance audit write failed: %s", exc)
             finally:

@@ -448,6 +448,13 @@ class Worker(Generic[Item]):
         print(text, file=sys.stderr if err else sys.stdout, flush=True)
 
     def _record_cycle(self, started: float, ok: bool, result: CycleResult, error: str | None) -> None:
+        """The cycle's row and heartbeat fields, fenced like a heartbeat: a worker whose lease moved
+        on records nothing more (its last data transaction may have committed just before)."""
+        with self.control.transaction():
+            fence(self.control, self.name, self.lease_epoch)
+            self._record_cycle_row(started, ok, result, error)
+
+    def _record_cycle_row(self, started: float, ok: bool, result: CycleResult, error: str | None) -> None:
         self.control.execute(
             query("record_cycle"),
             {

@@ -39,7 +39,8 @@ class Listener:
         """Ask the thread to end, without waiting out its poll: a stopping worker must exit at once
         (the daemon thread and its connection end with the process)."""
         self._done.set()
-        self._thread.join(timeout=0.05)
+        if self._thread.ident is not None:  # a worker that failed before its loop never started it
+            self._thread.join(timeout=0.05)
 
     def _run(self) -> None:
         delay = 0.2

@@ -4,9 +4,11 @@ One set of devnet stand-ins feeds two managers running the seven standard worker
 a baseline left alone, on a database of the shared test server, and the chaos fleet, on a Postgres
 of its own. Every `kill_every_s` a random running worker of the chaos fleet is SIGKILLed, and its
 Postgres is stopped and started again (in the middle, or `pg_restarts` times evenly spread). Then
-the run waits for every worker to be healthy again, for both databases to settle, and compares
-their data tables row for row (`tables.py`); finally it stops everything and checks that no
-process it saw is left.
+the run waits for every worker to be healthy again, then rolls the chaos fleet over to a new
+manager (started beside the old one, which is then SIGTERMed: a rolling deploy), waits for both
+databases to settle, and compares their data tables row for row (`tables.py`); it checks in the
+instance audit that no two instances of a worker ever ran at once, and finally stops everything
+and checks that no process it saw is left.
 
 `python -m tests.chaos.chaos` (`CHAOS_SECONDS`, default 600; `CHAOS_PG_RESTARTS`, default one per
 five minutes, at least one) prints the figures.
@@ -60,6 +62,8 @@ class Figures:
     pg_restarts: list[float] = field(default_factory=list)  # seconds unreachable, each
     recoveries: list[float] = field(default_factory=list)  # kill → healthy again, seconds
     settled_after_s: float = 0.0
+    handover_s: float | None = None  # rolling deploy: SIGTERM of the old manager → every worker healthy on the new
+    overlaps: list[str] = field(default_factory=list)  # two instances of a worker live at once (worker_instances)
     rows_compared: int = 0
     differences: list[str] = field(default_factory=list)
     unhealthy: list[str] = field(default_factory=list)
@@ -73,6 +77,9 @@ class Figures:
             f"postgres restarts: {len(self.pg_restarts)} (down {', '.join(f'{d:.1f}' for d in self.pg_restarts)} s)",
             f"recovery (kill to healthy again): n={len(rec)} p50 {percentile(rec, 50):.2f} s,"
             f" p99 {percentile(rec, 99):.2f} s, max {max(rec, default=float('nan')):.2f} s",
+            f"rolling deploy: every worker healthy on the new manager {self.handover_s or float('nan'):.2f} s"
+            f" after the old one's SIGTERM; overlapping instances: {len(self.overlaps)}",
+            *[f"  {o}" for o in self.overlaps],
             f"tables settled {self.settled_after_s:.1f} s after the chaos;"
             f" rows compared: {self.rows_compared} in {len(PROJECTIONS)} tables;"
             f" differences: {len(self.differences)}",
@@ -212,6 +219,33 @@ def wreak(
     return figures
 
 
+OVERLAPS = """
+SELECT a.worker_name, a.pid, a.manager_id, b.pid, b.manager_id
+FROM worker_instances a JOIN worker_instances b
+  ON a.worker_name = b.worker_name AND a.id < b.id
+ AND a.started_at < coalesce(b.ended_at, 'infinity') AND b.started_at < coalesce(a.ended_at, 'infinity')
+"""
+
+
+def overlapping_instances(url: str) -> list[str]:
+    """Pairs of instances of one worker that were live at the same time, from the audit."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(OVERLAPS).fetchall()
+    return [f"{name}: pid {p1} ({m1}) and pid {p2} ({m2})" for name, p1, m1, p2, m2 in rows]
+
+
+def roll_over(old: ManagerHandle, successor: ManagerHandle, say: Callable[[str], None]) -> float:
+    """A rolling deploy: with the successor up beside it, SIGTERM the old manager; returns the
+    seconds until the successor runs every worker, healthy."""
+    say("chaos: rolling deploy: SIGTERM to the old manager")
+    started = time.monotonic()
+    old.terminate()
+    wait_for(lambda: _all_healthy(successor), 90, 0.05, "every worker healthy on the new manager")
+    return time.monotonic() - started
+
+
 def settle(baseline_url: str, chaos_url: str, timeout: float) -> tuple[Snapshot, Snapshot, float]:
     """Wait until both databases hold the same rows and neither changed since the last look:
     both fleets have synced everything the stand-ins hold. Returns the last snapshots."""
@@ -273,12 +307,21 @@ def run(
             raise AssertionError(f"{exc}: baseline {_unhealthy(baseline)}, chaos {_unhealthy(chaos)}") from None
         say("chaos: both fleets healthy; the chaos begins")
         figures = wreak(chaos, pg, seconds, pg_restarts, watch, random.Random(seed), say)
+        successor = stack.enter_context(_manager(workdir / "successor", chaos_url, workers, devnet.env))
+        assert successor.proc is not None
+        watch.add_family(successor.proc.pid)
+        try:
+            figures.handover_s = roll_over(chaos, successor, say)
+        except AssertionError:
+            figures.unhealthy += [f"after the rolling deploy: {u}" for u in _unhealthy(successor)]
+        watch.add_family(successor.proc.pid)
         assert baseline.proc is not None
         watch.add_family(baseline.proc.pid)
         figures.unhealthy += [f"baseline {u}" for u in _unhealthy(baseline)]
         expected, got, figures.settled_after_s = settle(baseline_url, chaos_url, settle_timeout)
         figures.rows_compared = row_count(expected)
         figures.differences = differences(expected, got)
+        figures.overlaps = overlapping_instances(chaos_url)
     figures.left_behind = watch.survivors(10)
     return figures
 
@@ -295,7 +338,8 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     print("\n".join(figures.lines()))
     print(f"load average after: {Path('/proc/loadavg').read_text().strip()}")
-    ok = not (figures.differences or figures.unhealthy or figures.left_behind) and figures.rows_compared > 0
+    failed = figures.differences or figures.unhealthy or figures.left_behind or figures.overlaps
+    ok = not failed and figures.handover_s is not None and figures.rows_compared > 0
     sys.exit(0 if ok else 1)
 
 

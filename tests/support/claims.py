@@ -29,9 +29,16 @@ def seed_posts(url: str, count: int) -> None:
             "CREATE FUNCTION count_ai_post_write() RETURNS trigger LANGUAGE plpgsql AS $$ "
             "BEGIN INSERT INTO ai_post_writes (post_id) VALUES (NEW.post_id); RETURN NEW; END $$"
         )
+        # Writing results sets processed_at; taking a stored post into the HNSW index later (the
+        # vectors step) flips only vector_indexed, which is not a second write of its results.
         conn.execute(
-            "CREATE TRIGGER ai_post_writes AFTER INSERT OR UPDATE ON ai_posts "
+            "CREATE TRIGGER ai_post_inserts AFTER INSERT ON ai_posts "
             "FOR EACH ROW EXECUTE FUNCTION count_ai_post_write()"
+        )
+        conn.execute(
+            "CREATE TRIGGER ai_post_updates AFTER UPDATE ON ai_posts "
+            "FOR EACH ROW WHEN (OLD.processed_at IS DISTINCT FROM NEW.processed_at) "
+            "EXECUTE FUNCTION count_ai_post_write()"
         )
 
 
