@@ -44,20 +44,25 @@ async def notify(url: str, payload: str) -> None:
         await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
 
 
+def listener_for(url: str, owner: Owner, app_name: str, catch_up_s: float | None = None) -> Listener:
+    return Listener(
+        url,
+        (CHANNEL,),
+        owner.on_notices,
+        app_name=app_name,
+        what="test listener",
+        consequence="test notices wait",
+        catch_up_s=catch_up_s,
+    )
+
+
 def payloads(owner: Owner) -> list[str]:
     return [p for call in owner.calls for p in call]
 
 
 async def test_notices_arrive_and_a_killed_connection_is_replaced(database_url: str) -> None:
     owner = Owner()
-    listener = Listener(
-        database_url,
-        (CHANNEL,),
-        owner.on_notices,
-        app_name="listen-test",
-        what="test listener",
-        consequence="test notices wait",
-    )
+    listener = listener_for(database_url, owner, "listen-test")
     await listener.start()
     try:
         await owner.until(lambda: owner.calls == [[]], "the catch-up call after connecting")
@@ -88,15 +93,7 @@ async def test_notices_arrive_and_a_killed_connection_is_replaced(database_url: 
 
 async def test_catch_up_calls_come_without_notices_when_asked_for(database_url: str) -> None:
     owner = Owner()
-    listener = Listener(
-        database_url,
-        (CHANNEL,),
-        owner.on_notices,
-        app_name="listen-test-catch-up",
-        what="test listener",
-        consequence="test notices wait",
-        catch_up_s=0.05,
-    )
+    listener = listener_for(database_url, owner, "listen-test-catch-up", catch_up_s=0.05)
     await listener.start()
     try:
         await owner.until(lambda: len(owner.calls) >= 3, "catch-up calls every 0.05 s")
@@ -109,14 +106,7 @@ async def test_an_unreachable_database_is_reported_until_it_answers(database_url
     owner = Owner()
     unreachable = database_url.replace("dbname=", "dbname=no_such_database_") if "dbname=" in database_url else None
     assert unreachable is not None, database_url
-    listener = Listener(
-        unreachable,
-        (CHANNEL,),
-        owner.on_notices,
-        app_name="listen-test-down",
-        what="test listener",
-        consequence="test notices wait",
-    )
+    listener = listener_for(unreachable, owner, "listen-test-down")
     await listener.start()
     try:
         for _ in range(200):  # bounded: the first attempt fails within moments
