@@ -98,6 +98,8 @@ class InstanceAudit:
                 while True:
                     try:
                         await self._write(record)
+                        if isinstance(record, _End):
+                            self._rows.pop((record.name, record.pid), None)
                         break
                     except psycopg.OperationalError as exc:
                         log.warning("instance audit waits for the database: %s", exc)
@@ -122,7 +124,7 @@ class InstanceAudit:
                 assert row is not None
                 self._rows[(record.name, record.pid)] = int(row[0])
             else:
-                row_id = self._rows.pop((record.name, record.pid), None)
+                row_id = self._rows.get((record.name, record.pid))  # forgotten once written: a retry needs it
                 if row_id is not None:
                     await conn.execute(
                         query("instance_ended", SQL), {"id": row_id, "at": record.at, "reason": record.reason}

@@ -86,9 +86,11 @@ SELECT count(*) FROM work_queue WHERE queue = ANY(%s) AND state IN ('ready', 'cl
 SELECT queue, cursor FROM work_feeds WHERE queue = ANY(%s);
 
 -- name: instance_started
--- The lease holder started a worker instance (audit; see migrations/0015_work_claims.sql).
+-- The lease holder started a worker instance (audit; see migrations/0015_work_claims.sql). Idempotent:
+-- a retry after a commit whose answer was lost finds the row it already wrote.
 INSERT INTO worker_instances (worker_name, epoch, pid, manager_id, host, started_at)
 VALUES (%(name)s, %(epoch)s, %(pid)s, %(manager_id)s, %(host)s, to_timestamp(%(at)s))
+ON CONFLICT (worker_name, pid, started_at) DO UPDATE SET epoch = EXCLUDED.epoch
 RETURNING id;
 
 -- name: instance_ended

@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS worker_instances (
   ended_at    timestamptz,
   end_reason  text
 );
+CREATE UNIQUE INDEX IF NOT EXISTS worker_instances_once_idx ON worker_instances (worker_name, pid, started_at);
 CREATE INDEX IF NOT EXISTS worker_instances_open_idx ON worker_instances (worker_name) WHERE ended_at IS NULL;
 CREATE INDEX IF NOT EXISTS worker_instances_started_idx ON worker_instances (started_at);
 
