@@ -199,7 +199,7 @@ SELECT p.id, p.platform, p.external_id, p.author_external_id, p.author_name, p.t
        left(coalesce(p.title || E'\n', '') || p.body, 200) AS headline
 FROM nearest n JOIN external_posts p ON p.id = n.post_id
 WHERE p.id <> ALL(%(exclude)s::bigint[]) AND p.deleted_at IS NULL
-ORDER BY n.distance
+ORDER BY n.distance, p.id  -- equal distances in a stable order, whether from the index or the scan
 LIMIT %(limit)s;
 
 -- name: semantic_profiles
@@ -216,7 +216,7 @@ SELECT p.id, p.platform, p.external_id, p.username, p.display_name, p.avatar_url
        left(coalesce(p.display_name, p.username, '') || ' — ' || coalesce(p.bio, ''), 200) AS headline
 FROM nearest n JOIN profiles p ON p.id = n.profile_id
 WHERE p.id <> ALL(%(exclude)s::bigint[])
-ORDER BY n.distance
+ORDER BY n.distance, p.id
 LIMIT %(limit)s;
 
 -- name: query_embedding
