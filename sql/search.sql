@@ -66,39 +66,52 @@ SELECT search_fold_lexemes();
 
 -- name: exact_query
 -- The tsquery for what a user typed, as typed (web-search syntax), in text form to bind into the searches,
--- and how many of the newest %(scan)s posts are expected to match it (decides `walk` in search_posts).
+-- and how many of the newest %(scan)s posts are expected to match it (decides the path in search_posts).
 SELECT websearch_to_tsquery('english', %(q)s)::text, search_expected_recent(%(q)s, %(scan)s);
 
 -- name: widened_query
--- The fallback tsquery: unknown or rare words widened to likely corrections, the last word also as a prefix.
-SELECT search_query(%(q)s, %(prefix_last)s)::text;
+-- The fallback tsquery: unknown or rare words widened to likely corrections, the last word also as a prefix;
+-- and how many of the newest %(scan)s posts are expected to match it (decides the path in search_posts).
+SELECT query::text, expected_recent FROM search_widen(%(q)s, %(prefix_last)s, %(scan)s);
 
 -- name: search_posts
--- Ranked posts for a tsquery with highlights (params: q, walk, scan, window, limit, exclude).
--- Recency-bounded ranking that no plan choice can make slow: when `walk` (the query's words are
--- common enough to fill a page from the newest posts), walk at most `scan` newest posts (index
--- order) testing tsv @@ q; if that finds fewer than `limit`, or without `walk`, take the newest
--- `window` matches from the GIN index (bounded by the number of matches, which is then small).
--- ts_rank (normalised by document length) runs on at most `window` rows instead of every match:
--- the answer is the best-ranked among the most recent matches.
+-- Ranked posts for a tsquery with highlights (params: q, walk, dense, scan, window, limit, exclude).
+-- Recency-bounded ranking that no plan choice can make slow. With `walk` (the query is expected to
+-- fill a page from the `scan` newest posts) it takes the matches among those: with `dense` (so
+-- common that `window` matches are expected there) by walking them in index order testing
+-- tsv @@ q, which stops early; else as the GIN index's matches within the recency index's range
+-- of the `scan` newest posts (a BitmapAnd of both indexes: only those matches are fetched). If
+-- that finds fewer than `limit`, or without `walk`, it takes the newest `window` matches from the
+-- GIN index (bounded by the number of matches, which is then small). ts_rank (normalised by
+-- document length) runs on at most `window` rows instead of every match: the answer is the
+-- best-ranked among the most recent matches.
 WITH newest AS (
   SELECT post_id, created_at, tsv FROM search_posts
   ORDER BY created_at DESC, post_id DESC
-  LIMIT CASE WHEN %(walk)s THEN %(scan)s ELSE 0 END
+  LIMIT CASE WHEN %(walk)s AND %(dense)s THEN %(scan)s ELSE 0 END
 ), walk AS MATERIALIZED (
-  SELECT post_id, created_at, tsv FROM newest WHERE tsv @@ %(q)s::tsquery LIMIT %(window)s
+  (SELECT post_id, created_at, tsv FROM newest WHERE tsv @@ %(q)s::tsquery LIMIT %(window)s)
+  UNION ALL
+  (SELECT post_id, created_at, tsv FROM search_posts
+   WHERE %(walk)s AND NOT %(dense)s AND tsv @@ %(q)s::tsquery
+     AND created_at >= coalesce((SELECT created_at FROM search_posts ORDER BY created_at DESC, post_id DESC
+                                 OFFSET %(scan)s - 1 LIMIT 1), '-infinity')
+   ORDER BY created_at + interval '0 s' DESC, post_id DESC
+   LIMIT %(window)s)
 ), gin AS MATERIALIZED (
-  -- "+ interval '0 s'" hides the b-tree order, so this is always the GIN bitmap + top-N sort
-  SELECT post_id, created_at, tsv FROM search_posts
+  -- "+ interval '0 s'" hides the b-tree order, so this is always the GIN bitmap + top-N sort; the
+  -- matches are ranked as they are fetched, so the sort moves narrow rows instead of documents
+  SELECT post_id, created_at, ts_rank(tsv, %(q)s::tsquery, 1) AS rank FROM search_posts
   WHERE tsv @@ %(q)s::tsquery AND (SELECT count(*) FROM walk) < %(limit)s + cardinality(%(exclude)s::bigint[])
   ORDER BY created_at + interval '0 s' DESC, post_id DESC
   LIMIT %(window)s
 ), recent AS (
-  SELECT * FROM walk WHERE (SELECT count(*) FROM walk) >= %(limit)s + cardinality(%(exclude)s::bigint[])
+  SELECT post_id, created_at, ts_rank(tsv, %(q)s::tsquery, 1) AS rank FROM walk
+  WHERE (SELECT count(*) FROM walk) >= %(limit)s + cardinality(%(exclude)s::bigint[])
   UNION ALL
   SELECT * FROM gin
 ), top AS (
-  SELECT post_id, created_at, ts_rank(tsv, %(q)s::tsquery, 1) AS rank FROM recent
+  SELECT post_id, created_at, rank FROM recent
   WHERE post_id <> ALL(%(exclude)s::bigint[])
   ORDER BY rank DESC, created_at DESC
   LIMIT %(limit)s

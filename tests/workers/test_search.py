@@ -7,6 +7,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from sql import queries_from
 from workers.search import SearchWorker
 from workers.search.query import Search, parse_tags
 
@@ -197,3 +198,30 @@ def test_small_batches_resume_from_the_cursor(migrated_url: str) -> None:
         assert conn.execute("SELECT count(*) FROM search_posts").fetchone() == (len(POSTS),)
         cursors = dict(conn.execute("SELECT cursor_key, value->>'id' FROM sync_cursors WHERE worker_name = 'search'"))
     assert cursors == {"posts": str(len(POSTS)), "profiles": str(len(PROFILES))}
+
+
+def test_every_path_ranks_the_same_recent_matches(migrated_url: str, corpus: dict[str, int]) -> None:
+    """search_posts takes the matches among the newest `scan` posts by walking them (dense
+    queries) or from the GIN and recency indexes together, and all matches from the GIN index
+    when the newest posts fall short: each path must rank the same posts the same way."""
+    statement = queries_from("search.sql")["search_posts"]
+
+    def ranked(tsquery: str, walk: bool, dense: bool, scan: int) -> list[tuple[int, float]]:
+        params = {"q": tsquery, "walk": walk, "dense": dense, "scan": scan, "window": 100, "limit": 2, "exclude": []}
+        with psycopg.connect(migrated_url) as conn:
+            return [(row[0], row[9]) for row in conn.execute(statement, params)]
+
+    for tsquery in ("'ethereum'", "'gas' | 'fee'", "'ethereum' | 'eth':*"):
+        everything = ranked(tsquery, walk=False, dense=False, scan=len(POSTS))
+        assert everything, tsquery  # each query matches some posts
+        assert ranked(tsquery, walk=True, dense=True, scan=len(POSTS)) == everything
+        assert ranked(tsquery, walk=True, dense=False, scan=len(POSTS)) == everything
+        # only the 4 newest posts are ranked when they hold a page (else all matches), found either way
+        newest = ranked(tsquery, walk=True, dense=True, scan=4)
+        assert ranked(tsquery, walk=True, dense=False, scan=4) == newest
+        assert {post for post, _ in newest} <= set(list(corpus.values())[-4:]) or newest == everything
+    # two of the 4 newest posts say "ethereum": a page of them
+    assert [post for post, _ in ranked("'ethereum'", walk=True, dense=False, scan=4)] == [
+        corpus["t3_07"],
+        corpus["0x08"],
+    ]

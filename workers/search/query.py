@@ -214,20 +214,22 @@ class Search:
             cur = await self.conn.execute(_q("exact_query"), {"q": self.q, "scan": SCAN_NEWEST})
             self.notes["tsquery"], self._expected_recent = await cur.fetchone() or ("", None)
         exact = tsquery = self.notes["tsquery"]
-        walk = self._expected_recent is None or self._expected_recent >= self.limit
+        expected = self._expected_recent
         if fuzzy:
-            tsquery = await self._scalar(_q("widened_query"), {"q": self.q, "prefix_last": True})
+            cur = await self.conn.execute(_q("widened_query"), {"q": self.q, "prefix_last": True, "scan": SCAN_NEWEST})
+            tsquery, expected = await cur.fetchone() or ("", None)
             if self.mode == "auto" and tsquery == exact:
                 return  # nothing to widen: the exact search already said everything
             self.notes["widenedQuery"] = tsquery
-            walk = True  # alternatives and prefixes: no cheap estimate, and the walk is bounded anyway
         if not tsquery:
             return  # only stop words
         rows = await self._rows(
             _q(f"search_{self.kind}"),
             {
                 "q": tsquery,
-                "walk": walk,
+                # where the matches among the newest posts are expected to fill a page, take those
+                "walk": expected is None or expected >= self.limit,
+                "dense": expected is None or expected >= RANK_WINDOW,
                 "scan": SCAN_NEWEST,
                 "window": RANK_WINDOW,
                 "limit": self.missing,
