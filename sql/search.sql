@@ -11,14 +11,27 @@ ORDER BY updated_at, id
 LIMIT %(limit)s;
 
 -- name: index_posts
--- Builds the search documents of the given posts; a document already built from the same version is left alone.
-INSERT INTO search_posts AS s (post_id, created_at, source_updated_at, tsv)
-SELECT p.id, p.created_at, p.updated_at, search_post_document(p.title, p.body)
-FROM external_posts p WHERE p.id = ANY(%(ids)s) AND p.deleted_at IS NULL
-ON CONFLICT (post_id) DO UPDATE
-  SET created_at = excluded.created_at, source_updated_at = excluded.source_updated_at,
-      tsv = excluded.tsv, indexed_at = now()
-  WHERE s.source_updated_at IS DISTINCT FROM excluded.source_updated_at;
+-- Builds the search documents of the given posts (one already built from the same version is left alone)
+-- and notes for the typo lexicon the words each new document adds to the post's previous one (all of a
+-- new post's; an edit mostly none), to be folded in by fold_lexemes (search_note_lexemes, migration 0014).
+WITH previous AS MATERIALIZED (
+  SELECT post_id, tsv FROM search_posts WHERE post_id = ANY(%(ids)s)
+), indexed AS (
+  INSERT INTO search_posts AS s (post_id, created_at, source_updated_at, tsv)
+  SELECT p.id, p.created_at, p.updated_at, search_post_document(p.title, p.body)
+  FROM external_posts p WHERE p.id = ANY(%(ids)s) AND p.deleted_at IS NULL
+  ON CONFLICT (post_id) DO UPDATE
+    SET created_at = excluded.created_at, source_updated_at = excluded.source_updated_at,
+        tsv = excluded.tsv, indexed_at = now()
+    WHERE s.source_updated_at IS DISTINCT FROM excluded.source_updated_at
+  RETURNING s.post_id, s.tsv
+)
+INSERT INTO search_lexeme_pending (lexeme, ndoc)
+SELECT w.lexeme, count(*)::int
+FROM indexed i LEFT JOIN previous o ON o.post_id = i.post_id,
+     unnest(tsvector_to_array(CASE WHEN o.tsv IS NULL THEN i.tsv ELSE ts_delete(i.tsv, tsvector_to_array(o.tsv)) END))
+       AS w (lexeme)
+GROUP BY w.lexeme;
 
 -- name: unindex_deleted_posts
 -- Drops the search documents of the given posts that were marked deleted (their tags go with clear_post_tags).
@@ -34,10 +47,6 @@ DELETE FROM post_tags WHERE post_id = ANY(%(ids)s);
 INSERT INTO post_tags (kind, tag, post_id, created_at)
 SELECT kind, tag, post_id, created_at FROM search_post_tags(%(ids)s)
 ON CONFLICT DO NOTHING;
-
--- name: learn_post_lexemes
--- Notes the words of the given posts' documents for the typo-correction lexicon (folded in by fold_lexemes).
-SELECT search_note_lexemes(ARRAY(SELECT tsv FROM search_posts WHERE post_id = ANY(%(ids)s)));
 
 -- name: changed_profiles
 -- Profiles changed after the cursor (updated_at, id), with the same open-transaction guard as posts.

@@ -78,3 +78,81 @@ RETURNS tsquery
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
   SELECT w.query FROM search_widen(q, prefix_last, 1, known_from, max_alternatives) AS w
 $$;
+
+-- 2. The lexicon fold without trigrams for one-off words. At 100,000 posts a third of the
+--    lexicon's lexemes had been seen in one document only, nearly all of them typos, and the fold
+--    spent most of its time inserting their trigrams (8 rows each into a b-tree): about half of the
+--    backlog's indexing time. Once the lexicon is large (search_trigrams_wait_from() lexemes) a
+--    lexeme seen in one document waits for a second one before its trigrams are stored;
+--    ntrigrams = 0 marks the wait. A waiting lexeme can be no correction from the trigram search
+--    (a correction must be at least ten times as common as the word typed, and one-off words
+--    score least anyway); it still counts as known, for prefixes and for the variants path,
+--    which takes lexemes from search_variant_min_ndoc() (3) documents only. In a small lexicon
+--    (a new install, the tests) every word is rare and keeps its trigrams at once.
+CREATE OR REPLACE FUNCTION search_trigrams_wait_from() RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$ SELECT 20000::bigint $$;
+
+CREATE OR REPLACE FUNCTION search_fold_lexemes() RETURNS void
+LANGUAGE sql VOLATILE
+SET work_mem = '64MB'
+AS $$
+  WITH moved AS (
+    DELETE FROM search_lexeme_pending RETURNING lexeme, ndoc
+  ), counts AS (
+    SELECT lexeme, sum(ndoc)::int AS ndoc FROM moved GROUP BY lexeme
+    HAVING lexeme ~ '^[a-z][a-z0-9]{2,31}$'
+  ), counted AS (  -- a waiting lexeme seen again gets its trigram count here, its trigrams below
+    UPDATE search_lexemes l
+       SET ndoc = l.ndoc + c.ndoc,
+           ntrigrams = CASE WHEN l.ntrigrams = 0 THEN (SELECT count(DISTINCT substr('  ' || l.lexeme || ' ', i, 3))
+                                                         FROM generate_series(1, length(l.lexeme) + 1) AS i)
+                            ELSE l.ntrigrams END
+      FROM counts c WHERE l.lexeme = c.lexeme
+    RETURNING l.id, l.lexeme, l.ndoc - c.ndoc AS before, l.ndoc AS after
+  ), fresh AS MATERIALIZED (
+    SELECT c.lexeme, c.ndoc FROM counts c WHERE NOT EXISTS (SELECT 1 FROM search_lexemes l WHERE l.lexeme = c.lexeme)
+  ), waiting AS (  -- one-off words wait, once the lexicon is large
+    SELECT (SELECT count(*) FROM fresh) + (SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = 'search_lexemes'::regclass)
+           >= search_trigrams_wait_from() AS one_off
+  ), grams AS MATERIALIZED (  -- as search_trigrams(): padded "  w", " wo", ..., "rd ", distinct
+    SELECT DISTINCT f.lexeme, substr('  ' || f.lexeme || ' ', i, 3) AS trigram
+    FROM fresh f, generate_series(1, length(f.lexeme) + 1) AS i
+    WHERE f.ndoc > 1 OR NOT (SELECT one_off FROM waiting)
+  ), added AS (
+    INSERT INTO search_lexemes (lexeme, ndoc, ntrigrams)
+    SELECT f.lexeme, f.ndoc, coalesce(n.ntrigrams, 0)
+    FROM fresh f LEFT JOIN (SELECT lexeme, count(*) AS ntrigrams FROM grams GROUP BY lexeme) AS n ON n.lexeme = f.lexeme
+    ORDER BY f.lexeme
+    ON CONFLICT (lexeme) DO NOTHING
+    RETURNING id, lexeme, ndoc
+  ), trigrams AS (
+    INSERT INTO search_lexeme_trigrams (trigram, lexeme_id)
+    SELECT g.trigram, a.id FROM added a JOIN grams g ON g.lexeme = a.lexeme WHERE NOT search_uses_pg_trgm()
+  ), seen_again AS (  -- a lexeme that was one-off before (it may have its trigrams from a small lexicon)
+    INSERT INTO search_lexeme_trigrams (trigram, lexeme_id)
+    SELECT DISTINCT substr('  ' || c.lexeme || ' ', i, 3), c.id
+    FROM counted c, generate_series(1, length(c.lexeme) + 1) AS i
+    WHERE c.before < 2 AND c.after >= 2 AND NOT search_uses_pg_trgm()
+    ON CONFLICT DO NOTHING
+  ), reached AS (
+    SELECT id, lexeme FROM added WHERE ndoc >= search_variant_min_ndoc()
+    UNION ALL
+    SELECT id, lexeme FROM counted WHERE before < search_variant_min_ndoc() AND after >= search_variant_min_ndoc()
+  )
+  INSERT INTO search_lexeme_variants (variant, lexeme_id)
+  SELECT DISTINCT v.variant, r.id  -- as search_deletes(): the lexeme and each one-letter deletion
+  FROM reached r, LATERAL (
+    SELECT r.lexeme UNION ALL SELECT overlay(r.lexeme PLACING '' FROM i FOR 1) FROM generate_series(1, length(r.lexeme)) AS i
+  ) AS v (variant)
+  ON CONFLICT DO NOTHING;
+$$;
+
+-- 3. The lexicon's keys compared as bytes. Its b-trees (lexeme, trigram, variant) took most of the
+--    fold's time inserting rows, each key comparison going through the database's collation;
+--    lexemes are lower-case ASCII, whose byte order is C.UTF-8's, so COLLATE "C" changes no
+--    answer. It also lets the unique index on lexeme serve prefix matches (LIKE 'memec%'), so the
+--    text_pattern_ops index of 0018 goes: one index fewer per new lexeme.
+ALTER TABLE search_lexemes ALTER COLUMN lexeme TYPE text COLLATE "C";
+DROP INDEX IF EXISTS search_lexemes_prefix_idx;
+ALTER TABLE search_lexeme_trigrams ALTER COLUMN trigram TYPE text COLLATE "C";
+ALTER TABLE search_lexeme_variants ALTER COLUMN variant TYPE text COLLATE "C";
