@@ -225,3 +225,41 @@ def test_every_path_ranks_the_same_recent_matches(migrated_url: str, corpus: dic
         corpus["t3_07"],
         corpus["0x08"],
     ]
+
+
+async def test_one_off_words_wait_for_their_trigrams(migrated_url: str) -> None:
+    """In a large lexicon (here: any) a word seen in one document gets its trigrams, the typo
+    search's candidates, only once a second document has it; an edit notes only the words it adds."""
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION search_trigrams_wait_from() RETURNS bigint LANGUAGE sql IMMUTABLE "
+            "AS $$ SELECT 0::bigint $$"
+        )
+        ids = seed(migrated_url)
+        index(migrated_url)
+
+        def lexeme(word: str) -> tuple[int, int, int] | None:
+            return conn.execute(  # type: ignore[return-value]
+                "SELECT ndoc, ntrigrams, (SELECT count(*)::int FROM search_lexeme_trigrams t WHERE t.lexeme_id = l.id) "
+                "FROM search_lexemes l WHERE lexeme = %s",
+                (word,),
+            ).fetchone()
+
+        assert lexeme("ethereum") == (6, 9, 9)  # five posts and a profile
+        assert lexeme("kitten") == (1, 0, 0)  # one document: waits
+        assert (await search(migrated_url, "kiten"))["results"] == []  # no candidate yet
+
+        conn.execute(
+            "INSERT INTO external_posts (platform, external_id, body, created_at) "
+            "VALUES ('farcaster', '0x09', 'a kitten asleep on the keyboard', now())"
+        )
+        conn.execute(
+            "UPDATE external_posts SET body = body || ', whiskers', updated_at = now() WHERE id = %s", (ids["0x05"],)
+        )
+        assert index(migrated_url) == 2
+        assert lexeme("kitten") == (2, 7, 7)  # seen again: its trigrams; the edit did not count it again
+        assert lexeme("whisker") == (1, 0, 0)  # the edit's new word
+        assert lexeme("garden") == (1, 0, 0)
+        typo = await search(migrated_url, "kiten")
+        assert "'kitten'" in typo["widenedQuery"]
+        assert len(typo["results"]) == 2
