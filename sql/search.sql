@@ -74,22 +74,26 @@ SELECT search_note_lexemes(ARRAY(SELECT tsv FROM search_profiles WHERE profile_i
 SELECT search_fold_lexemes();
 
 -- name: exact_query
--- The tsquery for what a user typed, as typed (web-search syntax), in text form to bind into the searches,
--- and how many of the newest %(scan)s posts are expected to match it (decides the path in search_posts).
-SELECT websearch_to_tsquery('english', %(q)s)::text, search_expected_recent(%(q)s, %(scan)s);
+-- The tsquery for what a user typed, as typed (web-search syntax), in text form to bind into the searches;
+-- how many of the newest %(scan)s posts are expected to match it, and when those posts begin if
+-- search_posts is to intersect them with the matches (search_recent_since, migration 0020).
+SELECT websearch_to_tsquery('english', %(q)s)::text, e.expected,
+       search_recent_since(e.expected, %(limit)s, %(window)s, %(scan)s)
+FROM search_expected_recent(%(q)s, %(scan)s) AS e (expected);
 
 -- name: widened_query
 -- The fallback tsquery: unknown or rare words widened to likely corrections, the last word also as a prefix;
--- and how many of the newest %(scan)s posts are expected to match it (decides the path in search_posts).
-SELECT query::text, expected_recent FROM search_widen(%(q)s, %(prefix_last)s, %(scan)s);
+-- then, as for exact_query, its expected matches among the newest %(scan)s posts and when those begin.
+SELECT w.query::text, w.expected_recent, search_recent_since(w.expected_recent, %(limit)s, %(window)s, %(scan)s)
+FROM search_widen(%(q)s, %(prefix_last)s, %(scan)s) AS w;
 
 -- name: search_posts
--- Ranked posts for a tsquery with highlights (params: q, walk, dense, scan, window, limit, exclude).
+-- Ranked posts for a tsquery with highlights (params: q, walk, dense, since, scan, window, limit, exclude).
 -- Recency-bounded ranking that no plan choice can make slow. With `walk` (the query is expected to
 -- fill a page from the `scan` newest posts) it takes the matches among those: with `dense` (so
 -- common that `window` matches are expected there) by walking them in index order testing
--- tsv @@ q, which stops early; else as the GIN index's matches within the recency index's range
--- of the `scan` newest posts (a BitmapAnd of both indexes: only those matches are fetched). If
+-- tsv @@ q, which stops early; else as the GIN index's matches created `since` the oldest of them (NULL: all)
+-- (a BitmapAnd of the GIN and recency indexes: only those matches are fetched). If
 -- that finds fewer than `limit`, or without `walk`, it takes the newest `window` matches from the
 -- GIN index (bounded by the number of matches, which is then small). ts_rank (normalised by
 -- document length) runs on at most `window` rows instead of every match: the answer is the
@@ -102,9 +106,7 @@ WITH newest AS (
   (SELECT post_id, created_at, tsv FROM newest WHERE tsv @@ %(q)s::tsquery LIMIT %(window)s)
   UNION ALL
   (SELECT post_id, created_at, tsv FROM search_posts
-   WHERE %(walk)s AND NOT %(dense)s AND tsv @@ %(q)s::tsquery
-     AND created_at >= coalesce((SELECT created_at FROM search_posts ORDER BY created_at DESC, post_id DESC
-                                 OFFSET %(scan)s - 1 LIMIT 1), '-infinity')
+   WHERE %(walk)s AND NOT %(dense)s AND tsv @@ %(q)s::tsquery AND created_at >= coalesce(%(since)s::timestamptz, '-infinity')
    ORDER BY created_at + interval '0 s' DESC, post_id DESC
    LIMIT %(window)s)
 ), gin AS MATERIALIZED (

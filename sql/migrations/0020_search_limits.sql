@@ -71,6 +71,20 @@ BEGIN
 END
 $$;
 
+-- Where the newest `scan` posts begin (their oldest created_at), when search_posts is to take the
+-- matches among them from the GIN and recency indexes together (expected to fill a page of `page`
+-- but not `most` there); else, or when there are fewer posts (all are recent), NULL, without
+-- reading the recency index in the first case. Passed to search_posts as a
+-- constant, so the planner sees the range's size and intersects the two indexes (a BitmapAnd)
+-- instead of fetching every match of the GIN index to filter it by time.
+CREATE OR REPLACE FUNCTION search_recent_since(expected float8, page integer, most integer, scan integer)
+RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+  SELECT CASE WHEN expected >= page AND expected < most THEN
+    (SELECT created_at FROM search_posts ORDER BY created_at DESC, post_id DESC OFFSET scan - 1 LIMIT 1)
+  END
+$$;
+
 CREATE OR REPLACE FUNCTION search_query(q text, prefix_last boolean DEFAULT false,
                                         known_from integer DEFAULT 1000,
                                         max_alternatives integer DEFAULT 3)
@@ -156,3 +170,44 @@ ALTER TABLE search_lexemes ALTER COLUMN lexeme TYPE text COLLATE "C";
 DROP INDEX IF EXISTS search_lexemes_prefix_idx;
 ALTER TABLE search_lexeme_trigrams ALTER COLUMN trigram TYPE text COLLATE "C";
 ALTER TABLE search_lexeme_variants ALTER COLUMN variant TYPE text COLLATE "C";
+-- a changed column type loses its statistics, and the typo lookups' plans need them
+ANALYZE search_lexemes, search_lexeme_trigrams, search_lexeme_variants;
+
+-- 4. The trigram search only for words the lexicon has never seen. A rare but real word with few
+--    matches (auto mode widens below ten) found no one-edit neighbour among the variants and fell
+--    back to counting shared trigrams over the lexicon: 10-35 ms, most of such a query's time,
+--    for corrections at least two edits away that must be ten times as common as a word that is
+--    itself in the index. A known word (min_ndoc > 1, see search_widen) is now corrected by the
+--    variants path only; a word never seen (a typo) still gets the trigram search.
+DO $similar$
+BEGIN
+  IF search_uses_pg_trgm() THEN
+    RETURN;  -- pg_trgm's version (0006) is left as it is
+  END IF;
+  EXECUTE $f$
+    CREATE OR REPLACE FUNCTION search_similar_lexemes(word text, min_ndoc integer DEFAULT 5, min_similarity real DEFAULT 0.3)
+    RETURNS TABLE (lexeme text, similarity real, ndoc integer)
+    LANGUAGE plpgsql STABLE PARALLEL SAFE AS $b$
+    DECLARE
+      wt text[] := search_trigrams(word);
+      dels text[] := search_deletes(lower(word));
+    BEGIN
+      RETURN QUERY
+        SELECT l.lexeme, s.similarity, l.ndoc
+          FROM (SELECT DISTINCT v.lexeme_id FROM search_lexeme_variants AS v WHERE v.variant = ANY (dels)) AS c
+          JOIN search_lexemes AS l ON l.id = c.lexeme_id
+          CROSS JOIN LATERAL (
+            SELECT (count(*)::real / (cardinality(wt) + l.ntrigrams - count(*)))::real AS similarity
+              FROM unnest(wt) AS t
+             WHERE t = ANY (ARRAY(SELECT substr('  ' || l.lexeme || ' ', i, 3)
+                                    FROM generate_series(1, length(l.lexeme) + 1) AS i))
+          ) AS s
+         WHERE l.ndoc >= min_ndoc AND s.similarity >= min_similarity - 1e-6;
+      IF NOT FOUND AND min_ndoc <= 1 THEN
+        RETURN QUERY SELECT * FROM search_similar_lexemes_by_trigrams(word, min_ndoc, min_similarity);
+      END IF;
+    END
+    $b$
+  $f$;
+END
+$similar$;
