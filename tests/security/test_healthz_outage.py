@@ -1,5 +1,6 @@
 """`/healthz` while the manager's Postgres is really down: it says the database is failing, in
-words of its own, without the driver's error text (socket paths, hosts, users), and recovers."""
+words of its own, without the driver's error text (socket paths, hosts, users), and recovers. What the
+supervisor recorded meanwhile (its supervision events) reaches the database once it is back."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def test_healthz_names_a_database_outage_without_its_raw_error(tmp_path: Path):
             m.start(60)
             wait_for(lambda: m.http.get("/healthz").json()["status"] == "ok", 20, 0.1, "a healthy manager")
             pg.down()
+            killed = m.kill_worker("counter")  # its exit is recorded while nothing can store it
 
             def degraded() -> dict | None:
                 report = m.http.get("/healthz").json()
@@ -32,5 +34,11 @@ def test_healthz_names_a_database_outage_without_its_raw_error(tmp_path: Path):
             assert any("database is not answering" in p for p in report["problems"]), report
             pg.up()
             wait_for(lambda: m.http.get("/healthz").json()["status"] == "ok", 30, 0.2, "/healthz ok again")
+            m.wait_events(
+                "counter",
+                lambda events: any(e["pid"] == killed and e["event"] != "started" for e in events),
+                20,
+                "the exit recorded during the outage, stored once the database is back",
+            )
         finally:
             m.close()
