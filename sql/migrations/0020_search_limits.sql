@@ -12,7 +12,7 @@
 --    tsquery half of it.
 CREATE OR REPLACE FUNCTION search_widen(q text, prefix_last boolean DEFAULT false, scan integer DEFAULT 5000,
                                         known_from integer DEFAULT 1000, max_alternatives integer DEFAULT 3,
-                                        OUT query tsquery, OUT expected_recent float8)
+                                        OUT query tsquery, OUT expected_recent float8, OUT expected_matches float8)
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 -- Plan the candidate lookup for each word's actual trigrams: a generic plan guesses their
 -- selectivity and falls back to scanning the whole lexicon (measured: 150 ms instead of 5 ms).
@@ -68,19 +68,18 @@ BEGIN
                         )::tsquery);
   END IF;
   expected_recent := scan * share;  -- NULL when q has no searchable word
+  expected_matches := total * share;
 END
 $$;
 
--- Where the newest `scan` posts begin (their oldest created_at), when search_posts is to take the
--- matches among them from the GIN and recency indexes together (expected to fill a page of `page`
--- but not `most` there); else, or when there are fewer posts (all are recent), NULL, without
--- reading the recency index in the first case. Passed to search_posts as a
--- constant, so the planner sees the range's size and intersects the two indexes (a BitmapAnd)
--- instead of fetching every match of the GIN index to filter it by time.
-CREATE OR REPLACE FUNCTION search_recent_since(expected float8, page integer, most integer, scan integer)
-RETURNS timestamptz
+-- Where the newest `scan` posts begin (their oldest created_at), when search_posts `needs` it to
+-- take the matches among them from the GIN and recency indexes together; else, or when there are
+-- fewer posts (all are recent), NULL, without reading the recency index in the first case. Passed
+-- to search_posts as a constant, so the planner sees the range's size and intersects the two
+-- indexes (a BitmapAnd) instead of fetching every match of the GIN index to filter it by time.
+CREATE OR REPLACE FUNCTION search_recent_since(needs boolean, scan integer) RETURNS timestamptz
 LANGUAGE sql STABLE AS $$
-  SELECT CASE WHEN expected >= page AND expected < most THEN
+  SELECT CASE WHEN needs THEN
     (SELECT created_at FROM search_posts ORDER BY created_at DESC, post_id DESC OFFSET scan - 1 LIMIT 1)
   END
 $$;

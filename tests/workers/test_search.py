@@ -209,7 +209,7 @@ def test_every_path_ranks_the_same_recent_matches(migrated_url: str, corpus: dic
     def ranked(tsquery: str, walk: bool, dense: bool, scan: int) -> list[tuple[int, float]]:
         params = {"q": tsquery, "walk": walk, "dense": dense, "scan": scan, "window": 100, "limit": 2, "exclude": []}
         with psycopg.connect(migrated_url) as conn:
-            since = conn.execute("SELECT search_recent_since(2, 2, 100, %s)", (scan,)).fetchone()
+            since = conn.execute("SELECT search_recent_since(true, %s)", (scan,)).fetchone()
             return [(row[0], row[9]) for row in conn.execute(statement, {**params, "since": since and since[0]})]
 
     for tsquery in ("'ethereum'", "'gas' | 'fee'", "'ethereum' | 'eth':*"):

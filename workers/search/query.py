@@ -146,7 +146,7 @@ class Search:
         self.embedder, self.dims = embedder, dims
         self.results: list[dict[str, Any]] = []
         self.notes: dict[str, Any] = {}
-        self._expected: list[Any] = [None, None]  # exact_query's estimate and cutoff
+        self._expected: list[Any] = [None, None, None]  # exact_query's estimate, density and cutoff
         self._steering = {"q": self.q, "scan": SCAN_NEWEST, "limit": limit, "window": RANK_WINDOW}
 
     @property
@@ -215,12 +215,12 @@ class Search:
     async def _text(self, *, fuzzy: bool) -> None:
         if "tsquery" not in self.notes:
             cur = await self.conn.execute(_q("exact_query"), self._steering)
-            self.notes["tsquery"], *self._expected = await cur.fetchone() or ("", None, None)
+            self.notes["tsquery"], *self._expected = await cur.fetchone() or ("", None, None, None)
         exact = tsquery = self.notes["tsquery"]
-        expected, since = self._expected
+        expected, dense, since = self._expected
         if fuzzy:
             cur = await self.conn.execute(_q("widened_query"), {**self._steering, "prefix_last": True})
-            tsquery, expected, since = await cur.fetchone() or ("", None, None)
+            tsquery, expected, dense, since = await cur.fetchone() or ("", None, None, None)
             if self.mode == "auto" and tsquery == exact:
                 return  # nothing to widen: the exact search already said everything
             self.notes["widenedQuery"] = tsquery
@@ -232,7 +232,7 @@ class Search:
                 "q": tsquery,
                 # where the matches among the newest posts are expected to fill a page, take those
                 "walk": expected is None or expected >= self.limit,
-                "dense": expected is None or expected >= RANK_WINDOW,
+                "dense": expected is None or bool(dense),
                 "since": since,  # when the newest posts begin, for the walk that is not dense
                 "scan": SCAN_NEWEST,
                 "window": RANK_WINDOW,
