@@ -102,6 +102,7 @@ class HttpServer:
                 log_level="warning",
                 access_log=False,
                 lifespan="off",
+                ws="none",  # no WebSocket routes: the websockets package is not even imported
                 timeout_graceful_shutdown=int(DRAIN_S),
             )
         )
