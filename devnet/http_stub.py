@@ -160,6 +160,13 @@ class _Server(ThreadingHTTPServer):
     # with concurrent requests) has SYNs dropped and stalls for a 1 s retransmit. Real nodes queue more.
     request_queue_size = 128
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-answer (a killed worker, a timed-out call) is routine here, not
+        a traceback on the console; anything else is still printed."""
+        if isinstance(sys.exc_info()[1], ConnectionError):  # reset, broken pipe, aborted
+            return
+        super().handle_error(request, client_address)
+
 
 @dataclass
 class RpcFault:

@@ -58,11 +58,19 @@ class ClusterFleet(Fleet):
         if reported is not None:
             status.update(reported)
         elif runner.spec.enabled:
-            where = f"{owner['host']} (pid {owner['pid']}, manager {owner['managerId']})" if owner else None
-            reason = f"placed on {where}; not reported yet" if where else "no live manager holds its lease"
-            status.update({"healthy": False, "pid": None, "verdict": "down", "reasons": [reason]})
+            status.update({"healthy": False, "pid": None, "verdict": "down", "reasons": [self._unplaced(owner)]})
         status["owner"] = owner
         return status
+
+    def _unplaced(self, owner: dict[str, Any] | None) -> str:
+        """Why a worker that no manager reports on is not running, in an operator's words."""
+        if self._keeper.last_error:  # named, not quoted: the driver's text names sockets, hosts and users
+            return "stopped: the database is not answering, so no manager can hold its lease; it starts again once the database is back"
+        if owner is None:
+            return "no live manager holds its lease"
+        if owner["managerId"] == self._keeper.identity.id:
+            return "this manager holds its lease again and is starting it"
+        return f"placed on {owner['host']} (pid {owner['pid']}, manager {owner['managerId']}); not reported yet"
 
     def _status_of(self, runner: WorkerRunner) -> dict[str, Any]:
         return self._local(runner) if self._keeper.holds(runner.name) else self._remote(runner)

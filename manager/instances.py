@@ -10,27 +10,24 @@ earlier epochs that are still open or were reaped after its takeover at that mom
 what is known of the old process's reaping in `end_reason`. Ordered by `started_at`, the rows of
 one worker must never overlap: that is what the fleet tests check over failovers.
 
-Writes go through a queue and one background task, in order, so recording never makes a runner
-wait on the database.
+Writes go through one background writer (manager/queued_writer.py), in order and retried until the
+database is back, so recording never makes a runner wait on the database and a lost end never reads
+as an instance that never stopped.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from manager.queued_writer import QueuedWriter
 from manager.runner import WorkerRunner
 from manager.supervisor import Supervisor
 from sql import query
 
-log = logging.getLogger(__name__)
 SQL = "claims.sql"
 
 
@@ -58,8 +55,7 @@ class InstanceAudit:
         self._manager_id, self._host = manager_id, host
         self._open: dict[str, int] = {}  # worker -> pid of its recorded, still open instance
         self._rows: dict[tuple[str, int], int] = {}  # (worker, pid) -> worker_instances.id
-        self._queue: asyncio.Queue[_Start | _End] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._writer: QueuedWriter[_Start | _End] = QueuedWriter("instance-audit", self._write_batch)
         for runner in supervisor.runners.values():
             runner.on_change.append(self._changed)
 
@@ -69,46 +65,23 @@ class InstanceAudit:
         recorded = self._open.get(runner.name)
         if recorded is not None and recorded != pid:
             del self._open[runner.name]
-            self._queue.put_nowait(_End(runner.name, recorded, time.time(), runner.state.value))
+            self._writer.put(_End(runner.name, recorded, time.time(), runner.state.value))
         if pid is not None and recorded != pid:
             assert process is not None
             self._open[runner.name] = pid
-            self._queue.put_nowait(_Start(runner.name, runner.lease_epoch, pid, process.started_wall))
+            self._writer.put(_Start(runner.name, runner.lease_epoch, pid, process.started_wall))
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._write_forever(), name="instance-audit")
+        await self._writer.start()
 
     async def stop(self) -> None:
-        """Flush what is queued (briefly), then stop the writer."""
-        if self._task is None:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.join(), timeout=3)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await self._writer.stop()
 
-    async def _write_forever(self) -> None:
-        while True:
-            record = await self._queue.get()
-            try:
-                # Until the database is back (a restart takes seconds): records stay in order, and a
-                # lost end would read as an instance that never stopped.
-                delay_s = 0.2
-                while True:
-                    try:
-                        await self._write(record)
-                        if isinstance(record, _End):
-                            self._rows.pop((record.name, record.pid), None)
-                        break
-                    except psycopg.OperationalError as exc:
-                        log.warning("instance audit waits for the database: %s", exc)
-                        await asyncio.sleep(delay_s)
-                        delay_s = min(2 * delay_s, 2.0)
-            except Exception as exc:  # an audit row is not worth stopping supervision for
-                log.warning("instance audit write failed: %s", exc)
-            finally:
-                self._queue.task_done()
+    async def _write_batch(self, batch: list[_Start | _End]) -> None:
+        for record in batch:  # one transaction each: a retried batch rewrites only idempotent records
+            await self._write(record)
+            if isinstance(record, _End):
+                self._rows.pop((record.name, record.pid), None)
 
     async def _write(self, record: _Start | _End) -> None:
         async with self._pool.connection() as conn, conn.transaction():

@@ -3,6 +3,7 @@ admin-only start/stop/restart commands."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Response
@@ -14,6 +15,7 @@ from manager.http.deps import Admin, Commands, ErrorBody, StoreDep, View, Viewer
 from workers.redact import mask_secrets
 
 router = APIRouter(prefix="/api/workers", tags=["workers"])
+HISTORY_TIMEOUT_S = 2.0  # how long a worker's detail waits for its stored history before answering from memory
 
 
 @router.get(
@@ -39,7 +41,8 @@ async def worker_detail(
     detail["config"] = view.config(name)
     detail["errors"], detail["events"], detail["settings"] = [], [], {}
     try:
-        history = await store.worker_history(name)
+        # from memory when the database is slow or away: a detail page must not hang on it
+        history = await asyncio.wait_for(store.worker_history(name), HISTORY_TIMEOUT_S)
         detail["errors"] = [{**row, "message": view.scrub(name, row["message"])} for row in history["errors"]]
         detail["events"] = history["events"]
         detail["settings"] = mask_secrets(history["settings"])

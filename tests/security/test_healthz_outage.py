@@ -1,5 +1,7 @@
 """`/healthz` while the manager's Postgres is really down: it says the database is failing, in
-words of its own, without the driver's error text (socket paths, hosts, users), and recovers."""
+words of its own, without the driver's error text (socket paths, hosts, users), and recovers. A worker
+stopped by the outage says why, its detail answers from memory, and what the
+supervisor recorded meanwhile (its supervision events) reaches the database once it is back."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ def test_healthz_names_a_database_outage_without_its_raw_error(tmp_path: Path):
             m.start(60)
             wait_for(lambda: m.http.get("/healthz").json()["status"] == "ok", 20, 0.1, "a healthy manager")
             pg.down()
+            killed = m.kill_worker("counter")  # its exit is recorded while nothing can store it
 
             def degraded() -> dict | None:
                 report = m.http.get("/healthz").json()
@@ -30,7 +33,23 @@ def test_healthz_names_a_database_outage_without_its_raw_error(tmp_path: Path):
             assert not [f for f in RAW_FRAGMENTS if f.lower() in text.lower()], text
             assert str(pg.data_dir) not in text and "postgres" not in text.lower()
             assert any("database is not answering" in p for p in report["problems"]), report
+            stopped = m.wait_worker("counter", lambda w: w["state"] == "stopped", 20, "the lease to lapse")
+            assert stopped["reasons"] == [
+                "stopped: the database is not answering, so no manager can hold its lease; "
+                "it starts again once the database is back"
+            ], stopped
+            detail = m.api("GET", "/api/workers/counter")  # from memory, not after the pool's 30 s
+            assert detail.status_code == 200 and detail.json()["databaseError"], detail.text
+            assert any(e["pid"] == killed for e in detail.json()["events"]), detail.json()["events"]
+            assert not [f for f in RAW_FRAGMENTS if f.lower() in detail.json()["databaseError"].lower()]
             pg.up()
+            m.wait_worker("counter", lambda w: w["state"] == "running" and w["healthy"], 30, "the worker back")
             wait_for(lambda: m.http.get("/healthz").json()["status"] == "ok", 30, 0.2, "/healthz ok again")
+            m.wait_events(
+                "counter",
+                lambda events: any(e["pid"] == killed and e["event"] != "started" for e in events),
+                20,
+                "the exit recorded during the outage, stored once the database is back",
+            )
         finally:
             m.close()

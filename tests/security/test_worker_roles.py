@@ -4,12 +4,15 @@ create roles."""
 
 from __future__ import annotations
 
+import re
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+import sql
 from manager.config import WorkerConfig
 from manager.worker_roles import provision, role_name
 from sql import apply_migrations
@@ -140,3 +143,25 @@ def test_the_manager_runs_each_worker_as_its_own_role(boot_manager):
     backends = wait_for(worker_backends, 10, 0.1, "the worker's connections")
     assert {user for user, _ in backends} == {"wm_worker_rolecounter"}
     assert "workers connect with their own roles" in m.output()
+
+
+def test_functions_that_act_for_workers_keep_owner_rights_after_every_migration(migrated_url):
+    """The few functions a worker role calls to do what it may not do itself (install its schema,
+    check its lease) run with their owner's rights. `CREATE OR REPLACE` in a later migration silently
+    resets that (it happened once, in 0018), so every function any migration made SECURITY DEFINER
+    must still be one, with a fixed search_path, once all migrations have run."""
+    declared = {
+        name
+        for path in sorted((Path(sql.__file__).parent / "migrations").glob("*.sql"))
+        for name in re.findall(r"ALTER FUNCTION (\w+)\([^)]*\) SECURITY DEFINER", path.read_text())
+    }
+    assert {"check_worker_lease", "ai_install_schema"} <= declared
+    with psycopg.connect(migrated_url) as conn:
+        rows = conn.execute(
+            "SELECT proname, prosecdef, proconfig FROM pg_proc WHERE proname = ANY(%s)", (sorted(declared),)
+        ).fetchall()
+    assert {name for name, _, _ in rows} == declared
+    lost = [name for name, definer, _ in rows if not definer]
+    assert not lost, f"no longer SECURITY DEFINER after the migrations: {lost}"
+    unpinned = [name for name, _, config in rows if not any(c.startswith("search_path=") for c in config or [])]
+    assert not unpinned, f"SECURITY DEFINER without a fixed search_path: {unpinned}"
