@@ -130,8 +130,6 @@ class Manager:
                 worker_database_urls=self.worker_database_urls,
             )
             supervisor = Supervisor(ctx, flags)
-            if self.http_imports is not None:  # done before the workers start: a thread importing
-                await asyncio.to_thread(self.http_imports.join)  # meanwhile would slow the loop (GIL)
             await parts.start("workers", supervisor)
             await parts.start("memory limits", MemoryLimits(supervisor, config.healdec.sweep_interval_ms / 1000))
             listener = FlagListener(self.database_url, supervisor.apply_flags, config.healdec.flag_reread_s)
@@ -155,6 +153,8 @@ class Manager:
             await parts.start("leases", keeper)
             me = keeper.identity
             self.say(f"manager {me.id} on {me.host} holds {len(keeper.held)} of {len(config.workers)} worker leases")
+            if self.http_imports is not None:  # the workers are placed and spawned meanwhile
+                await asyncio.to_thread(self.http_imports.join)
             from manager.http import Services, create_app
             from manager.http.server import HttpServer
 

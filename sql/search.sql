@@ -11,14 +11,27 @@ ORDER BY updated_at, id
 LIMIT %(limit)s;
 
 -- name: index_posts
--- Builds the search documents of the given posts; a document already built from the same version is left alone.
-INSERT INTO search_posts AS s (post_id, created_at, source_updated_at, tsv)
-SELECT p.id, p.created_at, p.updated_at, search_post_document(p.title, p.body)
-FROM external_posts p WHERE p.id = ANY(%(ids)s) AND p.deleted_at IS NULL
-ON CONFLICT (post_id) DO UPDATE
-  SET created_at = excluded.created_at, source_updated_at = excluded.source_updated_at,
-      tsv = excluded.tsv, indexed_at = now()
-  WHERE s.source_updated_at IS DISTINCT FROM excluded.source_updated_at;
+-- Builds the search documents of the given posts (one already built from the same version is left alone)
+-- and notes for the typo lexicon the words each new document adds to the post's previous one (all of a
+-- new post's; an edit mostly none), to be folded in by fold_lexemes (search_note_lexemes, migration 0014).
+WITH previous AS MATERIALIZED (
+  SELECT post_id, tsv FROM search_posts WHERE post_id = ANY(%(ids)s)
+), indexed AS (
+  INSERT INTO search_posts AS s (post_id, created_at, source_updated_at, tsv)
+  SELECT p.id, p.created_at, p.updated_at, search_post_document(p.title, p.body)
+  FROM external_posts p WHERE p.id = ANY(%(ids)s) AND p.deleted_at IS NULL
+  ON CONFLICT (post_id) DO UPDATE
+    SET created_at = excluded.created_at, source_updated_at = excluded.source_updated_at,
+        tsv = excluded.tsv, indexed_at = now()
+    WHERE s.source_updated_at IS DISTINCT FROM excluded.source_updated_at
+  RETURNING s.post_id, s.tsv
+)
+INSERT INTO search_lexeme_pending (lexeme, ndoc)
+SELECT w.lexeme, count(*)::int
+FROM indexed i LEFT JOIN previous o ON o.post_id = i.post_id,
+     unnest(tsvector_to_array(CASE WHEN o.tsv IS NULL THEN i.tsv ELSE ts_delete(i.tsv, tsvector_to_array(o.tsv)) END))
+       AS w (lexeme)
+GROUP BY w.lexeme;
 
 -- name: unindex_deleted_posts
 -- Drops the search documents of the given posts that were marked deleted (their tags go with clear_post_tags).
@@ -34,10 +47,6 @@ DELETE FROM post_tags WHERE post_id = ANY(%(ids)s);
 INSERT INTO post_tags (kind, tag, post_id, created_at)
 SELECT kind, tag, post_id, created_at FROM search_post_tags(%(ids)s)
 ON CONFLICT DO NOTHING;
-
--- name: learn_post_lexemes
--- Notes the words of the given posts' documents for the typo-correction lexicon (folded in by fold_lexemes).
-SELECT search_note_lexemes(ARRAY(SELECT tsv FROM search_posts WHERE post_id = ANY(%(ids)s)));
 
 -- name: changed_profiles
 -- Profiles changed after the cursor (updated_at, id), with the same open-transaction guard as posts.
@@ -65,40 +74,59 @@ SELECT search_note_lexemes(ARRAY(SELECT tsv FROM search_profiles WHERE profile_i
 SELECT search_fold_lexemes();
 
 -- name: exact_query
--- The tsquery for what a user typed, as typed (web-search syntax), in text form to bind into the searches,
--- and how many of the newest %(scan)s posts are expected to match it (decides `walk` in search_posts).
-SELECT websearch_to_tsquery('english', %(q)s)::text, search_expected_recent(%(q)s, %(scan)s);
+-- The tsquery for what a user typed, as typed (web-search syntax), in text form to bind into the searches;
+-- how many of the newest %(scan)s posts are expected to match it; whether that is `dense` (at least
+-- %(window)s: search_posts walks them); and, if it fills a page of %(limit)s without being dense, when
+-- those posts begin (search_recent_since, migration 0020).
+SELECT t.q, t.expected, t.dense, search_recent_since(t.expected >= %(limit)s AND NOT t.dense, %(scan)s)
+FROM (SELECT websearch_to_tsquery('english', %(q)s)::text AS q, e.expected, e.expected >= %(window)s AS dense
+      FROM search_expected_recent(%(q)s, %(scan)s) AS e (expected) OFFSET 0) AS t;
 
 -- name: widened_query
--- The fallback tsquery: unknown or rare words widened to likely corrections, the last word also as a prefix.
-SELECT search_query(%(q)s, %(prefix_last)s)::text;
+-- The fallback tsquery: unknown or rare words widened to likely corrections, the last word also as a prefix;
+-- then as for exact_query. A widened query is also walked when the whole index holds more matches than the
+-- walk visits posts: a prefix matches many lexemes, and the GIN index reads every match of each.
+SELECT t.q, t.expected, t.dense, search_recent_since(t.expected >= %(limit)s AND NOT t.dense, %(scan)s)
+FROM (SELECT w.query::text AS q, w.expected_recent AS expected,
+             w.expected_recent >= %(window)s OR w.expected_matches >= %(scan)s AS dense
+      FROM search_widen(%(q)s, %(prefix_last)s, %(scan)s) AS w OFFSET 0) AS t;
 
 -- name: search_posts
--- Ranked posts for a tsquery with highlights (params: q, walk, scan, window, limit, exclude).
--- Recency-bounded ranking that no plan choice can make slow: when `walk` (the query's words are
--- common enough to fill a page from the newest posts), walk at most `scan` newest posts (index
--- order) testing tsv @@ q; if that finds fewer than `limit`, or without `walk`, take the newest
--- `window` matches from the GIN index (bounded by the number of matches, which is then small).
--- ts_rank (normalised by document length) runs on at most `window` rows instead of every match:
--- the answer is the best-ranked among the most recent matches.
+-- Ranked posts for a tsquery with highlights (params: q, walk, dense, since, scan, window, limit, exclude).
+-- Recency-bounded ranking that no plan choice can make slow. With `walk` (the query is expected to
+-- fill a page from the `scan` newest posts) it takes the matches among those: with `dense` (so
+-- common that `window` matches are expected there) by walking them in index order testing
+-- tsv @@ q, which stops early; else as the GIN index's matches created `since` the oldest of them (NULL: all)
+-- (a BitmapAnd of the GIN and recency indexes: only those matches are fetched). If
+-- that finds fewer than `limit`, or without `walk`, it takes the newest `window` matches from the
+-- GIN index (bounded by the number of matches, which is then small). ts_rank (normalised by
+-- document length) runs on at most `window` rows instead of every match: the answer is the
+-- best-ranked among the most recent matches.
 WITH newest AS (
   SELECT post_id, created_at, tsv FROM search_posts
   ORDER BY created_at DESC, post_id DESC
-  LIMIT CASE WHEN %(walk)s THEN %(scan)s ELSE 0 END
+  LIMIT CASE WHEN %(walk)s AND %(dense)s THEN %(scan)s ELSE 0 END
 ), walk AS MATERIALIZED (
-  SELECT post_id, created_at, tsv FROM newest WHERE tsv @@ %(q)s::tsquery LIMIT %(window)s
+  (SELECT post_id, created_at, tsv FROM newest WHERE tsv @@ %(q)s::tsquery LIMIT %(window)s)
+  UNION ALL
+  (SELECT post_id, created_at, tsv FROM search_posts
+   WHERE %(walk)s AND NOT %(dense)s AND tsv @@ %(q)s::tsquery AND created_at >= coalesce(%(since)s::timestamptz, '-infinity')
+   ORDER BY created_at + interval '0 s' DESC, post_id DESC
+   LIMIT %(window)s)
 ), gin AS MATERIALIZED (
-  -- "+ interval '0 s'" hides the b-tree order, so this is always the GIN bitmap + top-N sort
-  SELECT post_id, created_at, tsv FROM search_posts
+  -- "+ interval '0 s'" hides the b-tree order, so this is always the GIN bitmap + top-N sort; the
+  -- matches are ranked as they are fetched, so the sort moves narrow rows instead of documents
+  SELECT post_id, created_at, ts_rank(tsv, %(q)s::tsquery, 1) AS rank FROM search_posts
   WHERE tsv @@ %(q)s::tsquery AND (SELECT count(*) FROM walk) < %(limit)s + cardinality(%(exclude)s::bigint[])
   ORDER BY created_at + interval '0 s' DESC, post_id DESC
   LIMIT %(window)s
 ), recent AS (
-  SELECT * FROM walk WHERE (SELECT count(*) FROM walk) >= %(limit)s + cardinality(%(exclude)s::bigint[])
+  SELECT post_id, created_at, ts_rank(tsv, %(q)s::tsquery, 1) AS rank FROM walk
+  WHERE (SELECT count(*) FROM walk) >= %(limit)s + cardinality(%(exclude)s::bigint[])
   UNION ALL
   SELECT * FROM gin
 ), top AS (
-  SELECT post_id, created_at, ts_rank(tsv, %(q)s::tsquery, 1) AS rank FROM recent
+  SELECT post_id, created_at, rank FROM recent
   WHERE post_id <> ALL(%(exclude)s::bigint[])
   ORDER BY rank DESC, created_at DESC
   LIMIT %(limit)s

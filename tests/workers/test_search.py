@@ -7,6 +7,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from sql import queries_from
 from workers.search import SearchWorker
 from workers.search.query import Search, parse_tags
 
@@ -197,3 +198,69 @@ def test_small_batches_resume_from_the_cursor(migrated_url: str) -> None:
         assert conn.execute("SELECT count(*) FROM search_posts").fetchone() == (len(POSTS),)
         cursors = dict(conn.execute("SELECT cursor_key, value->>'id' FROM sync_cursors WHERE worker_name = 'search'"))
     assert cursors == {"posts": str(len(POSTS)), "profiles": str(len(PROFILES))}
+
+
+def test_every_path_ranks_the_same_recent_matches(migrated_url: str, corpus: dict[str, int]) -> None:
+    """search_posts takes the matches among the newest `scan` posts by walking them (dense
+    queries) or from the GIN and recency indexes together, and all matches from the GIN index
+    when the newest posts fall short: each path must rank the same posts the same way."""
+    statement = queries_from("search.sql")["search_posts"]
+
+    def ranked(tsquery: str, walk: bool, dense: bool, scan: int) -> list[tuple[int, float]]:
+        params = {"q": tsquery, "walk": walk, "dense": dense, "scan": scan, "window": 100, "limit": 2, "exclude": []}
+        with psycopg.connect(migrated_url) as conn:
+            since = conn.execute("SELECT search_recent_since(true, %s)", (scan,)).fetchone()
+            return [(row[0], row[9]) for row in conn.execute(statement, {**params, "since": since and since[0]})]
+
+    for tsquery in ("'ethereum'", "'gas' | 'fee'", "'ethereum' | 'eth':*"):
+        everything = ranked(tsquery, walk=False, dense=False, scan=len(POSTS))
+        assert everything, tsquery  # each query matches some posts
+        assert ranked(tsquery, walk=True, dense=True, scan=len(POSTS)) == everything
+        assert ranked(tsquery, walk=True, dense=False, scan=len(POSTS)) == everything
+        # only the 4 newest posts are ranked when they hold a page (else all matches), found either way
+        newest = ranked(tsquery, walk=True, dense=True, scan=4)
+        assert ranked(tsquery, walk=True, dense=False, scan=4) == newest
+        assert {post for post, _ in newest} <= set(list(corpus.values())[-4:]) or newest == everything
+    # two of the 4 newest posts say "ethereum": a page of them
+    assert [post for post, _ in ranked("'ethereum'", walk=True, dense=False, scan=4)] == [
+        corpus["t3_07"],
+        corpus["0x08"],
+    ]
+
+
+async def test_one_off_words_wait_for_their_trigrams(migrated_url: str) -> None:
+    """In a large lexicon (here: any) a word seen in one document gets its trigrams, the typo
+    search's candidates, only once a second document has it; an edit notes only the words it adds."""
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION search_trigrams_wait_from() RETURNS bigint LANGUAGE sql IMMUTABLE "
+            "AS $$ SELECT 0::bigint $$"
+        )
+        ids = seed(migrated_url)
+        index(migrated_url)
+
+        def lexeme(word: str) -> tuple[int, int, int] | None:
+            return conn.execute(  # type: ignore[return-value]
+                "SELECT ndoc, ntrigrams, (SELECT count(*)::int FROM search_lexeme_trigrams t WHERE t.lexeme_id = l.id) "
+                "FROM search_lexemes l WHERE lexeme = %s",
+                (word,),
+            ).fetchone()
+
+        assert lexeme("ethereum") == (6, 9, 9)  # five posts and a profile
+        assert lexeme("kitten") == (1, 0, 0)  # one document: waits
+        assert (await search(migrated_url, "kiten"))["results"] == []  # no candidate yet
+
+        conn.execute(
+            "INSERT INTO external_posts (platform, external_id, body, created_at) "
+            "VALUES ('farcaster', '0x09', 'a kitten asleep on the keyboard', now())"
+        )
+        conn.execute(
+            "UPDATE external_posts SET body = body || ', whiskers', updated_at = now() WHERE id = %s", (ids["0x05"],)
+        )
+        assert index(migrated_url) == 2
+        assert lexeme("kitten") == (2, 7, 7)  # seen again: its trigrams; the edit did not count it again
+        assert lexeme("whisker") == (1, 0, 0)  # the edit's new word
+        assert lexeme("garden") == (1, 0, 0)
+        typo = await search(migrated_url, "kiten")
+        assert "'kitten'" in typo["widenedQuery"]
+        assert len(typo["results"]) == 2

@@ -146,7 +146,8 @@ class Search:
         self.embedder, self.dims = embedder, dims
         self.results: list[dict[str, Any]] = []
         self.notes: dict[str, Any] = {}
-        self._expected_recent: float | None = None
+        self._expected: list[Any] = [None, None, None]  # exact_query's estimate, density and cutoff
+        self._steering = {"q": self.q, "scan": SCAN_NEWEST, "limit": limit, "window": RANK_WINDOW}
 
     @property
     def found(self) -> list[int]:
@@ -184,9 +185,11 @@ class Search:
             "results": self.results,
         }
 
-    async def _rows(self, statement: str | pgsql.Composed, params: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _rows(
+        self, statement: str | pgsql.Composed, params: dict[str, Any], prepare: bool | None = None
+    ) -> list[dict[str, Any]]:
         async with self.conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(statement, params)
+            await cur.execute(statement, params, prepare=prepare)
             return await cur.fetchall()
 
     async def _scalar(self, statement: str, params: dict[str, Any]) -> Any:
@@ -211,28 +214,33 @@ class Search:
 
     async def _text(self, *, fuzzy: bool) -> None:
         if "tsquery" not in self.notes:
-            cur = await self.conn.execute(_q("exact_query"), {"q": self.q, "scan": SCAN_NEWEST})
-            self.notes["tsquery"], self._expected_recent = await cur.fetchone() or ("", None)
+            cur = await self.conn.execute(_q("exact_query"), self._steering)
+            self.notes["tsquery"], *self._expected = await cur.fetchone() or ("", None, None, None)
         exact = tsquery = self.notes["tsquery"]
-        walk = self._expected_recent is None or self._expected_recent >= self.limit
+        expected, dense, since = self._expected
         if fuzzy:
-            tsquery = await self._scalar(_q("widened_query"), {"q": self.q, "prefix_last": True})
+            cur = await self.conn.execute(_q("widened_query"), {**self._steering, "prefix_last": True})
+            tsquery, expected, dense, since = await cur.fetchone() or ("", None, None, None)
             if self.mode == "auto" and tsquery == exact:
                 return  # nothing to widen: the exact search already said everything
             self.notes["widenedQuery"] = tsquery
-            walk = True  # alternatives and prefixes: no cheap estimate, and the walk is bounded anyway
         if not tsquery:
             return  # only stop words
         rows = await self._rows(
             _q(f"search_{self.kind}"),
             {
                 "q": tsquery,
-                "walk": walk,
+                # where the matches among the newest posts are expected to fill a page, take those
+                "walk": expected is None or expected >= self.limit,
+                "dense": expected is None or bool(dense),
+                "since": since,  # when the newest posts begin, for the walk that is not dense
                 "scan": SCAN_NEWEST,
                 "window": RANK_WINDOW,
                 "limit": self.missing,
                 "exclude": self.found,
             },
+            # with `since`, planned for its value: a generic plan cannot see the recent range is small
+            prepare=False if since is not None else None,
         )
         self.results += [_item(r, self.kind, "fuzzy" if fuzzy else "text") for r in rows]
 

@@ -4,7 +4,8 @@ Each cycle reads posts and profiles changed since its cursors (`updated_at`, `id
 `sync_read_horizon()` so a writer's late commit is never skipped), `batch_size` at a time, and in
 one transaction per batch (re)builds their documents in `search_posts` / `search_profiles` (GIN
 on tsvector), re-extracts the posts' tags (hashtags, cashtags, mentions, linked domains) into
-`post_tags`, notes their words for the typo-correction lexicon, and moves the cursor: the index and
+`post_tags`, notes the words each document adds for the typo-correction lexicon (all of a new
+post's, an edit's new words only), and moves the cursor: the index and
 its cursor commit together. Every statement covers the whole batch inside Postgres (to_tsvector,
 regexp_matches); only when one fails for some row is the batch redone row by row. The noted word
 counts are folded into the lexicon in one pass when a stream is drained or every
@@ -38,7 +39,7 @@ START = {"updated_at": "-infinity", "id": 0}
 STREAMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "posts": (
         "changed_posts",
-        ("index_posts", "unindex_deleted_posts", "clear_post_tags", "tag_posts", "learn_post_lexemes"),
+        ("index_posts", "unindex_deleted_posts", "clear_post_tags", "tag_posts"),
     ),
     "profiles": ("changed_profiles", ("index_profiles", "learn_profile_lexemes")),
 }
