@@ -276,6 +276,9 @@ def main(argv: list[str]) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `status | head`: the reader stopped reading; end as a C tool would, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 128 + 13  # SIGPIPE
 
 
 def show(config_path: str | None, as_json: bool = False, watch_s: float | None = None) -> int:
