@@ -1,8 +1,8 @@
 """What leases cost an idle fleet (issue 11): database transactions per second and manager CPU with
 1 and 8 idle workers (one manager, `lease_ttl_s: 5`, workers on a 60 s interval with the default 5 s
 heartbeat). The lease keeper's share is fixed per manager, not per worker: each tick (every
-`lease_ttl_s / 3`) renews all its leases and its `managers` row in one statement and reads the
-managers, the leases and its commands (4 statements); the marginal cost of a worker is the slope
+`lease_ttl_s / 3`) renews all its leases and its `managers` row, takes its commands and reads the
+managers and the leases in one statement (`lease_tick`); the marginal cost of a worker is the slope
 between the two runs, mostly its own heartbeat (which now also runs the fence).
 
 `python -m bench lease_cost` (env BENCH_LEASE_WINDOW_S, default 15).
@@ -26,7 +26,7 @@ from tests.support.waiting import wait_for
 
 TTL = 5.0
 WINDOW_S = float(os.environ.get("BENCH_LEASE_WINDOW_S", "15"))
-KEEPER_STATEMENTS_PER_TICK = 4  # renew_leases, fleet_managers, fleet_leases, take_worker_commands
+KEEPER_STATEMENTS_PER_TICK = 1  # lease_tick
 
 
 def _commits(url: str) -> int:

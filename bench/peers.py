@@ -84,6 +84,9 @@ class Peer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def launch(self) -> None: ...
+    def ready(self) -> None:
+        """Wait until the supervisor answers its status command (after "start all" is measured)."""
+
     def daemon_pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
@@ -205,8 +208,12 @@ class TheManager(Peer):
         )
 
     def launch(self) -> None:
-        self.m.start(timeout=120)
+        """Launch only, as every peer is launched: "start all" counts the children, like theirs."""
+        self.m.start(wait=False)
         self.proc = self.m.proc
+
+    def ready(self) -> None:
+        self.m.wait_ready(120)  # the status command needs the API
 
     def own_pids(self) -> list[int]:
         assert self.proc is not None
@@ -220,7 +227,10 @@ class TheManager(Peer):
                     cmdline = f.read().decode(errors="replace")
             except OSError:
                 return False
-            self._own[pid] = any(o in cmdline for o in ("manager.zygote", "manager/guardian.py"))
+            own = any(o in cmdline for o in ("manager.zygote", "manager/guardian.py"))
+            if not own and "-m\0manager\0" in cmdline:
+                return False  # forked by the manager, not yet exec'd: ask again next time
+            self._own[pid] = own
         return self._own[pid]
 
     def children(self) -> list[int]:
@@ -248,6 +258,7 @@ def measure(peer: Peer) -> Figures:
     peer.launch()
     wait_for(lambda: _all_children(peer), 120, 0.002, f"{peer.name}: all children running")
     fig.start_s = time.perf_counter() - started
+    peer.ready()
     time.sleep(1.0)
     for i in range(KILLS):
         kids = _all_children(peer) or wait_for(lambda: _all_children(peer), 30, 0.01, "children back")

@@ -83,9 +83,6 @@ class Manager:
     ) -> None:
         self.config = config
         self.database_url = database_url
-        from manager.auth import Auth  # FastAPI: imported meanwhile by _import_http
-
-        self.auth, self.token_generated = Auth.from_environment()
         self.echo = OutputEcho(log_format)
         self.extra_env = extra_env or {}
         self.worker_database_urls: dict[str, str] = {}  # set at boot by manager.worker_roles
@@ -155,18 +152,20 @@ class Manager:
             self.say(f"manager {me.id} on {me.host} holds {len(keeper.held)} of {len(config.workers)} worker leases")
             if self.http_imports is not None:  # the workers are placed and spawned meanwhile
                 await asyncio.to_thread(self.http_imports.join)
+            from manager.auth import Auth  # FastAPI: not before the import thread is done (its import lock)
             from manager.http import Services, create_app
             from manager.http.server import HttpServer
 
-            app = create_app(Services(fleet, fleet, store, self.auth, config, self.extra_env))
+            auth, token_generated = Auth.from_environment()
+            app = create_app(Services(fleet, fleet, store, auth, config, self.extra_env))
             http = HttpServer(app, config.api.host, config.api.port)
             await parts.start("http", http)
             assert http.address is not None
             host, port = http.address
             keeper.api_url = f"http://{host}:{port}"
             self.say(f"API listening on http://{host}:{port} (status: /api/workers/status, console: /workers)")
-            if self.token_generated:
-                self.say(f"ADMIN_TOKEN was not set; this run's admin token is: {self.auth.admin_token}")
+            if token_generated:
+                self.say(f"ADMIN_TOKEN was not set; this run's admin token is: {auth.admin_token}")
             await self._stopping.wait()
             self.say("shutting down")
         self.say("stopped")

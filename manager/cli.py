@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from manager import operator_cli
 from manager.errors import ManagerError, UnknownWorker
+from manager.status_cli import status_arguments as _status_arguments
 from manager.status_cli import table as _table
 
 if TYPE_CHECKING:  # the config model pulls in pydantic: only commands that need it load it
@@ -60,22 +61,6 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("name")
     operator_cli.add_parsers(sub, common)
     return parser
-
-
-def _status_arguments(status: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    status.add_argument("--json", action="store_true", help="print the raw JSON")
-    status.add_argument(
-        "--watch", nargs="?", type=float, const=2.0, metavar="SECONDS", help="redraw every SECONDS (default 2)"
-    )
-    return status
-
-
-def _status_parser() -> argparse.ArgumentParser:
-    """`status` alone: the quickest command builds only its own parser (not the fifteen others)."""
-    status = argparse.ArgumentParser(prog="python -m manager status", description="the running manager's worker table")
-    status.add_argument("--config", default=argparse.SUPPRESS, help="config file")
-    status.set_defaults(command="status")
-    return _status_arguments(status)
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -225,7 +210,11 @@ COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _status_parser().parse_args(argv[1:]) if argv[:1] == ["status"] else _parser().parse_args(argv)
+    if argv[:1] == ["status"]:  # the quickest command builds only its own parser (not the fifteen others)
+        from manager.status_cli import main as status_main
+
+        return status_main(argv[1:])
+    args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except ManagerError as exc:

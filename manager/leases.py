@@ -1,8 +1,8 @@
 """Exactly-once placement across managers that share one database, through a lease table.
 
 Each worker runs under a row in `worker_leases` (owner, epoch, expiry). Every `lease_ttl_s / 3`
-this manager renews all its leases and its own `managers` row in one statement, reads the other
-managers and leases, and follows `manager.placement.plan`: acquire the free workers assigned to
+this manager renews all its leases and its own `managers` row, takes its commands and reads the
+other managers and leases, all in one statement (one round trip at rest), and follows `manager.placement.plan`: acquire the free workers assigned to
 it (the epoch goes up), hand over the ones another live manager should run (graceful stop, then
 release), and SIGKILL at once any worker whose lease it lost. When it cannot renew in time (the
 database or the manager itself stalled) it kills its workers at its own deadline, which falls
@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -197,7 +196,7 @@ class LeaseKeeper:
         sent = time.monotonic()
         held = dict(self.held)
         cur = await conn.execute(
-            query("renew_leases", SQL),
+            query("lease_tick", SQL),
             {
                 "id": me.id,
                 "host": me.host,
@@ -212,21 +211,19 @@ class LeaseKeeper:
                 "epochs": list(held.values()),
             },
         )
-        renewed = {row[0] for row in await cur.fetchall()}
+        row = await cur.fetchone()
+        assert row is not None  # a SELECT without FROM: always one row
+        renewed, managers, leases, commands = row  # JSON: names, manager rows, lease rows, [name, action]
         self._valid_until = sent + self.ttl_s
-        lost = [name for name in held if name not in renewed and self.held.get(name) == held[name]]
+        renewed_names = set(renewed)
+        lost = [name for name in held if name not in renewed_names and self.held.get(name) == held[name]]
         if lost:
             self._lose(lost, "another manager holds it now")
-        await self._refresh(conn)
+        self._refresh(managers, leases)
         await self._follow_plan(conn)
-        await self._take_commands(conn)
+        self._take_commands(commands)
 
-    async def _refresh(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("fleet_managers", SQL), {"ttl": self.ttl_s})
-            managers = await cur.fetchall()
-            await cur.execute(query("fleet_leases", SQL))
-            leases = await cur.fetchall()
+    def _refresh(self, managers: list[dict[str, Any]], leases: list[dict[str, Any]]) -> None:
         self.peers = {m["id"]: m for m in managers if (m["fresh"] and m["connected"]) or m["id"] == self.identity.id}
         self._dead = [m["id"] for m in managers if not m["connected"] and m["id"] != self.identity.id]
         self.leases = {
@@ -301,9 +298,9 @@ class LeaseKeeper:
 
     # ---- commands and announcements ---------------------------------------------------------
 
-    async def _take_commands(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        cur = await conn.execute(query("take_worker_commands", SQL), {"id": self.identity.id})
-        for name, action in await cur.fetchall():
+    def _take_commands(self, commands: list[list[str]]) -> None:
+        """Carry out the commands the tick took (marked done in the same statement)."""
+        for name, action in commands:
             if name in self._supervisor.runners:
                 try:
                     self.on_command(name, action)

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -47,6 +48,7 @@ class _Zygote:
     failed: dict[str, str] = field(default_factory=dict)
     pending: dict[int, asyncio.Future[int]] = field(default_factory=dict)
     exits: dict[int, asyncio.Future[int]] = field(default_factory=dict)
+    unwanted: set[int] = field(default_factory=set)  # exits read from /proc before the report came
     closed: bool = False
 
     def exit_future(self, pid: int) -> asyncio.Future[int]:
@@ -158,9 +160,13 @@ class TemplateSpawner:
                 return
             message = json.loads(data)
             if "exited" in message:
-                fut = zygote.exit_future(int(message["exited"]))
+                pid = int(message["exited"])
+                fut = zygote.exit_future(pid)
                 if not fut.done():
                     fut.set_result(int(message["status"]))
+                if pid in zygote.unwanted:
+                    zygote.unwanted.discard(pid)
+                    zygote.exits.pop(pid, None)
             elif "id" in message:
                 pending = zygote.pending.pop(int(message["id"]), None)
                 if pending is not None and not pending.done():
@@ -238,6 +244,7 @@ class TemplateSpawner:
 async def wait_forked_exit(pid: int, zygote: _Zygote) -> int:
     """Wait for a forked worker to exit; returns its exit code in `returncode` form (-signal)."""
     loop = asyncio.get_running_loop()
+    report = zygote.exit_future(pid)
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
@@ -252,10 +259,13 @@ async def wait_forked_exit(pid: int, zygote: _Zygote) -> int:
         loop.add_reader(pidfd, exited)
         try:
             await gone
+            status = None if report.done() else _zombie_status(pid, pidfd)
         finally:
             loop.remove_reader(pidfd)
             os.close(pidfd)
-    report = zygote.exit_future(pid)
+        if status is not None:  # the template's report is dropped when it comes
+            zygote.unwanted.add(pid)
+            return os.waitstatus_to_exitcode(status)
     try:
         status = await asyncio.wait_for(asyncio.shield(report), EXIT_REPORT_TIMEOUT_S)
     except TimeoutError:  # the template died with its report: the worker is gone all the same
@@ -263,3 +273,24 @@ async def wait_forked_exit(pid: int, zygote: _Zygote) -> int:
     finally:
         zygote.exits.pop(pid, None)
     return os.waitstatus_to_exitcode(status)
+
+
+def _zombie_status(pid: int, pidfd: int) -> int | None:
+    """The wait status of an exited worker its template has not reaped yet, from /proc (`stat`
+    field 52, `exit_code`): a respawn then need not wait for the template's turn on a busy CPU to
+    hear it. Checked against the pidfd afterwards: if the worker was reaped meanwhile, the pid (and
+    the `stat` just read) may already be another process's, so None, and the report is awaited.
+    A clean exit (0) is left to the report too: that is also what the field reads when the
+    kernel does not let us see it, and a clean exit is no respawn to hurry."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    if len(fields) < 50 or fields[0] != b"Z":
+        return None
+    try:
+        signal.pidfd_send_signal(pidfd, 0)  # a zombie takes signals; a reaped process does not
+    except ProcessLookupError:
+        return None
+    return int(fields[49]) or None  # 0: a clean exit, or a kernel that hides the field: ask the report

@@ -26,6 +26,7 @@ import array
 import contextlib
 import ctypes
 import json
+import mmap
 import os
 import random
 import runpy
@@ -46,9 +47,15 @@ def _send(sock: socket.socket, message: dict[str, Any]) -> None:
         sock.send(json.dumps(message).encode())
 
 
+# One request per datagram, received into one reused buffer (recvmsg maps and frees a fresh 1 MiB
+# each time); anonymous memory, so only the pages a request fills are ever touched.
+_BUFFER = mmap.mmap(-1, 1 << 20)
+
+
 def _receive(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
     fds = array.array("i")
-    data, ancdata, _flags, _addr = sock.recvmsg(1 << 20, socket.CMSG_SPACE(2 * fds.itemsize))
+    size, ancdata, _flags, _addr = sock.recvmsg_into([_BUFFER], socket.CMSG_SPACE(2 * fds.itemsize))
+    data = _BUFFER[:size]
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])

@@ -1,8 +1,8 @@
 -- Named queries of the lease keeper (manager/leases.py) and the worker fence (workers/lease.py).
 -- Each block: `-- name: <name>`, a description line, then the statement.
 
--- name: renew_leases
--- One statement per tick: upsert this manager's row (liveness, its session, its workers' statuses) and extend the leases it holds at the epochs it holds.
+-- name: lease_tick
+-- The keeper's whole tick at rest in one round trip: upsert this manager's row (liveness, its session, its workers' statuses), extend the leases it holds at the epochs it holds, take its pending commands, and read every manager and lease. One statement sees one snapshot, taken before its own writes, so this manager's row and the leases it extended come from the writes' RETURNING.
 WITH me AS (
   INSERT INTO managers AS m (id, host, pid, labels, api_url, workers, statuses, backend_pid, backend_start, heartbeat_at)
   VALUES (%(id)s, %(host)s, %(pid)s, %(labels)s, %(api_url)s, %(workers)s, %(statuses)s, pg_backend_pid(),
@@ -11,25 +11,41 @@ WITH me AS (
     labels = EXCLUDED.labels, api_url = EXCLUDED.api_url, workers = EXCLUDED.workers,
     statuses = EXCLUDED.statuses, backend_pid = EXCLUDED.backend_pid,
     backend_start = EXCLUDED.backend_start, heartbeat_at = EXCLUDED.heartbeat_at
+  RETURNING m.id, m.host, m.pid, m.labels, m.api_url, m.workers, m.statuses
+), renewed AS (
+  UPDATE worker_leases SET expires_at = clock_timestamp() + make_interval(secs => %(ttl)s)
+  WHERE owner = %(id)s
+    AND (worker_name, epoch) IN (SELECT * FROM unnest(%(names)s::text[], %(epochs)s::bigint[]))
+  RETURNING worker_name, expires_at
+), commands AS (
+  UPDATE worker_commands SET done_at = clock_timestamp()
+  WHERE target = %(id)s AND done_at IS NULL
+  RETURNING worker_name, action
 )
-UPDATE worker_leases SET expires_at = clock_timestamp() + make_interval(secs => %(ttl)s)
-WHERE owner = %(id)s
-  AND (worker_name, epoch) IN (SELECT * FROM unnest(%(names)s::text[], %(epochs)s::bigint[]))
-RETURNING worker_name;
+SELECT
+  (SELECT coalesce(json_agg(worker_name), '[]') FROM renewed) AS renewed,
+  (SELECT json_agg(f) FROM (
+     SELECT id, host, pid, labels, api_url, workers, statuses, true AS fresh, true AS connected FROM me
+     UNION ALL
+     SELECT m.id, m.host, m.pid, m.labels, m.api_url, m.workers, m.statuses,
+            m.heartbeat_at > clock_timestamp() - make_interval(secs => %(ttl)s),
+            EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = m.backend_pid AND a.backend_start = m.backend_start)
+     FROM managers m WHERE m.id <> %(id)s
+  ) f) AS managers,
+  (SELECT coalesce(json_agg(f), '[]') FROM (
+     SELECT l.worker_name, l.owner, l.host, l.pid, l.epoch,
+            extract(epoch FROM coalesce(r.expires_at, l.expires_at) - clock_timestamp())::float8 AS expires_in_s
+     FROM worker_leases l LEFT JOIN renewed r USING (worker_name)
+  ) f) AS leases,
+  (SELECT coalesce(json_agg(json_build_array(worker_name, action)), '[]') FROM commands) AS commands;
 
 -- name: fleet_managers
--- Every manager row: fresh = renewed within the TTL; connected = its renewing session still exists.
+-- Every manager row (`run-worker` reads it; the keeper reads it within lease_tick): fresh = renewed within the TTL; connected = its renewing session still exists.
 SELECT m.id, m.host, m.pid, m.labels, m.api_url, m.workers, m.statuses,
        m.heartbeat_at > clock_timestamp() - make_interval(secs => %(ttl)s) AS fresh,
        EXISTS (SELECT 1 FROM pg_stat_activity a
                WHERE a.pid = m.backend_pid AND a.backend_start = m.backend_start) AS connected
 FROM managers m;
-
--- name: fleet_leases
--- Every lease with its remaining time on the database clock (<= 0: expired or released).
-SELECT worker_name, owner, host, pid, epoch,
-       extract(epoch FROM expires_at - clock_timestamp())::float8 AS expires_in_s
-FROM worker_leases;
 
 -- name: acquire_leases
 -- Takes each named worker whose lease is free (expired, released, or its owner's session is gone), bumping the epoch; returns what it got.
@@ -64,12 +80,6 @@ SELECT pg_notify('worker_leases', 'joined:' || %(id)s);
 -- An operator action for the manager that runs the worker; NOTIFY wakes it.
 WITH c AS (INSERT INTO worker_commands (worker_name, action, target) VALUES (%(name)s, %(action)s, %(target)s))
 SELECT pg_notify('worker_commands', %(target)s);
-
--- name: take_worker_commands
--- The pending commands addressed to this manager, marked done as they are taken.
-UPDATE worker_commands SET done_at = clock_timestamp()
-WHERE target = %(id)s AND done_at IS NULL
-RETURNING worker_name, action;
 
 -- name: check_worker_lease
 -- The fence: inside the worker's transaction, refuse (SQLSTATE WL001) unless it holds the current epoch.

@@ -5,36 +5,65 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import Iterator
+from email.utils import formatdate
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.server import ServerState
 
 from manager.errors import ManagerError
 
 DRAIN_S = 3.0  # how long open requests may take to finish at shutdown
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own signal handling (the manager owns SIGTERM/SIGINT), and without its
-    10-per-second tick: at rest it wakes once a second (the Date header) and `exit()` wakes it."""
+class _DatedHeaders(ServerState):
+    """uvicorn's per-server state, with the Date header made when a response asks for it (at most
+    once a second) instead of by a tick that wakes the server every second to rewrite it."""
 
-    _exit_requested: asyncio.Event | None = None
+    def __init__(self, extra_headers: list[tuple[bytes, bytes]]) -> None:
+        self._extra = extra_headers
+        self._second = -1
+        self._headers: list[tuple[bytes, bytes]] = []
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def default_headers(self) -> list[tuple[bytes, bytes]]:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._headers = [(b"date", formatdate(now, usegmt=True).encode()), *self._extra]
+        return self._headers
+
+    @default_headers.setter
+    def default_headers(self, _value: list[tuple[bytes, bytes]]) -> None:
+        """uvicorn's own writes (at start and in `on_tick`): the getter is always fresher."""
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handling (the manager owns SIGTERM/SIGINT) and without its
+    10-per-second tick: at rest it sleeps until `exit()` (the Date header is made per response)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._exit_requested = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self.server_state = _DatedHeaders(self.config.encoded_headers)  # loaded by now: its headers
+        await super().startup(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
 
     async def main_loop(self) -> None:
-        self._exit_requested = asyncio.Event()
-        while not await self.on_tick(0):  # tick 0: refresh the Date header, check should_exit
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._exit_requested.wait(), 1.0)
+        if not self.should_exit:
+            await self._exit_requested.wait()
 
     def exit(self) -> None:
         self.should_exit = True
-        if self._exit_requested is not None:
-            self._exit_requested.set()
+        self._exit_requested.set()
 
 
 def bind_api_socket(host: str, port: int) -> socket.socket:
@@ -73,6 +102,7 @@ class HttpServer:
                 log_level="warning",
                 access_log=False,
                 lifespan="off",
+                ws="none",  # no WebSocket routes: the websockets package is not even imported
                 timeout_graceful_shutdown=int(DRAIN_S),
             )
         )

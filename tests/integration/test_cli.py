@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,20 @@ def test_flags_settings_and_status_commands(boot_manager, tmp_path: Path):
     parsed = json.loads(raw.stdout)
     assert raw.returncode == 0 and [w["name"] for w in parsed] == ["counter"]
     assert parsed[0]["state"] == "running" and parsed[0]["restartCount"] == 0
+
+    # `status | head` when the reader has already gone: a quiet end, as a C tool's, no traceback
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    piped = subprocess.run(
+        [sys.executable, "-m", "manager", "status", "--config", cfg],
+        cwd=ROOT,
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+    os.close(write_end)
+    assert piped.returncode == 141 and piped.stderr == "", piped.stderr
 
 
 def test_status_without_a_manager_says_so(tmp_path: Path):

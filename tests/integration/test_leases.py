@@ -222,5 +222,9 @@ def test_a_frozen_managers_worker_is_fenced_and_a_terminated_managers_worker_mov
     assert not pid_alive(first_pid)
     terminate_together([first, second])
     audit = assert_instances_never_overlap(first, ["solo"])
-    assert [r[2] for r in audit] == [stale_pid, first_pid, audit[2][2]]  # frozen copy, taken over, handed back
-    assert "its process was reaped" in audit[0][6]  # the frozen manager reaped its fenced copy after waking
+    # From the frozen copy on: it, the copy taken over, the copy handed back. (Under heavy load the first
+    # manager may have replaced its worker before the test read its pid: earlier rows are not the point.)
+    pids = [r[2] for r in audit]
+    since_frozen = audit[pids.index(stale_pid) :]
+    assert [r[2] for r in since_frozen] == [stale_pid, first_pid, since_frozen[2][2]]
+    assert "its process was reaped" in since_frozen[0][6]  # the frozen manager reaped its fenced copy after waking

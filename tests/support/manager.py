@@ -87,7 +87,8 @@ class ManagerHandle:
 
     # ---- lifecycle ----------------------------------------------------------------------
 
-    def start(self, timeout: float = 30) -> ManagerHandle:
+    def start(self, timeout: float = 30, *, wait: bool = True) -> ManagerHandle:
+        """Launch the manager; with `wait`, return once its /healthz answers (else see `wait_ready`)."""
         timeout = self.start_timeout or timeout
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -98,8 +99,12 @@ class ManagerHandle:
             stderr=subprocess.STDOUT,
             start_new_session=self.new_session,
         )
-        wait_for(self._answers, timeout, 0.05, "the manager's /healthz")
+        if wait:
+            self.wait_ready(timeout)
         return self
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        wait_for(self._answers, timeout, 0.05, "the manager's /healthz")
 
     def _answers(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
