@@ -1,5 +1,5 @@
 -- Named queries of the search worker (workers/search.py) and of GET /api/search
--- (workers/search_query.py). Each block: `-- name: <name>`, a description line, then the statement.
+-- (workers/search/query.py). Each block: `-- name: <name>`, a description line, then the statement.
 -- Schema and the SQL functions used here: migrations/0006_search.sql.
 
 -- name: changed_posts
