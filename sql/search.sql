@@ -1,4 +1,4 @@
--- Named queries of the search worker (workers/search.py) and of GET /api/search
+-- Named queries of the search worker (workers/search/worker.py) and of GET /api/search
 -- (workers/search/query.py). Each block: `-- name: <name>`, a description line, then the statement.
 -- Schema and the SQL functions used here: migrations/0006_search.sql.
 
