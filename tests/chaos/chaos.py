@@ -58,7 +58,8 @@ PG_DOWN_S = 3.0
 class Figures:
     seconds: float
     kills: int = 0
-    worker_restarts: int = 0
+    worker_restarts: int = 0  # restartCount: crash restarts (a kill met by a lost lease restarts as a new start)
+    new_processes: int = 0  # worker processes seen replacing an earlier one, whatever the path
     pg_restarts: list[float] = field(default_factory=list)  # seconds unreachable, each
     recoveries: list[float] = field(default_factory=list)  # kill → healthy again, seconds
     settled_after_s: float = 0.0
@@ -73,7 +74,7 @@ class Figures:
         rec = self.recoveries
         return [
             f"chaos: {self.seconds:.0f} s, a worker SIGKILLed every {KILL_EVERY_S:g} s",
-            f"kills: {self.kills}; worker restarts: {self.worker_restarts}",
+            f"kills: {self.kills}; worker restarts: {self.worker_restarts}; new processes: {self.new_processes}",
             f"postgres restarts: {len(self.pg_restarts)} (down {', '.join(f'{d:.1f}' for d in self.pg_restarts)} s)",
             f"recovery (kill to healthy again): n={len(rec)} p50 {percentile(rec, 50):.2f} s,"
             f" p99 {percentile(rec, 99):.2f} s, max {max(rec, default=float('nan')):.2f} s",
@@ -178,8 +179,16 @@ def wreak(
     restarter: threading.Thread | None = None
     next_kill = start + KILL_EVERY_S
     next_watch = start
+    pids: dict[str, set[int]] = {}  # every worker process seen running, per worker
+
+    def seen(status: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for w in status:
+            if w["pid"]:
+                pids.setdefault(w["name"], set()).add(w["pid"])
+        return status
+
     while (now := time.monotonic()) < end:
-        status = chaos.status()
+        status = seen(chaos.status())
         recoveries.observe(status, now)
         if now >= next_watch:
             watch.add_family(chaos.proc.pid)
@@ -206,7 +215,7 @@ def wreak(
     say(f"chaos: {figures.kills} kills; waiting for every worker to be healthy again")
 
     def recovered() -> list[dict[str, Any]] | None:
-        status = chaos.status()
+        status = seen(chaos.status())
         recoveries.observe(status, time.monotonic())
         return status if not recoveries.pending and _all_healthy(chaos) else None
 
@@ -215,7 +224,8 @@ def wreak(
     watch.add_family(chaos.proc.pid)
     figures.unhealthy = _unhealthy(chaos) + [f"{name} not recovered since its kill" for name in recoveries.pending]
     figures.recoveries = recoveries.times
-    figures.worker_restarts = sum(w["restartCount"] for w in chaos.status())
+    figures.worker_restarts = sum(w["restartCount"] for w in seen(chaos.status()))
+    figures.new_processes = sum(len(p) - 1 for p in pids.values())
     return figures
 
 
