@@ -124,7 +124,8 @@ class HealthEngine:
         if self._listener is None or not self._listener.connected or self.last_sweep_error is not None:
             return  # cannot hear the announcements: poll
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._due.wait(), self._next_deadline_s())
+            async with asyncio.timeout(self._next_deadline_s()):  # not wait_for: see manager/listen.py
+                await self._due.wait()
         self._due.clear()
 
     def _next_deadline_s(self) -> float:

@@ -224,7 +224,8 @@ class Alerts:
             except Exception as exc:  # alerting must never take anything else down
                 log.warning("alert evaluation failed: %r", exc)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval_s)
+                async with asyncio.timeout(self._interval_s):  # not wait_for: see manager/listen.py
+                    await self._wake.wait()
             self._wake.clear()
 
     def evaluate(self) -> list[Alert]:

@@ -154,7 +154,8 @@ class LeaseKeeper:
             timeout = min(self.ttl_s / 3, max(0.0, self._valid_until - time.monotonic()))
             timeout = min(timeout, self._next_expiry_s())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(timeout, 0.01))
+                async with asyncio.timeout(max(timeout, 0.01)):  # not wait_for: see manager/listen.py
+                    await self._wake.wait()
             self._wake.clear()
             if self.held and time.monotonic() >= self._valid_until:
                 self._lose(list(self.held), "not renewed within lease_ttl_s")

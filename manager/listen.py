@@ -131,7 +131,11 @@ async def _readable(fd: int, timeout_s: float | None) -> bool:
 
     loop.add_reader(fd, wake)
     try:
-        await asyncio.wait_for(ready, timeout_s)
+        # asyncio.timeout, not wait_for, here and in every loop that is stopped by cancelling it: on
+        # Python 3.11, wait_for returns normally when its awaitable completes in the same loop turn
+        # as the cancel, so the cancel is lost and the loop (and whoever awaits it) runs on forever.
+        async with asyncio.timeout(timeout_s):
+            await ready
         return True
     except TimeoutError:
         return False

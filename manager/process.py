@@ -278,7 +278,8 @@ class ChildProcess:
         if self.running:
             self.signal_group(signal.SIGTERM)
             try:
-                return await asyncio.wait_for(asyncio.shield(self.exited), timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    return await asyncio.shield(self.exited)
             except TimeoutError:
                 self.killed_after_timeout = True
                 self.signal_group(signal.SIGKILL)

@@ -67,7 +67,8 @@ class QueuedWriter(Generic[Record]):
         if self._task is None:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout=flush_s)
+            async with asyncio.timeout(flush_s):
+                await self._idle.wait()
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task

@@ -248,7 +248,8 @@ class WorkerRunner:
     async def _wait_for_intent(self, timeout_s: float | None = None) -> bool:
         """Sleep until someone changes our intent (True) or the timeout passes (False)."""
         try:
-            await asyncio.wait_for(self._wake.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):  # not wait_for: see manager/listen.py
+                await self._wake.wait()
             return True
         except TimeoutError:
             return False

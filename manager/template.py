@@ -132,7 +132,8 @@ class TemplateSpawner:
         ours.setblocking(False)
         loop = asyncio.get_running_loop()
         try:
-            hello = json.loads(await asyncio.wait_for(loop.sock_recv(ours, 1 << 16), READY_TIMEOUT_S))
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                hello = json.loads(await loop.sock_recv(ours, 1 << 16))
         except (TimeoutError, OSError, ValueError) as exc:
             ours.close()
             proc.kill()
@@ -203,7 +204,8 @@ class TemplateSpawner:
         if self._starting is None or self._starting.done():
             self._starting = asyncio.ensure_future(self._start_zygote())
         try:
-            return await asyncio.wait_for(asyncio.shield(self._starting), START_WAIT_S)
+            async with asyncio.timeout(START_WAIT_S):
+                return await asyncio.shield(self._starting)
         except TimeoutError:
             raise TemplateUnavailable("the worker template is still starting") from None
 
@@ -230,7 +232,8 @@ class TemplateSpawner:
                     zygote.pending.pop(request_id, None)
                     self._close(zygote)
                     raise TemplateUnavailable(f"the worker template is gone: {exc}") from None
-            pid = await asyncio.wait_for(fut, SPAWN_TIMEOUT_S)
+            async with asyncio.timeout(SPAWN_TIMEOUT_S):
+                pid = await fut
         except BaseException:
             for fd in (out_r, err_r):
                 os.close(fd)
@@ -267,7 +270,8 @@ async def wait_forked_exit(pid: int, zygote: _Zygote) -> int:
             zygote.unwanted.add(pid)
             return os.waitstatus_to_exitcode(status)
     try:
-        status = await asyncio.wait_for(asyncio.shield(report), EXIT_REPORT_TIMEOUT_S)
+        async with asyncio.timeout(EXIT_REPORT_TIMEOUT_S):
+            status = await asyncio.shield(report)
     except TimeoutError:  # the template died with its report: the worker is gone all the same
         return -9
     finally:

@@ -113,4 +113,5 @@ class HttpServer:
             return
         self._server.exit()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._task, timeout=DRAIN_S + 1)
+            async with asyncio.timeout(DRAIN_S + 1):
+                await self._task

@@ -42,7 +42,8 @@ async def worker_detail(
     detail["errors"], detail["events"], detail["settings"] = [], [], {}
     try:
         # from memory when the database is slow or away: a detail page must not hang on it
-        history = await asyncio.wait_for(store.worker_history(name), HISTORY_TIMEOUT_S)
+        async with asyncio.timeout(HISTORY_TIMEOUT_S):
+            history = await store.worker_history(name)
         detail["errors"] = [{**row, "message": view.scrub(name, row["message"])} for row in history["errors"]]
         detail["events"] = history["events"]
         detail["settings"] = mask_secrets(history["settings"])
