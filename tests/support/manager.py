@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -37,9 +38,29 @@ FAST_HEALDEC = {
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on, below the kernel's ephemeral range: a port the kernel
+    handed out (bind to port 0) is free again once released, and the next `--port 0` stand-in or
+    outgoing connection may get it before the manager binds it (a devnet run once lost its API port
+    to anvil that way). Ports outside that range are only ever taken on purpose."""
+    low = _ephemeral_low()
+    rng = random.Random()
+    for _ in range(500):  # bounded: a busy range ends in an error, not a hang
+        port = rng.randrange(max(1024, low - 20_000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port found below {low}")
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def example_worker(**overrides: Any) -> dict[str, Any]:
