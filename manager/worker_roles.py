@@ -89,8 +89,11 @@ MODULE_WRITES: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# What managers booting together on one server (roles are server-wide) get when they create or
-# alter the same role at the same moment: the loser's transaction is retried.
+# Managers booting together on one database take turns (this advisory lock, held until each role's
+# transaction ends): three at once otherwise kept colliding on the same catalog rows until a retry
+# budget ran out. Roles are server-wide, so managers of other databases on the same server can still
+# meet; what they get when they create or alter the same role at the same moment is retried.
+SERIALIZE = "SELECT pg_advisory_xact_lock(hashtext('wm_worker_roles'))"
 RACES = (
     psycopg.errors.UniqueViolation,  # CREATE ROLE of a role another session just created
     psycopg.errors.DuplicateObject,
@@ -157,7 +160,9 @@ def provision(
         return None
     superuser = bool(row[0])
     if any(spec.module == "workers.ai" for spec in workers.values()):
-        conn.execute("SELECT ai_install_schema()")  # its tables must exist to be granted (no-op without pgvector)
+        with conn.transaction():  # its tables must exist to be granted (no-op without pgvector)
+            conn.execute(SERIALIZE)
+            conn.execute("SELECT ai_install_schema()")
     params = conninfo_to_dict(database_url)
     manager_password = params.get("password")
     refused = [] if refused is None else refused  # roles this user may not manage, for the boot log
@@ -171,6 +176,7 @@ def provision(
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 with conn.transaction():
+                    conn.execute(SERIALIZE)
                     _grant(conn, role, password, tables, superuser)
                 urls[name] = make_conninfo(database_url, user=role, password=password)
                 break
