@@ -227,7 +227,7 @@ class TheManager(Peer):
                     cmdline = f.read().decode(errors="replace")
             except OSError:
                 return False
-            own = any(o in cmdline for o in ("manager.zygote", "manager/guardian.py"))
+            own = any(o in cmdline for o in ("manager.zygote", "manager/guardian.sh"))
             if not own and "-m\0manager\0" in cmdline:
                 return False  # forked by the manager, not yet exec'd: ask again next time
             self._own[pid] = own
