@@ -56,7 +56,15 @@ def test_a_closed_pipe_ends_every_known_group_and_only_those(groups):
     stubborn = groups("trap '' TERM; sleep 300 & wait")  # only SIGKILL ends it
     forgotten = groups("sleep 300")
     guardian = _guardian(
-        [f"+{plain.pid}", f"+{stubborn.pid}", f"+{forgotten.pid}", f"-{forgotten.pid}", "+12x", "hello", f"+{plain.pid}"]
+        [
+            f"+{plain.pid}",
+            f"+{stubborn.pid}",
+            f"+{forgotten.pid}",
+            f"-{forgotten.pid}",
+            "+12x",
+            "hello",
+            f"+{plain.pid}",
+        ]
     )
     assert guardian.wait(5) == 0
     assert not _alive(plain) and plain.returncode == -15  # SIGTERM first
