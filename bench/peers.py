@@ -228,8 +228,8 @@ class TheManager(Peer):
             except OSError:
                 return False
             own = any(o in cmdline for o in ("manager.zygote", "manager/guardian.sh"))
-            if not own and "-m\0manager\0" in cmdline:
-                return False  # forked by the manager, not yet exec'd: ask again next time
+            if not own and (not cmdline or "-m\0manager\0" in cmdline):
+                return False  # forked by the manager, not yet exec'd (or mid-exec: empty): ask again next time
             self._own[pid] = own
         return self._own[pid]
 
