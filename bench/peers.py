@@ -5,10 +5,15 @@ Every supervisor runs the same quiet Python child (`python -m bench.quiet_child`
 `BENCH_PEERS_N=7,50`). Figures, each the same way for every supervisor:
 
 - start all: launch of the supervisor → all N children running (the manager's database is
-  started beforehand and excluded);
+  started beforehand and excluded; it is empty, so the manager's boot applies every migration);
+- start all, migrated database (manager only): the same on a database migrated beforehand
+  (`python -m manager migrate`), as every boot but a first install finds it;
 - respawn after SIGKILL: kill a child → a new child running, median of KILLS;
 - idle CPU: the supervisor's processes over IDLE_S seconds at rest (manager + guardian + template);
-- RSS: the supervisor's own processes (the manager's row adds guardian and template);
+- RSS: the supervisor's own processes (the manager's row adds guardian and template), summed;
+- PSS: the same processes' proportional set size (a page shared by k processes counts 1/k in each,
+  so libpython's pages, shared by the manager, its template and the workers forked from it, are
+  not counted once per process as in the RSS sum; PM2's node shares little with its children);
 - status CLI: wall time of the supervisor's own status command, median of 7;
 - orphans: SIGKILL the supervisor process alone, wait 2 s, count children still alive;
 - kill → first heartbeat of the ethereum worker (manager only, exec vs template; bench.first_heartbeat;
@@ -68,6 +73,8 @@ class Figures:
     respawn_ms: list[float] = field(default_factory=list)
     cpu_pct: float = 0.0
     rss_mb: float = 0.0
+    pss_mb: float = 0.0
+    start_migrated_s: float | None = None
     status_ms: list[float] = field(default_factory=list)
     orphans: int = 0
     n: int = 0
@@ -227,9 +234,9 @@ class TheManager(Peer):
                     cmdline = f.read().decode(errors="replace")
             except OSError:
                 return False
-            own = any(o in cmdline for o in ("manager.zygote", "manager/guardian.py"))
-            if not own and "-m\0manager\0" in cmdline:
-                return False  # forked by the manager, not yet exec'd: ask again next time
+            own = any(o in cmdline for o in ("manager.zygote", "manager/guardian.sh"))
+            if not own and (not cmdline or "-m\0manager\0" in cmdline):
+                return False  # forked by the manager, not yet exec'd (or mid-exec: empty): ask again next time
             self._own[pid] = own
         return self._own[pid]
 
@@ -277,6 +284,7 @@ def measure(peer: Peer) -> Figures:
     )
     fig.cpu_pct = used / IDLE_S * 100
     fig.rss_mb = sum(p.memory_info().rss for p in procs) / 2**20
+    fig.pss_mb = sum(p.memory_full_info().pss for p in procs) / 2**20
     env = getattr(peer, "env", None)
     for _ in range(7):
         t0 = time.perf_counter()
@@ -292,6 +300,26 @@ def measure(peer: Peer) -> Figures:
     return fig
 
 
+def start_only(peer: Peer) -> float:
+    """Launch → all children running, then stop (the start-all figure alone)."""
+    started = time.perf_counter()
+    peer.launch()
+    try:
+        wait_for(lambda: _all_children(peer), 120, 0.002, f"{peer.name}: all children running")
+        return time.perf_counter() - started
+    finally:
+        peer.shutdown()
+
+
+def migrate(url: str) -> None:
+    import psycopg
+
+    from sql import apply_migrations
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        apply_migrations(conn)
+
+
 def _row(label: str, values: dict[str, Any], fmt: Callable[[Any], str], peers: list[str]) -> list[str]:
     best = min((values[p] for p in peers if p in values), default=None)
     cells = [fmt(values[name]) if name in values else "-" for name in values]
@@ -301,6 +329,18 @@ def _row(label: str, values: dict[str, Any], fmt: Callable[[Any], str], peers: l
     elif "manager" in values and best == 0:
         ratio = "best peer is 0"
     return [label, *cells, ratio]
+
+
+def _migrated_row(results: dict[str, Figures], names: list[str], peers: list[str]) -> list[str]:
+    """Start all on a migrated database: the manager's cells only (the peers have no database),
+    its ratio against the best peer's start all."""
+    cells = [
+        f"{f.start_migrated_s:.2f}" if (f := results[name]).start_migrated_s is not None else "-" for name in names
+    ]
+    best = min(results[p].start_s for p in peers if p in results)
+    mine = results["manager"].start_migrated_s if "manager" in results else None
+    ratio = f"{mine / best:.2f}x best peer" if mine is not None and best else ""
+    return ["start all, migrated database, s", *cells, ratio]
 
 
 def run(n: int, admin_url: str, tmp: Path, heartbeat_ms: dict[str, float] | None = None) -> str:
@@ -325,6 +365,11 @@ def run(n: int, admin_url: str, tmp: Path, heartbeat_ms: dict[str, float] | None
                 results[label] = measure(peer)
             finally:
                 peer.shutdown()
+        with fresh_database(admin_url) as url:
+            migrate(url)
+            workdir = tmp / f"manager-{n}-{template}-migrated"
+            workdir.mkdir()
+            results[label].start_migrated_s = start_only(TheManager(n, workdir, url, template))
     names = list(results)
     peers = ["supervisord", "circus", "PM2"]
 
@@ -340,8 +385,10 @@ def run(n: int, admin_url: str, tmp: Path, heartbeat_ms: dict[str, float] | None
         ),
         _row("idle CPU, % of a core", values(lambda f: f.cpu_pct), "{:.2f}".format, peers),
         _row("supervisor RSS, MiB", values(lambda f: f.rss_mb), "{:.0f}".format, peers),
+        _row("supervisor PSS, MiB", values(lambda f: f.pss_mb), "{:.0f}".format, peers),
         _row("status CLI, median ms", values(lambda f: statistics.median(f.status_ms)), "{:.0f}".format, peers),
         _row("start all, s", values(lambda f: f.start_s), "{:.2f}".format, peers),
+        _migrated_row(results, names, peers),
         _row(f"orphans after SIGKILL (of {n})", values(lambda f: f.orphans), "{:.0f}".format, peers),
     ]
     if heartbeat_ms:  # no peer measures it: the ratio is the template path against exec

@@ -103,7 +103,8 @@ class HealthEngine:
         self._status_json = None
 
     async def start(self) -> None:
-        await self.sweep()
+        """The first sweep runs in the sweep task, not here: at boot no worker runs yet, and the
+        workers' spawn (the next parts to start) need not wait for its queries and pruning."""
         if self._listener is not None:
             await self._listener.start()
         self._task = asyncio.create_task(self._sweep_forever(), name="healdec-sweep")
@@ -141,9 +142,12 @@ class HealthEngine:
         return max(soonest, 0.0)
 
     async def _sweep_forever(self) -> None:
+        first = True
         while True:
-            await asyncio.sleep(self._interval_s)  # at most one sweep per interval
-            await self._until_due()
+            if not first:
+                await asyncio.sleep(self._interval_s)  # at most one sweep per interval
+                await self._until_due()
+            first = False
             try:
                 await self.sweep()
             except Exception as exc:  # a failed sweep keeps the last facts; report, go on

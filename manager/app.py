@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from typing import Any
 
@@ -88,7 +87,6 @@ class Manager:
         self.worker_database_urls: dict[str, str] = {}  # set at boot by manager.worker_roles
         self.started_monotonic = time.monotonic()
         self._stopping = asyncio.Event()
-        self.http_imports: threading.Thread | None = None  # see _import_http
         self.template: TemplateSpawner | None = None  # given when prestarted (run_manager)
 
     def say(self, text: str) -> None:
@@ -150,8 +148,8 @@ class Manager:
             await parts.start("leases", keeper)
             me = keeper.identity
             self.say(f"manager {me.id} on {me.host} holds {len(keeper.held)} of {len(config.workers)} worker leases")
-            if self.http_imports is not None:  # the workers are placed and spawned meanwhile
-                await asyncio.to_thread(self.http_imports.join)
+            # The workers are placed and spawned: now the HTTP stack (see _import_http).
+            await asyncio.to_thread(_import_http, bool(config.alerts.webhooks))
             from manager.auth import Auth  # FastAPI: not before the import thread is done (its import lock)
             from manager.http import Services, create_app
             from manager.http.server import HttpServer
@@ -186,9 +184,13 @@ def worker_template(config: Config) -> TemplateSpawner | None:
 
 def _import_http(alerts: bool) -> None:
     """FastAPI, uvicorn and the routes (and httpx for alert webhooks) are about half of the boot's
-    imports: importing them in a thread while the database is checked and migrated and the worker
-    template starts (I/O and another process: the GIL is free) takes them off the boot's critical
-    path. Importing them again later is a lookup."""
+    imports. They are imported once the workers are spawned, in a thread (the event loop keeps
+    supervising meanwhile). Not earlier, overlapping the database check and the parts' start: that
+    looked free (I/O, another process) but is not. The importing thread holds the GIL for up to
+    the switch interval (5 ms) each time the main thread wakes from a database round trip, and the
+    boot makes a few dozen of them; on a 2-core machine the first spawn came ~0.25 s later that
+    way (launch to 7 quiet children running, pre-migrated database, alternating runs at load 2: about
+    1.3 s against about 1.0 s)."""
     import manager.auth
     import manager.http
     import manager.http.server  # noqa: F401
@@ -204,10 +206,6 @@ def _manager_line(text: str) -> LogLine:
 def run_manager(config: Config, *, devnet: bool = False, log_format: str = "text") -> int:
     """Boot and run until SIGTERM/SIGINT. Returns the exit code."""
     logging.basicConfig(level=logging.WARNING, format="[manager] %(levelname)s %(message)s", stream=sys.stdout)
-    http_imports = threading.Thread(
-        target=_import_http, args=(bool(config.alerts.webhooks),), name="import-http", daemon=True
-    )
-    http_imports.start()
     echo = OutputEcho(log_format)
 
     def say(text: str) -> None:
@@ -228,7 +226,7 @@ def run_manager(config: Config, *, devnet: bool = False, log_format: str = "text
         url = prepare_database(config, say)
         say(f"database: {redact_url(url)}")
         manager = Manager(config, url, log_format=log_format, extra_env=extra_env)
-        manager.http_imports, manager.template = http_imports, template
+        manager.template = template
         manager.worker_database_urls = worker_database_urls(config, url, say)
         asyncio.run(manager.run())
     finally:

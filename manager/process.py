@@ -26,9 +26,9 @@ _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") el
 
 _SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 
-# The guardian needs only the standard library: run as a script without site-packages (-I -S),
-# it starts quicker and stays about 2.5 MB smaller than `python -m manager.guardian`.
-GUARDIAN_ARGV = [sys.executable, "-I", "-S", str(Path(__file__).with_name("guardian.py"))]
+# The guardian is a POSIX shell script: its job (read lines, signal groups) needs no Python, and
+# /bin/sh (dash) holds it in about 1 MiB resident against about 8.5 MiB for `python -I -S`.
+GUARDIAN_ARGV = ["/bin/sh", str(Path(__file__).with_name("guardian.sh"))]
 
 LineSink = Callable[[str, str], None]  # (stream, line) with stream "stdout" | "stderr"
 
@@ -72,7 +72,7 @@ class ExitStatus:
 
 
 class GuardianLink:
-    """Keeps the orphan guardian (manager.guardian) informed of every worker's process group.
+    """Keeps the orphan guardian (manager/guardian.sh) informed of every worker's process group.
 
     The guardian runs in its own session, so a signal to the manager's process group (a shell's
     `kill -9 -PGID`, `timeout -s KILL`, a container runtime) cannot take it down with the manager.

@@ -15,8 +15,8 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
-import json
 import logging
+import marshal
 import os
 import signal
 import socket
@@ -97,7 +97,7 @@ class TemplateSpawner:
         old, self._zygote = self._zygote, None
         if old is not None and not old.closed:
             with contextlib.suppress(OSError):
-                old.sock.send(json.dumps({"retire": True}).encode())
+                old.sock.send(marshal.dumps({"retire": True}))
             self._retired.append(old)
         if self._starting is None or self._starting.done():
             self._starting = asyncio.ensure_future(self._start_zygote())
@@ -133,7 +133,7 @@ class TemplateSpawner:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(READY_TIMEOUT_S):
-                hello = json.loads(await loop.sock_recv(ours, 1 << 16))
+                hello = marshal.loads(await loop.sock_recv(ours, 1 << 16))
         except (TimeoutError, OSError, ValueError) as exc:
             ours.close()
             proc.kill()
@@ -159,7 +159,7 @@ class TemplateSpawner:
             if not data:
                 self._close(zygote)
                 return
-            message = json.loads(data)
+            message = marshal.loads(data)
             if "exited" in message:
                 pid = int(message["exited"])
                 fut = zygote.exit_future(pid)
@@ -224,10 +224,10 @@ class TemplateSpawner:
                 request_id = self._next_id
                 fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
                 zygote.pending[request_id] = fut
-                payload = json.dumps({"id": request_id, "module": module, "env": env, "cwd": cwd or os.getcwd()})
+                payload = marshal.dumps({"id": request_id, "module": module, "env": env, "cwd": cwd or os.getcwd()})
                 fds = array.array("i", [out_w, err_w])
                 try:
-                    zygote.sock.sendmsg([payload.encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+                    zygote.sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
                 except OSError as exc:
                     zygote.pending.pop(request_id, None)
                     self._close(zygote)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
 from manager.http.deps import View
-from manager.metrics import render
 
 router = APIRouter(tags=["manager"])
 
@@ -24,4 +25,11 @@ async def healthz(view: View) -> dict[str, Any]:
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
 )
 async def metrics(request: Request) -> Response:
-    return Response(render(request.app.state.metrics), media_type="text/plain; version=0.0.4; charset=utf-8")
+    """prometheus_client (about 1.3 MiB) is imported on the first scrape, not at boot."""
+    state = request.app.state
+    if state.metrics is None:
+        metrics = await asyncio.to_thread(importlib.import_module, "manager.metrics")
+        state.metrics = state.metrics or metrics.build_registry(state.services.view.status)
+    from manager.metrics import render
+
+    return Response(render(state.metrics), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -23,7 +23,7 @@ FAMILY = {"command": ["bash", "-c", "sleep 300 & wait"], "heartbeat": False}
 
 
 def _guardian(children: list[psutil.Process]) -> int:
-    return next(p.pid for p in children if "manager/guardian.py" in " ".join(p.cmdline()))
+    return next(p.pid for p in children if "manager/guardian.sh" in " ".join(p.cmdline()))
 
 
 @pytest.mark.parametrize("how", ["process group", "manager alone", "manager, then guardian"])
