@@ -169,10 +169,7 @@ class Search:
         elif self.mode == "hybrid":
             await self._hybrid()
         elif self.mode != "tag":
-            if self.missing > 0 and self.mode in ("auto", "text"):
-                await self._text(fuzzy=False)
-            if self.mode == "fuzzy" or (self.mode == "auto" and len(self.results) < min(self.limit, FUZZY_BELOW)):
-                await self._text(fuzzy=True)
+            await self._words()
             if not self.results and self.mode == "auto" and self.embedder is not None:
                 await self._semantic(required=False)
         return {
@@ -211,6 +208,41 @@ class Search:
                 },
             )
         self.results += [_item(r, "posts", "tag") for r in rows]
+
+    async def _words(self) -> None:
+        """The exact words, then (by mode) the query widened for typos and prefixes."""
+        exact = self.mode != "fuzzy" and self.missing > 0
+        # below this many exact results the widened query adds its matches
+        widen_below = {"auto": min(self.limit, FUZZY_BELOW), "text": 0}.get(self.mode, self.limit)
+        if self.kind == "posts":
+            await self._posts_text(exact=exact, widen_below=widen_below)
+            return
+        if exact:
+            await self._text(fuzzy=False)
+        if len(self.results) < widen_below:
+            await self._text(fuzzy=True)
+
+    async def _posts_text(self, *, exact: bool, widen_below: int) -> None:
+        """Posts for the words in one statement (search_posts_text): one round trip, cached plans."""
+        rows = await self._rows(
+            _q("search_posts_text"),
+            {
+                "q": self.q,
+                "exact": exact,
+                "widen_below": widen_below,
+                "limit": self.limit,
+                "exclude": self.found,
+                "scan": SCAN_NEWEST,
+                "window": RANK_WINDOW,
+            },
+        )
+        for row in rows:
+            if row["id"] is not None:
+                self.results.append(_item(row, "posts", row["found_by"]))
+            elif row["found_by"] == "text":
+                self.notes["tsquery"] = row["query"]
+            elif self.mode != "auto" or row["query"] != self.notes["tsquery"]:
+                self.notes["widenedQuery"] = row["query"]
 
     async def _text(self, *, fuzzy: bool) -> None:
         if "tsquery" not in self.notes:
@@ -281,9 +313,7 @@ class Search:
 
     async def _hybrid(self) -> None:
         """Text (exact, then widened) and semantic lists fused by reciprocal rank."""
-        await self._text(fuzzy=False)
-        if self.missing > 0:
-            await self._text(fuzzy=True)
+        await self._words()
         lexical, self.results = self.results, []
         semantic = await self._semantic(required=False, limit=self.limit)
         fused: dict[int, dict[str, Any]] = {}
