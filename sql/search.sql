@@ -75,21 +75,18 @@ SELECT search_fold_lexemes();
 
 -- name: exact_query
 -- The tsquery for what a user typed, as typed (web-search syntax), in text form to bind into the searches;
--- how many of the newest %(scan)s posts are expected to match it; whether that is `dense` (at least
--- %(window)s: search_posts walks them); and, if it fills a page of %(limit)s without being dense, when
--- those posts begin (search_recent_since, migration 0020).
-SELECT t.q, t.expected, t.dense, search_recent_since(t.expected >= %(limit)s AND NOT t.dense, %(scan)s)
-FROM (SELECT websearch_to_tsquery('english', %(q)s)::text AS q, e.expected, e.expected >= %(window)s AS dense
-      FROM search_expected_recent(%(q)s, %(scan)s) AS e (expected) OFFSET 0) AS t;
+-- how many of the newest %(scan)s posts are expected to match it, and whether that is `dense` (at least
+-- %(window)s: search_posts walks them). search_posts_text does the same inside; this serves profiles.
+SELECT websearch_to_tsquery('english', %(q)s)::text AS q, e.expected, e.expected >= %(window)s AS dense
+FROM search_expected_recent(%(q)s, %(scan)s) AS e (expected);
 
 -- name: widened_query
 -- The fallback tsquery: unknown or rare words widened to likely corrections, the last word also as a prefix;
 -- then as for exact_query. A widened query is also walked when the whole index holds more matches than the
 -- walk visits posts: a prefix matches many lexemes, and the GIN index reads every match of each.
-SELECT t.q, t.expected, t.dense, search_recent_since(t.expected >= %(limit)s AND NOT t.dense, %(scan)s)
-FROM (SELECT w.query::text AS q, w.expected_recent AS expected,
-             w.expected_recent >= %(window)s OR w.expected_matches >= %(scan)s AS dense
-      FROM search_widen(%(q)s, %(prefix_last)s, %(scan)s) AS w OFFSET 0) AS t;
+SELECT w.query::text AS q, w.expected_recent AS expected,
+       w.expected_recent >= %(window)s OR w.expected_matches >= %(scan)s AS dense
+FROM search_widen(%(q)s, %(prefix_last)s, %(scan)s) AS w;
 
 -- name: search_posts_text
 -- A whole post search in one statement (search_posts_text, migration 0022): a row per query used (id NULL;

@@ -239,7 +239,7 @@ def test_one_statement_search_equals_its_parts(migrated_url: str, corpus: dict[s
         for found_by, name in (("text", "exact_query"), ("fuzzy", "widened_query")):
             row = conn.execute(statements[name], steering).fetchone()
             assert row is not None
-            tsquery, expected, dense, _ = row
+            tsquery, expected, dense = row
             out.append((found_by, tsquery, None, None))
             if found_by == "text" or tsquery != out[0][1]:
                 found = [r[2] for r in out if r[2] is not None]

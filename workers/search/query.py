@@ -32,7 +32,7 @@ from sql import query
 
 MODES = ("auto", "text", "fuzzy", "tag", "semantic", "hybrid")
 KINDS = ("posts", "profiles")
-SCAN_NEWEST = 5000  # posts walked newest-first before asking the GIN index (see search_posts)
+SCAN_NEWEST = 5000  # the newest posts, whose matches are ranked first (see search_posts_top, migration 0022)
 RANK_WINDOW = 1000  # matches ranked at most
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.)
 # In auto mode typos are corrected only when the exact words found fewer results than this: a
@@ -146,7 +146,6 @@ class Search:
         self.embedder, self.dims = embedder, dims
         self.results: list[dict[str, Any]] = []
         self.notes: dict[str, Any] = {}
-        self._expected: list[Any] = [None, None, None]  # exact_query's estimate, density and cutoff
         self._steering = {"q": self.q, "scan": SCAN_NEWEST, "limit": limit, "window": RANK_WINDOW}
 
     @property
@@ -182,11 +181,9 @@ class Search:
             "results": self.results,
         }
 
-    async def _rows(
-        self, statement: str | pgsql.Composed, params: dict[str, Any], prepare: bool | None = None
-    ) -> list[dict[str, Any]]:
+    async def _rows(self, statement: str | pgsql.Composed, params: dict[str, Any]) -> list[dict[str, Any]]:
         async with self.conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(statement, params, prepare=prepare)
+            await cur.execute(statement, params)
             return await cur.fetchall()
 
     async def _scalar(self, statement: str, params: dict[str, Any]) -> Any:
@@ -245,35 +242,20 @@ class Search:
                 self.notes["widenedQuery"] = row["query"]
 
     async def _text(self, *, fuzzy: bool) -> None:
+        """Profiles for the exact words, or for the widened query (few rows: every match is ranked)."""
         if "tsquery" not in self.notes:
             cur = await self.conn.execute(_q("exact_query"), self._steering)
-            self.notes["tsquery"], *self._expected = await cur.fetchone() or ("", None, None, None)
+            self.notes["tsquery"] = (await cur.fetchone() or ("",))[0]
         exact = tsquery = self.notes["tsquery"]
-        expected, dense, since = self._expected
         if fuzzy:
             cur = await self.conn.execute(_q("widened_query"), {**self._steering, "prefix_last": True})
-            tsquery, expected, dense, since = await cur.fetchone() or ("", None, None, None)
+            tsquery = (await cur.fetchone() or ("",))[0]
             if self.mode == "auto" and tsquery == exact:
                 return  # nothing to widen: the exact search already said everything
             self.notes["widenedQuery"] = tsquery
         if not tsquery:
             return  # only stop words
-        rows = await self._rows(
-            _q(f"search_{self.kind}"),
-            {
-                "q": tsquery,
-                # where the matches among the newest posts are expected to fill a page, take those
-                "walk": expected is None or expected >= self.limit,
-                "dense": expected is None or bool(dense),
-                "since": since,  # when the newest posts begin, for the walk that is not dense
-                "scan": SCAN_NEWEST,
-                "window": RANK_WINDOW,
-                "limit": self.missing,
-                "exclude": self.found,
-            },
-            # with `since`, planned for its value: a generic plan cannot see the recent range is small
-            prepare=False if since is not None else None,
-        )
+        rows = await self._rows(_q("search_profiles"), {"q": tsquery, "limit": self.missing, "exclude": self.found})
         self.results += [_item(r, self.kind, "fuzzy" if fuzzy else "text") for r in rows]
 
     async def _semantic(self, *, required: bool, limit: int | None = None) -> list[dict[str, Any]]:
