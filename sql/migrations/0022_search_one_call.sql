@@ -111,9 +111,10 @@ $$;
 -- A whole post search for what a user typed, in one call: first a row per query it used (post_id
 -- NULL; found_by 'text' for the exact words, 'fuzzy' for the widened query when it was made),
 -- then the posts, best first, the exact words' before the widened query's. `exact` searches the
--- exact words; when they found fewer than `widen_below` posts the query widened for typos, with
--- its last word also as a prefix, adds its matches (unless, after an exact search, widening
--- changed nothing). `lim` posts at most, leaving out `exclude`.
+-- exact words; when the results in all (`exclude`, found before, and the exact words') are fewer
+-- than `widen_below` the query widened for typos, with its last word also as a prefix, adds its
+-- matches (unless, after an exact search, widening changed nothing). A page holds `lim` results
+-- in all: `exclude` is left out and counts.
 CREATE OR REPLACE FUNCTION search_posts_text(q text, exact boolean, widen_below integer, lim integer,
                                              exclude bigint[] DEFAULT '{}', scan integer DEFAULT 5000,
                                              win integer DEFAULT 1000)
@@ -144,8 +145,8 @@ BEGIN
       found := found || post_id;
     END LOOP;
   END IF;
-  IF cardinality(found) >= widen_below THEN
-    RETURN;
+  IF cardinality(exclude) + cardinality(found) >= widen_below THEN
+    RETURN;  -- enough results in all (those found before, as by tag, included)
   END IF;
   SELECT w.query, w.expected_recent, w.expected_matches INTO wide_q, expected, matches
     FROM search_widen(q, true, scan) AS w;

@@ -137,6 +137,10 @@ async def test_finds_by_tag(migrated_url: str, corpus: dict[str, int]) -> None:
     auto = await search(migrated_url, "#ethereum")
     assert ids_of(auto)[0] == corpus["0x01"]
     assert {r["matchedBy"] for r in auto["results"][1:]} == {"text"}
+    # a page filled by the tag: no search by words, exact or widened
+    page = await search(migrated_url, "#ethereum", limit=1)
+    assert [(r["id"], r["matchedBy"]) for r in page["results"]] == [(corpus["0x01"], "tag")]
+    assert "tsquery" not in page and "widenedQuery" not in page
     both = await search(migrated_url, "#ethereum $eth", mode="tag")
     assert ids_of(both) == [corpus["0x01"]]
 

@@ -212,7 +212,8 @@ class Search:
         # below this many exact results the widened query adds its matches
         widen_below = {"auto": min(self.limit, FUZZY_BELOW), "text": 0}.get(self.mode, self.limit)
         if self.kind == "posts":
-            await self._posts_text(exact=exact, widen_below=widen_below)
+            if exact or len(self.results) < widen_below:  # else a page of tags already: nothing to add
+                await self._posts_text(exact=exact, widen_below=widen_below)
             return
         if exact:
             await self._text(fuzzy=False)
