@@ -92,18 +92,22 @@ BEGIN
                AND s.created_at >= since AND s.created_at <= until
              ORDER BY s.created_at + interval '0 s' DESC, s.post_id DESC LIMIT win) AS m;
   END IF;
-  IF coalesce(cardinality(ids), 0) < lim + cardinality(exclude) THEN
-    -- ranked as they are fetched, so the top-N sort moves narrow rows instead of documents
-    SELECT array_agg(m.post_id), array_agg(m.created_at), array_agg(m.rank)
-      INTO ids, times, ranks
+  IF coalesce(cardinality(ids), 0) >= lim + cardinality(exclude) THEN
+    RETURN QUERY
+      SELECT c.post_id, c.created_at, c.rank FROM unnest(ids, times, ranks) AS c (post_id, created_at, rank)
+       WHERE c.post_id <> ALL (exclude)
+       ORDER BY c.rank DESC, c.created_at DESC
+       LIMIT lim;
+    RETURN;
+  END IF;
+  -- the GIN index's newest matches, ranked as they are fetched (the top-N sort moves narrow rows)
+  RETURN QUERY
+    SELECT m.post_id, m.created_at, m.rank
       FROM (SELECT s.post_id, s.created_at, ts_rank(s.tsv, q, 1) AS rank FROM search_posts AS s
              WHERE s.tsv @@ q
-             ORDER BY s.created_at + interval '0 s' DESC, s.post_id DESC LIMIT win) AS m;
-  END IF;
-  RETURN QUERY
-    SELECT c.post_id, c.created_at, c.rank FROM unnest(ids, times, ranks) AS c (post_id, created_at, rank)
-     WHERE c.post_id <> ALL (exclude)
-     ORDER BY c.rank DESC, c.created_at DESC
+             ORDER BY s.created_at + interval '0 s' DESC, s.post_id DESC LIMIT win) AS m
+     WHERE m.post_id <> ALL (exclude)
+     ORDER BY m.rank DESC, m.created_at DESC
      LIMIT lim;
 END
 $$;
