@@ -75,68 +75,49 @@ SELECT search_fold_lexemes();
 
 -- name: exact_query
 -- The tsquery for what a user typed, as typed (web-search syntax), in text form to bind into the searches;
--- how many of the newest %(scan)s posts are expected to match it; whether that is `dense` (at least
--- %(window)s: search_posts walks them); and, if it fills a page of %(limit)s without being dense, when
--- those posts begin (search_recent_since, migration 0020).
-SELECT t.q, t.expected, t.dense, search_recent_since(t.expected >= %(limit)s AND NOT t.dense, %(scan)s)
-FROM (SELECT websearch_to_tsquery('english', %(q)s)::text AS q, e.expected, e.expected >= %(window)s AS dense
-      FROM search_expected_recent(%(q)s, %(scan)s) AS e (expected) OFFSET 0) AS t;
+-- how many of the newest %(scan)s posts are expected to match it, and whether that is `dense` (at least
+-- %(window)s: search_posts walks them). search_posts_text does the same inside; this serves profiles.
+SELECT websearch_to_tsquery('english', %(q)s)::text AS q, e.expected, e.expected >= %(window)s AS dense
+FROM search_expected_recent(%(q)s, %(scan)s) AS e (expected);
 
 -- name: widened_query
 -- The fallback tsquery: unknown or rare words widened to likely corrections, the last word also as a prefix;
 -- then as for exact_query. A widened query is also walked when the whole index holds more matches than the
 -- walk visits posts: a prefix matches many lexemes, and the GIN index reads every match of each.
-SELECT t.q, t.expected, t.dense, search_recent_since(t.expected >= %(limit)s AND NOT t.dense, %(scan)s)
-FROM (SELECT w.query::text AS q, w.expected_recent AS expected,
-             w.expected_recent >= %(window)s OR w.expected_matches >= %(scan)s AS dense
-      FROM search_widen(%(q)s, %(prefix_last)s, %(scan)s) AS w OFFSET 0) AS t;
+SELECT w.query::text AS q, w.expected_recent AS expected,
+       w.expected_recent >= %(window)s OR w.expected_matches >= %(scan)s AS dense
+FROM search_widen(%(q)s, %(prefix_last)s, %(scan)s) AS w;
+
+-- name: search_posts_text
+-- A whole post search in one statement (search_posts_text, migration 0022): a row per query used (id NULL;
+-- found_by 'text' for the exact words, 'fuzzy' for the widened query), then the posts, best first, with
+-- highlights of the query that found each (params: q, exact, widen_below, limit, exclude, scan, window).
+SELECT r.found_by, r.query::text AS query, p.id, p.platform, p.external_id, p.author_external_id, p.author_name,
+       p.title, p.url, p.channel, p.created_at, r.rank::float8 AS score,
+       ts_headline('english', coalesce(p.title || E'\n', '') || p.body, r.query,
+                   'MaxFragments=2, MaxWords=18, MinWords=6, StartSel=<mark>, StopSel=</mark>') AS headline
+FROM search_posts_text(%(q)s, %(exact)s, %(widen_below)s, %(limit)s, %(exclude)s::bigint[], %(scan)s, %(window)s)
+       WITH ORDINALITY AS r
+LEFT JOIN external_posts p ON p.id = r.post_id
+ORDER BY r.ordinality;
 
 -- name: search_posts
--- Ranked posts for a tsquery with highlights (params: q, walk, dense, since, scan, window, limit, exclude).
--- Recency-bounded ranking that no plan choice can make slow. With `walk` (the query is expected to
--- fill a page from the `scan` newest posts) it takes the matches among those: with `dense` (so
--- common that `window` matches are expected there) by walking them in index order testing
--- tsv @@ q, which stops early; else as the GIN index's matches created `since` the oldest of them (NULL: all)
--- (a BitmapAnd of the GIN and recency indexes: only those matches are fetched). If
--- that finds fewer than `limit`, or without `walk`, it takes the newest `window` matches from the
--- GIN index (bounded by the number of matches, which is then small). ts_rank (normalised by
--- document length) runs on at most `window` rows instead of every match: the answer is the
--- best-ranked among the most recent matches.
-WITH newest AS (
-  SELECT post_id, created_at, tsv FROM search_posts
-  ORDER BY created_at DESC, post_id DESC
-  LIMIT CASE WHEN %(walk)s AND %(dense)s THEN %(scan)s ELSE 0 END
-), walk AS MATERIALIZED (
-  (SELECT post_id, created_at, tsv FROM newest WHERE tsv @@ %(q)s::tsquery LIMIT %(window)s)
-  UNION ALL
-  (SELECT post_id, created_at, tsv FROM search_posts
-   WHERE %(walk)s AND NOT %(dense)s AND tsv @@ %(q)s::tsquery AND created_at >= coalesce(%(since)s::timestamptz, '-infinity')
-   ORDER BY created_at + interval '0 s' DESC, post_id DESC
-   LIMIT %(window)s)
-), gin AS MATERIALIZED (
-  -- "+ interval '0 s'" hides the b-tree order, so this is always the GIN bitmap + top-N sort; the
-  -- matches are ranked as they are fetched, so the sort moves narrow rows instead of documents
-  SELECT post_id, created_at, ts_rank(tsv, %(q)s::tsquery, 1) AS rank FROM search_posts
-  WHERE tsv @@ %(q)s::tsquery AND (SELECT count(*) FROM walk) < %(limit)s + cardinality(%(exclude)s::bigint[])
-  ORDER BY created_at + interval '0 s' DESC, post_id DESC
-  LIMIT %(window)s
-), recent AS (
-  SELECT post_id, created_at, ts_rank(tsv, %(q)s::tsquery, 1) AS rank FROM walk
-  WHERE (SELECT count(*) FROM walk) >= %(limit)s + cardinality(%(exclude)s::bigint[])
-  UNION ALL
-  SELECT * FROM gin
-), top AS (
-  SELECT post_id, created_at, rank FROM recent
-  WHERE post_id <> ALL(%(exclude)s::bigint[])
-  ORDER BY rank DESC, created_at DESC
-  LIMIT %(limit)s
-)
+-- Ranked posts for one tsquery with highlights (params: q, walk, dense, scan, window, limit, exclude): the
+-- recency-bounded ranking of search_posts_top (migration 0022), which no plan choice can make slow. With
+-- `walk` (the query is expected to fill a page from the `scan` newest posts) it takes the matches among
+-- those: with `dense` (so common that `window` matches are expected there) by walking them in index
+-- order, which stops early; else from the GIN and recency indexes together (a BitmapAnd: only those
+-- matches are fetched). If that finds fewer than `limit`, or without `walk`, it takes the newest `window`
+-- matches from the GIN index (bounded by the number of matches, which is then small). ts_rank runs on at
+-- most `window` rows instead of every match: the answer is the best-ranked among the most recent matches.
 SELECT p.id, p.platform, p.external_id, p.author_external_id, p.author_name, p.title, p.url, p.channel,
        p.created_at, top.rank::float8 AS score,
        ts_headline('english', coalesce(p.title || E'\n', '') || p.body, %(q)s::tsquery,
                    'MaxFragments=2, MaxWords=18, MinWords=6, StartSel=<mark>, StopSel=</mark>') AS headline
-FROM top JOIN external_posts p ON p.id = top.post_id
-ORDER BY top.rank DESC, top.created_at DESC;
+FROM search_posts_top(%(q)s::tsquery, %(walk)s, %(dense)s, %(limit)s, %(exclude)s::bigint[], %(scan)s, %(window)s)
+       WITH ORDINALITY AS top
+JOIN external_posts p ON p.id = top.post_id
+ORDER BY top.ordinality;
 
 -- name: search_posts_naive
 -- The baseline bench/search.py compares against: ts_rank over every match, top `limit`, same highlights.

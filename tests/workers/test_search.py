@@ -137,6 +137,10 @@ async def test_finds_by_tag(migrated_url: str, corpus: dict[str, int]) -> None:
     auto = await search(migrated_url, "#ethereum")
     assert ids_of(auto)[0] == corpus["0x01"]
     assert {r["matchedBy"] for r in auto["results"][1:]} == {"text"}
+    # a page filled by the tag: no search by words, exact or widened
+    page = await search(migrated_url, "#ethereum", limit=1)
+    assert [(r["id"], r["matchedBy"]) for r in page["results"]] == [(corpus["0x01"], "tag")]
+    assert "tsquery" not in page and "widenedQuery" not in page
     both = await search(migrated_url, "#ethereum $eth", mode="tag")
     assert ids_of(both) == [corpus["0x01"]]
 
@@ -209,8 +213,7 @@ def test_every_path_ranks_the_same_recent_matches(migrated_url: str, corpus: dic
     def ranked(tsquery: str, walk: bool, dense: bool, scan: int) -> list[tuple[int, float]]:
         params = {"q": tsquery, "walk": walk, "dense": dense, "scan": scan, "window": 100, "limit": 2, "exclude": []}
         with psycopg.connect(migrated_url) as conn:
-            since = conn.execute("SELECT search_recent_since(true, %s)", (scan,)).fetchone()
-            return [(row[0], row[9]) for row in conn.execute(statement, {**params, "since": since and since[0]})]
+            return [(row[0], row[9]) for row in conn.execute(statement, params)]
 
     for tsquery in ("'ethereum'", "'gas' | 'fee'", "'ethereum' | 'eth':*"):
         everything = ranked(tsquery, walk=False, dense=False, scan=len(POSTS))
@@ -226,6 +229,67 @@ def test_every_path_ranks_the_same_recent_matches(migrated_url: str, corpus: dic
         corpus["t3_07"],
         corpus["0x08"],
     ]
+
+
+def test_one_statement_search_equals_its_parts(migrated_url: str, corpus: dict[str, int]) -> None:
+    """search_posts_text (one statement: exact words, then the widened query when they found too
+    few) gives the rows, ranking and queries of its parts run one statement at a time: exact_query,
+    search_posts, widened_query, search_posts again without the posts already found."""
+    statements = queries_from("search.sql")
+
+    def by_parts(conn: psycopg.Connection[Any], q: str, limit: int, scan: int) -> list[tuple[Any, ...]]:
+        steering = {"q": q, "scan": scan, "limit": limit, "window": 100, "prefix_last": True}
+        out: list[tuple[Any, ...]] = []
+        for found_by, name in (("text", "exact_query"), ("fuzzy", "widened_query")):
+            row = conn.execute(statements[name], steering).fetchone()
+            assert row is not None
+            tsquery, expected, dense = row
+            out.append((found_by, tsquery, None, None))
+            if found_by == "text" or tsquery != out[0][1]:
+                found = [r[2] for r in out if r[2] is not None]
+                params = {
+                    "q": tsquery,
+                    "walk": expected is None or expected >= limit,
+                    "dense": expected is None or bool(dense),
+                    "scan": scan,
+                    "window": 100,
+                    "limit": limit - len(found),
+                    "exclude": found,
+                }
+                out += [(found_by, tsquery, r[0], r[9]) for r in conn.execute(statements["search_posts"], params)]
+            if len([r for r in out if r[2] is not None]) >= min(limit, 3):
+                break  # enough exact results: not widened
+        return out
+
+    with psycopg.connect(migrated_url) as conn:
+        for q in ("ethereum", "gas fees", "etherium", "vita", "solanna validaters", "eth", "the"):
+            for limit, scan in ((20, 5000), (2, 4), (4, 4)):
+                one = conn.execute(
+                    statements["search_posts_text"],
+                    {"q": q, "exact": True, "widen_below": min(limit, 3), "limit": limit, "exclude": []}
+                    | {"scan": scan, "window": 100},
+                ).fetchall()
+                assert [(r[0], r[1], r[2], r[11]) for r in one] == by_parts(conn, q, limit, scan), (q, limit, scan)
+        # the widened query alone (mode fuzzy) and the exact words alone (mode text)
+        fuzzy = conn.execute(
+            statements["search_posts_text"],
+            {
+                "q": "ethereum",
+                "exact": False,
+                "widen_below": 20,
+                "limit": 20,
+                "exclude": [],
+                "scan": 5000,
+                "window": 100,
+            },
+        ).fetchall()
+        assert [r[0] for r in fuzzy[:2]] == ["text", "fuzzy"] and {r[0] for r in fuzzy[2:]} == {"fuzzy"}
+        assert {r[2] for r in fuzzy[2:]} >= {corpus[k] for k in ("0x01", "0x02", "0x03", "t3_07", "0x08")}
+        text = conn.execute(
+            statements["search_posts_text"],
+            {"q": "etherium", "exact": True, "widen_below": 0, "limit": 20, "exclude": [], "scan": 5000, "window": 100},
+        ).fetchall()
+        assert [(r[0], r[2]) for r in text] == [("text", None)]
 
 
 async def test_one_off_words_wait_for_their_trigrams(migrated_url: str) -> None:

@@ -32,7 +32,7 @@ from sql import query
 
 MODES = ("auto", "text", "fuzzy", "tag", "semantic", "hybrid")
 KINDS = ("posts", "profiles")
-SCAN_NEWEST = 5000  # posts walked newest-first before asking the GIN index (see search_posts)
+SCAN_NEWEST = 5000  # the newest posts, whose matches are ranked first (see search_posts_top, migration 0022)
 RANK_WINDOW = 1000  # matches ranked at most
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.)
 # In auto mode typos are corrected only when the exact words found fewer results than this: a
@@ -146,7 +146,6 @@ class Search:
         self.embedder, self.dims = embedder, dims
         self.results: list[dict[str, Any]] = []
         self.notes: dict[str, Any] = {}
-        self._expected: list[Any] = [None, None, None]  # exact_query's estimate, density and cutoff
         self._steering = {"q": self.q, "scan": SCAN_NEWEST, "limit": limit, "window": RANK_WINDOW}
 
     @property
@@ -169,10 +168,7 @@ class Search:
         elif self.mode == "hybrid":
             await self._hybrid()
         elif self.mode != "tag":
-            if self.missing > 0 and self.mode in ("auto", "text"):
-                await self._text(fuzzy=False)
-            if self.mode == "fuzzy" or (self.mode == "auto" and len(self.results) < min(self.limit, FUZZY_BELOW)):
-                await self._text(fuzzy=True)
+            await self._words()
             if not self.results and self.mode == "auto" and self.embedder is not None:
                 await self._semantic(required=False)
         return {
@@ -185,11 +181,9 @@ class Search:
             "results": self.results,
         }
 
-    async def _rows(
-        self, statement: str | pgsql.Composed, params: dict[str, Any], prepare: bool | None = None
-    ) -> list[dict[str, Any]]:
+    async def _rows(self, statement: str | pgsql.Composed, params: dict[str, Any]) -> list[dict[str, Any]]:
         async with self.conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(statement, params, prepare=prepare)
+            await cur.execute(statement, params)
             return await cur.fetchall()
 
     async def _scalar(self, statement: str, params: dict[str, Any]) -> Any:
@@ -212,36 +206,57 @@ class Search:
             )
         self.results += [_item(r, "posts", "tag") for r in rows]
 
+    async def _words(self) -> None:
+        """The exact words, then (by mode) the query widened for typos and prefixes."""
+        exact = self.mode != "fuzzy" and self.missing > 0
+        # below this many exact results the widened query adds its matches
+        widen_below = {"auto": min(self.limit, FUZZY_BELOW), "text": 0}.get(self.mode, self.limit)
+        if self.kind == "posts":
+            if exact or len(self.results) < widen_below:  # else a page of tags already: nothing to add
+                await self._posts_text(exact=exact, widen_below=widen_below)
+            return
+        if exact:
+            await self._text(fuzzy=False)
+        if len(self.results) < widen_below:
+            await self._text(fuzzy=True)
+
+    async def _posts_text(self, *, exact: bool, widen_below: int) -> None:
+        """Posts for the words in one statement (search_posts_text): one round trip, cached plans."""
+        rows = await self._rows(
+            _q("search_posts_text"),
+            {
+                "q": self.q,
+                "exact": exact,
+                "widen_below": widen_below,
+                "limit": self.limit,
+                "exclude": self.found,
+                "scan": SCAN_NEWEST,
+                "window": RANK_WINDOW,
+            },
+        )
+        for row in rows:
+            if row["id"] is not None:
+                self.results.append(_item(row, "posts", row["found_by"]))
+            elif row["found_by"] == "text":
+                self.notes["tsquery"] = row["query"]
+            elif self.mode != "auto" or row["query"] != self.notes["tsquery"]:
+                self.notes["widenedQuery"] = row["query"]
+
     async def _text(self, *, fuzzy: bool) -> None:
+        """Profiles for the exact words, or for the widened query (few rows: every match is ranked)."""
         if "tsquery" not in self.notes:
             cur = await self.conn.execute(_q("exact_query"), self._steering)
-            self.notes["tsquery"], *self._expected = await cur.fetchone() or ("", None, None, None)
+            self.notes["tsquery"] = (await cur.fetchone() or ("",))[0]
         exact = tsquery = self.notes["tsquery"]
-        expected, dense, since = self._expected
         if fuzzy:
             cur = await self.conn.execute(_q("widened_query"), {**self._steering, "prefix_last": True})
-            tsquery, expected, dense, since = await cur.fetchone() or ("", None, None, None)
+            tsquery = (await cur.fetchone() or ("",))[0]
             if self.mode == "auto" and tsquery == exact:
                 return  # nothing to widen: the exact search already said everything
             self.notes["widenedQuery"] = tsquery
         if not tsquery:
             return  # only stop words
-        rows = await self._rows(
-            _q(f"search_{self.kind}"),
-            {
-                "q": tsquery,
-                # where the matches among the newest posts are expected to fill a page, take those
-                "walk": expected is None or expected >= self.limit,
-                "dense": expected is None or bool(dense),
-                "since": since,  # when the newest posts begin, for the walk that is not dense
-                "scan": SCAN_NEWEST,
-                "window": RANK_WINDOW,
-                "limit": self.missing,
-                "exclude": self.found,
-            },
-            # with `since`, planned for its value: a generic plan cannot see the recent range is small
-            prepare=False if since is not None else None,
-        )
+        rows = await self._rows(_q("search_profiles"), {"q": tsquery, "limit": self.missing, "exclude": self.found})
         self.results += [_item(r, self.kind, "fuzzy" if fuzzy else "text") for r in rows]
 
     async def _semantic(self, *, required: bool, limit: int | None = None) -> list[dict[str, Any]]:
@@ -281,9 +296,7 @@ class Search:
 
     async def _hybrid(self) -> None:
         """Text (exact, then widened) and semantic lists fused by reciprocal rank."""
-        await self._text(fuzzy=False)
-        if self.missing > 0:
-            await self._text(fuzzy=True)
+        await self._words()
         lexical, self.results = self.results, []
         semantic = await self._semantic(required=False, limit=self.limit)
         fused: dict[int, dict[str, Any]] = {}
