@@ -66,6 +66,7 @@ def index_all(url: str, batch_size: int) -> tuple[int, float]:
     try:
         items = worker.run_cycle().items
     finally:
+        worker.close()  # its lanes' connections
         _close(worker)
     return items, time.perf_counter() - started
 

@@ -70,8 +70,9 @@ ON CONFLICT (profile_id) DO UPDATE
 SELECT search_note_lexemes(ARRAY(SELECT tsv FROM search_profiles WHERE profile_id = ANY(%(ids)s)));
 
 -- name: fold_lexemes
--- Adds the noted word counts to the lexicon in one pass (search_fold_lexemes, migration 0014).
-SELECT search_fold_lexemes();
+-- Adds the noted counts of one part of the lexemes (of `parts`, each folded on its own connection at the
+-- same time) to the lexicon in one pass (search_fold_lexemes, migrations 0014 and 0023).
+SELECT search_fold_lexemes(%(part)s, %(parts)s);
 
 -- name: exact_query
 -- The tsquery for what a user typed, as typed (web-search syntax), in text form to bind into the searches;

@@ -32,6 +32,7 @@ from workers.backlog import rows_waiting
 from workers.base import CycleResult, Worker, describe
 from workers.claims import Claims, ClaimSettings
 from workers.errors import WorkerError
+from workers.search.lanes import Lanes, split
 
 START = {"updated_at": "-infinity", "id": 0}
 
@@ -60,6 +61,10 @@ class SearchSettings(ClaimSettings):
     # The typo lexicon takes the noted word counts when a stream is drained, or after this many rows
     # during a long backlog (each fold updates every lexeme seen since the last one, once).
     lexicon_fold_rows: int = Field(default=200_000, gt=0)
+    # A batch of posts is indexed over this many connections at once (workers/search/lanes.py):
+    # the documents are built by one Postgres backend per connection, so by as many cores.
+    index_connections: int = Field(default=2, ge=1, le=8)
+    lane_min_rows: int = Field(default=100, gt=0)  # no range of a split batch smaller than this
 
 
 class SearchWorker(Worker[int]):
@@ -71,6 +76,11 @@ class SearchWorker(Worker[int]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.claims = Claims(self, STREAMS)  # with `replicas: N` (workers/claims.py)
+        self.lanes = Lanes(self._connect, self.settings.index_connections - 1)
+
+    def close(self) -> None:
+        self.lanes.close()
+        super().close()
 
     def run_cycle(self) -> CycleResult:
         """Alternate post and profile batches until both are drained or `max_cycle_s` is up."""
@@ -87,25 +97,77 @@ class SearchWorker(Worker[int]):
             return self.claimed_batch(stream, total)
         changed, statements = STREAMS[stream]
         limit = self.settings.batch_size
-        with self.transaction() as tx:
-            cursor = self.load_cursor(stream) or START
-            rows: list[tuple[int, datetime]] = tx.execute(
-                _q(changed), {"after_updated_at": cursor["updated_at"], "after_id": cursor["id"], "limit": limit}
-            ).fetchall()
-            if not rows:
-                tx.execute(_q("fold_lexemes"))  # drained: the lexicon catches up (a no-op when nothing is noted)
-                self._unfolded = 0
-                return False
-            result, _ = self._index(tx, stream, [row[0] for row in rows], statements)
-            last_id, last_updated = rows[-1]
-            self.save_cursor(tx, {"updated_at": last_updated.isoformat(), "id": last_id}, stream)
-            self._unfolded += len(rows)
-            more = len(rows) >= limit
-            if not more or self._unfolded >= self.settings.lexicon_fold_rows:
-                tx.execute(_q("fold_lexemes"))
-                self._unfolded = 0
+        result = CycleResult()
+        try:
+            with self.transaction() as tx:
+                cursor = self.load_cursor(stream) or START
+                rows: list[tuple[int, datetime]] = tx.execute(
+                    _q(changed), {"after_updated_at": cursor["updated_at"], "after_id": cursor["id"], "limit": limit}
+                ).fetchall()
+                if rows:
+                    result = self._index_split(tx, stream, [row[0] for row in rows], statements)
+                    last_id, last_updated = rows[-1]
+                    self.save_cursor(tx, {"updated_at": last_updated.isoformat(), "id": last_id}, stream)
+        except _Stopped:  # a stop interrupted the batch row by row: rolled back, the cursor stays
+            return False
+        more = len(rows) >= limit
+        self._unfolded += len(rows)
+        if not more or self._unfolded >= self.settings.lexicon_fold_rows:
+            self.fold_lexicon()  # drained (a no-op when nothing is noted), or a long backlog's share
         total.add(result)
         return more
+
+    def _index_split(
+        self, tx: psycopg.Connection[Any], stream: str, ids: list[int], statements: tuple[str, ...]
+    ) -> CycleResult:
+        """Index a batch: its later ranges on the lanes (each committed on its own), the first in
+        `tx`, then in `tx` again any range a lane could not commit; only then may `tx` move the
+        cursor past the whole batch (workers/search/lanes.py)."""
+        ranges = split(ids, self._lanes(stream), self.settings.lane_min_rows)
+        futures = self.lanes.start([functools.partial(self._index_range, statements, r) for r in ranges[1:]])
+        try:
+            result, complete = self._index(tx, stream, ranges[0], statements)
+        finally:
+            committed = Lanes.wait(futures)  # no lane outlives this transaction
+        failed = [i for r, ok in zip(ranges[1:], committed, strict=True) if not ok for i in r]
+        if complete and failed:
+            redone, complete = self._index(tx, stream, failed, statements)
+            result.add(redone)
+        if not complete:
+            raise _Stopped
+        result.items += len(ids) - len(ranges[0]) - len(failed)
+        return result
+
+    def _lanes(self, stream: str) -> int:
+        """How many connections index a batch of `stream` (profiles are few: one)."""
+        wanted = self.settings.index_connections if stream == "posts" else 1
+        if self.lanes.count != self.settings.index_connections - 1:  # changed live
+            self.lanes.close()
+            self.lanes = Lanes(self._connect, self.settings.index_connections - 1)
+        return wanted
+
+    def _index_range(self, statements: tuple[str, ...], ids: list[int], conn: psycopg.Connection[Any]) -> None:
+        """A lane's range, in the lane's transaction (fenced like the worker's own)."""
+        for name in statements:
+            conn.execute(_q(name), {"ids": ids})
+        self.fence(conn)
+
+    def fold_lexicon(self) -> None:
+        """Fold the noted word counts into the lexicon, split by lexeme over the worker's connection
+        and its lanes at the same time (migration 0023). Each part is its own transaction: a part
+        that fails keeps its counts pending for the next fold."""
+        parts = self._lanes("posts")
+        futures = self.lanes.start([functools.partial(self._fold_part, part, parts) for part in range(1, parts)])
+        try:
+            with self.transaction() as tx:
+                tx.execute(_q("fold_lexemes"), {"part": 0, "parts": parts})
+        finally:
+            Lanes.wait(futures)
+        self._unfolded = 0
+
+    def _fold_part(self, part: int, parts: int, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(_q("fold_lexemes"), {"part": part, "parts": parts})
+        self.fence(conn)
 
     def claimed_batch(self, stream: str, total: CycleResult) -> bool:
         """Replicas: index a batch claimed from the stream's queue; the claims complete in the
@@ -127,7 +189,7 @@ class SearchWorker(Worker[int]):
                 self._unfolded += len(ids)
                 if not claims or self._unfolded >= self.settings.lexicon_fold_rows:
                     tx.execute(_q("lock_lexicon"))  # replicas fold one at a time
-                    tx.execute(_q("fold_lexemes"))
+                    tx.execute(_q("fold_lexemes"), {"part": 0, "parts": 1})
                     self._unfolded = 0
         except BaseException as exc:
             with contextlib.suppress(psycopg.Error):
