@@ -54,25 +54,31 @@ AS $$
     ORDER BY f.lexeme
     ON CONFLICT (lexeme) DO NOTHING
     RETURNING id, lexeme, ndoc
-  ), trigrams AS (
+  ), trigrams AS (  -- in key order: each insert lands next to the previous one (a new lexeme's rows are new keys)
     INSERT INTO search_lexeme_trigrams (trigram, lexeme_id)
     SELECT g.trigram, a.id FROM added a JOIN grams g ON g.lexeme = a.lexeme WHERE NOT search_uses_pg_trgm()
+    ORDER BY g.trigram, a.id
   ), seen_again AS (  -- a lexeme that was one-off before (it may have its trigrams from a small lexicon)
     INSERT INTO search_lexeme_trigrams (trigram, lexeme_id)
     SELECT DISTINCT substr('  ' || c.lexeme || ' ', i, 3), c.id
     FROM counted c, generate_series(1, length(c.lexeme) + 1) AS i
     WHERE c.before < 2 AND c.after >= 2 AND NOT search_uses_pg_trgm()
     ON CONFLICT DO NOTHING
-  ), reached AS (
-    SELECT id, lexeme FROM added WHERE ndoc >= search_variant_min_ndoc()
-    UNION ALL
-    SELECT id, lexeme FROM counted WHERE before < search_variant_min_ndoc() AND after >= search_variant_min_ndoc()
+  ), new_variants AS (  -- of new lexemes (new ids: no key can exist yet), in key order, without conflict checks
+    INSERT INTO search_lexeme_variants (variant, lexeme_id)
+    SELECT DISTINCT v.variant, a.id  -- as search_deletes(): the lexeme and each one-letter deletion
+    FROM added a, LATERAL (
+      SELECT a.lexeme UNION ALL SELECT overlay(a.lexeme PLACING '' FROM i FOR 1) FROM generate_series(1, length(a.lexeme)) AS i
+    ) AS v (variant)
+    WHERE a.ndoc >= search_variant_min_ndoc()
+    ORDER BY v.variant, a.id
   )
-  INSERT INTO search_lexeme_variants (variant, lexeme_id)
-  SELECT DISTINCT v.variant, r.id  -- as search_deletes(): the lexeme and each one-letter deletion
-  FROM reached r, LATERAL (
-    SELECT r.lexeme UNION ALL SELECT overlay(r.lexeme PLACING '' FROM i FOR 1) FROM generate_series(1, length(r.lexeme)) AS i
+  INSERT INTO search_lexeme_variants (variant, lexeme_id)  -- of known lexemes reaching the threshold now
+  SELECT DISTINCT v.variant, c.id
+  FROM counted c, LATERAL (
+    SELECT c.lexeme UNION ALL SELECT overlay(c.lexeme PLACING '' FROM i FOR 1) FROM generate_series(1, length(c.lexeme)) AS i
   ) AS v (variant)
+  WHERE c.before < search_variant_min_ndoc() AND c.after >= search_variant_min_ndoc()
   ON CONFLICT DO NOTHING;
 $$;
 

@@ -344,6 +344,10 @@ def test_lanes_build_the_same_index_and_lexicon(migrated_url: str) -> None:
         assert conn.execute(snapshot).fetchone() == serial
     assert lexicon(migrated_url) == serial_lexicon
     assert index(migrated_url, index_connections=2, lane_min_rows=1) == 0  # nothing left behind the cursor
+    # folded in the background every 100 rows while the next batches are indexed: the same lexicon
+    reset_index(migrated_url)
+    assert index(migrated_url, index_connections=2, lane_min_rows=1, batch_size=50, lexicon_fold_rows=100) == 400
+    assert lexicon(migrated_url) == serial_lexicon
 
 
 def test_a_lane_that_fails_is_redone_before_the_cursor_moves(migrated_url: str, corpus: dict[str, int]) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from concurrent.futures import Future
 from datetime import datetime
 from typing import Any
 
@@ -58,9 +59,10 @@ class SearchSettings(ClaimSettings):
     interval_ms: int = Field(default=15000, gt=0)
     batch_size: int = Field(default=500, gt=0)  # rows per batch (one transaction each)
     max_cycle_s: float = Field(default=45, ge=0)  # then the cycle ends (`more_pending` if not drained)
-    # The typo lexicon takes the noted word counts when a stream is drained, or after this many rows
-    # during a long backlog (each fold updates every lexeme seen since the last one, once).
-    lexicon_fold_rows: int = Field(default=200_000, gt=0)
+    # The typo lexicon takes the noted word counts when a stream is drained and, during a long
+    # backlog, every this many rows in the background: on a connection of its own while the next
+    # batches are indexed (each fold updates every lexeme seen since the last one, once).
+    lexicon_fold_rows: int = Field(default=20_000, gt=0)
     # A batch of posts is indexed over this many connections at once (workers/search/lanes.py):
     # the documents are built by one Postgres backend per connection, so by as many cores.
     index_connections: int = Field(default=2, ge=1, le=8)
@@ -77,15 +79,21 @@ class SearchWorker(Worker[int]):
         super().__init__(*args, **kwargs)
         self.claims = Claims(self, STREAMS)  # with `replicas: N` (workers/claims.py)
         self.lanes = Lanes(self._connect, self.settings.index_connections - 1)
+        self._folder = Lanes(self._connect, 1)  # the background fold's connection
+        self._folding: list[Future[bool]] = []  # the background fold under way, if any
 
     def close(self) -> None:
         self.lanes.close()
+        self._folder.close()
         super().close()
 
     def run_cycle(self) -> CycleResult:
         """Alternate post and profile batches until both are drained or `max_cycle_s` is up."""
         streams = {name: functools.partial(self.index_batch, name) for name in STREAMS}
-        result = self.drain_streams(streams, self.settings.max_cycle_s)
+        try:
+            result = self.drain_streams(streams, self.settings.max_cycle_s)
+        finally:
+            self._await_fold()  # no fold outlives the cycle
         if self.claims.active:
             self.claims.end_cycle(result)
         self.report_lag(self.claims.rows_waiting() if self.claims.active else rows_waiting(self), "rows")
@@ -112,8 +120,11 @@ class SearchWorker(Worker[int]):
             return False
         more = len(rows) >= limit
         self._unfolded += len(rows)
-        if not more or self._unfolded >= self.settings.lexicon_fold_rows:
-            self.fold_lexicon()  # drained (a no-op when nothing is noted), or a long backlog's share
+        if not more:
+            self.fold_lexicon()  # drained: the lexicon catches up (a no-op when nothing is noted)
+        elif self._unfolded >= self.settings.lexicon_fold_rows and not self._fold_running():
+            self._folding = self._folder.start([functools.partial(self._fold_part, 0, 1)])
+            self._unfolded = 0
         total.add(result)
         return more
 
@@ -156,6 +167,7 @@ class SearchWorker(Worker[int]):
         """Fold the noted word counts into the lexicon, split by lexeme over the worker's connection
         and its lanes at the same time (migration 0023). Each part is its own transaction: a part
         that fails keeps its counts pending for the next fold."""
+        self._await_fold()
         parts = self._lanes("posts")
         futures = self.lanes.start([functools.partial(self._fold_part, part, parts) for part in range(1, parts)])
         try:
@@ -168,6 +180,16 @@ class SearchWorker(Worker[int]):
     def _fold_part(self, part: int, parts: int, conn: psycopg.Connection[Any]) -> None:
         conn.execute(_q("fold_lexemes"), {"part": part, "parts": parts})
         self.fence(conn)
+
+    def _fold_running(self) -> bool:
+        if self._folding and self._folding[0].done():
+            self._await_fold()  # ended: a lost lease is raised here
+        return bool(self._folding)
+
+    def _await_fold(self) -> None:
+        """Wait for the background fold (its counts stay pending if it failed)."""
+        folding, self._folding = self._folding, []
+        Lanes.wait(folding)
 
     def claimed_batch(self, stream: str, total: CycleResult) -> bool:
         """Replicas: index a batch claimed from the stream's queue; the claims complete in the
