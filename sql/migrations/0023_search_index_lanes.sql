@@ -85,3 +85,17 @@ $$;
 -- The whole fold in one transaction, as before (replicas, and anyone calling it by hand).
 CREATE OR REPLACE FUNCTION search_fold_lexemes() RETURNS void
 LANGUAGE sql VOLATILE AS $$ SELECT search_fold_lexemes(0, 1) $$;
+
+-- Edits that leave the text alone. A post's updated_at also moves when only its score or other
+-- metadata changes; each such edit rebuilt the post's document (its GIN entries with it) and its
+-- tags. search_posts.source_hash keeps a digest of everything the document and the tags are built
+-- from; the worker rebuilds a document, and re-extracts the tags, only when it differs. Rows
+-- indexed before have none and are rebuilt at their next change, as before.
+ALTER TABLE search_posts ADD COLUMN IF NOT EXISTS source_hash bytea;
+
+-- The digest of what a post's document and tags come from (%L keeps NULL apart from 'NULL' and '').
+CREATE OR REPLACE FUNCTION search_post_source_hash(created_at timestamptz, title text, body text, url text,
+                                                   embeds jsonb, mentions jsonb) RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT decode(md5(format('%s|%L|%L|%L|%L|%L', extract(epoch FROM created_at), title, body, url, embeds, mentions)), 'hex')
+$$;

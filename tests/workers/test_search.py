@@ -372,3 +372,23 @@ def test_a_lane_that_fails_is_redone_before_the_cursor_moves(migrated_url: str, 
     assert indexed == set(corpus.values()) - {bad}
     assert [key for key, _ in errors] == [f"post {bad}"] and "refused post" in errors[0][1]
     assert cursor == (str(max(corpus.values())),)
+
+
+async def test_an_edit_that_keeps_the_text_keeps_document_and_tags(migrated_url: str, corpus: dict[str, int]) -> None:
+    """A post whose updated_at moved with its score alone is not indexed again (its document and
+    tag rows are the same row versions); one whose text changed is, tags included."""
+    post = corpus["0x01"]
+    versions = (
+        "SELECT (SELECT xmin::text FROM search_posts WHERE post_id = %(id)s), "
+        "       (SELECT array_agg(xmin::text || tag ORDER BY tag) FROM post_tags WHERE post_id = %(id)s)"
+    )
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        before = conn.execute(versions, {"id": post}).fetchone()
+        conn.execute("UPDATE external_posts SET score = 42, updated_at = now() WHERE id = %s", (post,))
+        assert index(migrated_url) == 1  # read and checked
+        assert conn.execute(versions, {"id": post}).fetchone() == before
+        conn.execute("UPDATE external_posts SET body = body || ' #gm', updated_at = now() WHERE id = %s", (post,))
+        assert index(migrated_url) == 1
+        document, tags = conn.execute(versions, {"id": post}).fetchone() or (None, None)
+    assert document != before[0] and len(tags) == len(before[1]) + 1
+    assert ids_of(await search(migrated_url, "#gm", mode="tag")) == [post]

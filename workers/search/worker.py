@@ -51,6 +51,22 @@ def _q(name: str) -> str:
     return query(name, "search.sql")
 
 
+# The statement that answers which of the ids the statements after it need: the posts whose text
+# changed or that were deleted (an edit of the score alone keeps its document and its tags).
+NARROWS = "index_posts"
+
+
+def run_statements(conn: psycopg.Connection[Any], statements: tuple[str, ...], ids: list[int]) -> None:
+    """A batch's statements in order, inside the caller's transaction."""
+    for name in statements:
+        cursor = conn.execute(_q(name), {"ids": ids})
+        if name == NARROWS:
+            row = cursor.fetchone()
+            ids = list(row[0]) if row and row[0] else []
+            if not ids:
+                return
+
+
 class _Stopped(Exception):
     """A stop request interrupted a claimed batch indexed row by row."""
 
@@ -62,7 +78,7 @@ class SearchSettings(ClaimSettings):
     # The typo lexicon takes the noted word counts when a stream is drained and, during a long
     # backlog, every this many rows in the background: on a connection of its own while the next
     # batches are indexed (each fold updates every lexeme seen since the last one, once).
-    lexicon_fold_rows: int = Field(default=20_000, gt=0)
+    lexicon_fold_rows: int = Field(default=100_000, gt=0)
     # A batch of posts is indexed over this many connections at once (workers/search/lanes.py):
     # the documents are built by one Postgres backend per connection, so by as many cores.
     index_connections: int = Field(default=2, ge=1, le=8)
@@ -159,8 +175,7 @@ class SearchWorker(Worker[int]):
 
     def _index_range(self, statements: tuple[str, ...], ids: list[int], conn: psycopg.Connection[Any]) -> None:
         """A lane's range, in the lane's transaction (fenced like the worker's own)."""
-        for name in statements:
-            conn.execute(_q(name), {"ids": ids})
+        run_statements(conn, statements, ids)
         self.fence(conn)
 
     def fold_lexicon(self) -> None:
@@ -229,8 +244,7 @@ class SearchWorker(Worker[int]):
         row, one row at a time, logging and skipping the bad ones. Returns whether all were handled."""
         try:
             with tx.transaction():
-                for name in statements:
-                    tx.execute(_q(name), {"ids": ids})
+                run_statements(tx, statements, ids)
             return CycleResult(items=len(ids)), True
         except (psycopg.OperationalError, psycopg.InterfaceError):
             raise
@@ -240,8 +254,7 @@ class SearchWorker(Worker[int]):
 
     def process(self, item: int, tx: psycopg.Connection[Any]) -> int:
         """One row, when its batch failed as a whole."""
-        for name in STREAMS[self._stream][1]:
-            tx.execute(_q(name), {"ids": [item]})
+        run_statements(tx, STREAMS[self._stream][1], [item])
         return 1
 
     def item_key(self, item: int) -> str:
