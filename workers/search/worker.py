@@ -1,16 +1,21 @@
 """The search worker: keeps the full-text, fuzzy and tag indexes of posts and profiles current.
 
 Each cycle reads posts and profiles changed since its cursors (`updated_at`, `id`, bounded by
-`sync_read_horizon()` so a writer's late commit is never skipped), `batch_size` at a time, and in
-one transaction per batch (re)builds their documents in `search_posts` / `search_profiles` (GIN
-on tsvector), re-extracts the posts' tags (hashtags, cashtags, mentions, linked domains) into
-`post_tags`, notes the words each document adds for the typo-correction lexicon (all of a new
-post's, an edit's new words only), and moves the cursor: the index and
-its cursor commit together. Every statement covers the whole batch inside Postgres (to_tsvector,
-regexp_matches); only when one fails for some row is the batch redone row by row. The noted word
-counts are folded into the lexicon in one pass when a stream is drained or every
-`lexicon_fold_rows` rows, so a lexeme is updated once per fold instead of once per batch. The statements are in sql/search.sql, the schema in
-migrations/0006_search.sql; searching is workers/search/query.py, served at GET /api/search.
+`sync_read_horizon()` so a writer's late commit is never skipped), `batch_size` at a time, and per
+batch (re)builds their documents in `search_posts` / `search_profiles` (GIN on tsvector),
+re-extracts the posts' tags (hashtags, cashtags, mentions, linked domains) into `post_tags`, notes
+the words each document adds for the typo-correction lexicon (all of a new post's, an edit's new
+words only), and moves the cursor: the index and its cursor commit together. A post whose text did
+not change (an edit of its score) keeps its document and tags. Every statement covers the whole
+batch inside Postgres (to_tsvector, regexp_matches); only when one fails for some row is the batch
+redone row by row. A batch of posts is split over `index_connections` connections (lanes,
+workers/search/lanes.py), so the documents are built on as many cores; the cursor moves in the
+worker's own transaction, after every lane's range committed. The noted word counts are folded
+into the lexicon when a stream is drained (split by lexeme over the same connections) and, during a
+long backlog, every `lexicon_fold_rows` rows in the background while the next batches are indexed,
+so a lexeme is updated once per fold instead of once per batch. The statements are in
+sql/search.sql, the schema in migrations/0006_search.sql (0023: the lanes' fold, the text digest);
+searching is workers/search/query.py, served at GET /api/search.
 
 With `replicas: N` the batch is claimed from a queue instead of read after a cursor
 (workers/claims.py): the same statements index it, in the transaction that completes the claims,
