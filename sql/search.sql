@@ -11,30 +11,40 @@ ORDER BY updated_at, id
 LIMIT %(limit)s;
 
 -- name: index_posts
--- Builds the search documents of the given posts (one already built from the same version is left alone)
--- and notes for the typo lexicon the words each new document adds to the post's previous one (all of a
--- new post's; an edit mostly none), to be folded in by fold_lexemes (search_note_lexemes, migration 0014).
-WITH previous AS MATERIALIZED (
-  SELECT post_id, tsv FROM search_posts WHERE post_id = ANY(%(ids)s)
+-- Builds the search documents of the given posts whose text changed (search_post_source_hash, migration
+-- 0023: an edit of the score alone, or a version already indexed, is left alone) and notes for the typo
+-- lexicon the words each new document adds to the post's previous one (all of a new post's; an edit
+-- mostly none), to be folded in by fold_lexemes (search_note_lexemes, migration 0014). Returns the ids
+-- whose tags must be extracted again: those (re)indexed and those deleted.
+WITH source AS MATERIALIZED (
+  SELECT p.id, p.created_at, p.updated_at, p.title, p.body, p.deleted_at IS NOT NULL AS deleted,
+         search_post_source_hash(p.created_at, p.title, p.body, p.url, p.embeds, p.mentions) AS hash
+  FROM external_posts p WHERE p.id = ANY(%(ids)s)
+), previous AS MATERIALIZED (
+  SELECT post_id, tsv, source_hash FROM search_posts WHERE post_id = ANY(%(ids)s)
 ), indexed AS (
-  INSERT INTO search_posts AS s (post_id, created_at, source_updated_at, tsv)
-  SELECT p.id, p.created_at, p.updated_at, search_post_document(p.title, p.body)
-  FROM external_posts p WHERE p.id = ANY(%(ids)s) AND p.deleted_at IS NULL
+  INSERT INTO search_posts AS s (post_id, created_at, source_updated_at, tsv, source_hash)
+  SELECT p.id, p.created_at, p.updated_at, search_post_document(p.title, p.body), p.hash
+  FROM source p LEFT JOIN previous o ON o.post_id = p.id
+  WHERE NOT p.deleted AND o.source_hash IS DISTINCT FROM p.hash
   ON CONFLICT (post_id) DO UPDATE
     SET created_at = excluded.created_at, source_updated_at = excluded.source_updated_at,
-        tsv = excluded.tsv, indexed_at = now()
+        tsv = excluded.tsv, source_hash = excluded.source_hash, indexed_at = now()
     WHERE s.source_updated_at IS DISTINCT FROM excluded.source_updated_at
   RETURNING s.post_id, s.tsv
+), noted AS (
+  INSERT INTO search_lexeme_pending (lexeme, ndoc)
+  SELECT w.lexeme, count(*)::int
+  FROM indexed i LEFT JOIN previous o ON o.post_id = i.post_id,
+       unnest(tsvector_to_array(CASE WHEN o.tsv IS NULL THEN i.tsv ELSE ts_delete(i.tsv, tsvector_to_array(o.tsv)) END))
+         AS w (lexeme)
+  GROUP BY w.lexeme
 )
-INSERT INTO search_lexeme_pending (lexeme, ndoc)
-SELECT w.lexeme, count(*)::int
-FROM indexed i LEFT JOIN previous o ON o.post_id = i.post_id,
-     unnest(tsvector_to_array(CASE WHEN o.tsv IS NULL THEN i.tsv ELSE ts_delete(i.tsv, tsvector_to_array(o.tsv)) END))
-       AS w (lexeme)
-GROUP BY w.lexeme;
+SELECT ARRAY(SELECT post_id FROM indexed UNION ALL SELECT id FROM source WHERE deleted);
 
 -- name: unindex_deleted_posts
 -- Drops the search documents of the given posts that were marked deleted (their tags go with clear_post_tags).
+-- This and the tag statements get the ids index_posts returned.
 DELETE FROM search_posts s USING external_posts p
 WHERE s.post_id = p.id AND p.id = ANY(%(ids)s) AND p.deleted_at IS NOT NULL;
 
@@ -70,8 +80,9 @@ ON CONFLICT (profile_id) DO UPDATE
 SELECT search_note_lexemes(ARRAY(SELECT tsv FROM search_profiles WHERE profile_id = ANY(%(ids)s)));
 
 -- name: fold_lexemes
--- Adds the noted word counts to the lexicon in one pass (search_fold_lexemes, migration 0014).
-SELECT search_fold_lexemes();
+-- Adds the noted counts of one part of the lexemes (of `parts`, each folded on its own connection at the
+-- same time) to the lexicon in one pass (search_fold_lexemes, migrations 0014 and 0023).
+SELECT search_fold_lexemes(%(part)s, %(parts)s);
 
 -- name: exact_query
 -- The tsquery for what a user typed, as typed (web-search syntax), in text form to bind into the searches;

@@ -59,6 +59,7 @@ def index(url: str, **config: Any) -> int:
     try:
         return worker.run_cycle().items
     finally:
+        worker.close()  # its lanes' connections
         for conn in (worker._data, worker._control):
             if conn is not None:
                 conn.close()
@@ -328,3 +329,130 @@ async def test_one_off_words_wait_for_their_trigrams(migrated_url: str) -> None:
         typo = await search(migrated_url, "kiten")
         assert "'kitten'" in typo["widenedQuery"]
         assert len(typo["results"]) == 2
+
+
+WORDS = [
+    "ethereum",
+    "gas",
+    "fees",
+    "rollup",
+    "blobs",
+    "kitten",
+    "garden",
+    "staking",
+    "validators",
+    "solana",
+    "merge",
+    "bridge",
+    "wallet",
+    "degen",
+]
+
+
+def seed_many(url: str, n: int) -> None:
+    """`n` posts from a small vocabulary with a few misspellings (one-off words), in one statement."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO external_posts (platform, external_id, body, created_at) "
+            "SELECT 'farcaster', 'm' || i, "
+            "       (SELECT string_agg(w[1 + (i * k * 7 + k) %% cardinality(w)], ' ') FROM generate_series(1, 3 + i %% 9) AS k)"
+            "       || CASE WHEN i %% 17 = 0 THEN ' etherium' || i ELSE '' END || ' #tag' || i %% 5, "
+            "       now() - make_interval(secs => %s - i) "
+            "FROM generate_series(1, %s) AS i, (SELECT %s::text[] AS w) AS v",
+            (n, n, WORDS),
+        )
+
+
+def lexicon(url: str) -> list[tuple[Any, ...]]:
+    """The whole lexicon by lexeme: counts, trigrams and variants (ids differ between builds)."""
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT l.lexeme, l.ndoc, l.ntrigrams, "
+            "       ARRAY(SELECT t.trigram FROM search_lexeme_trigrams t WHERE t.lexeme_id = l.id ORDER BY 1), "
+            "       ARRAY(SELECT v.variant FROM search_lexeme_variants v WHERE v.lexeme_id = l.id ORDER BY 1) "
+            "FROM search_lexemes l ORDER BY l.lexeme"
+        ).fetchall()
+
+
+def reset_index(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "TRUNCATE search_posts, search_profiles, post_tags, search_lexemes, search_lexeme_trigrams, "
+            "search_lexeme_variants, search_lexeme_pending"
+        )
+        conn.execute("DELETE FROM sync_cursors WHERE worker_name = 'search'")
+
+
+def test_lanes_build_the_same_index_and_lexicon(migrated_url: str) -> None:
+    """A batch split over two connections (and the lexicon folded in two parts at once) gives the
+    same documents, tags and word counts as one connection, with the cursor past every row."""
+    seed_many(migrated_url, 400)
+    with psycopg.connect(migrated_url, autocommit=True) as conn:  # one-off words wait, as in a large lexicon
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION search_trigrams_wait_from() RETURNS bigint LANGUAGE sql IMMUTABLE "
+            "AS $$ SELECT 0::bigint $$"
+        )
+    snapshot = (
+        "SELECT (SELECT array_agg(post_id::text || ':' || tsv::text ORDER BY post_id) FROM search_posts), "
+        "       (SELECT array_agg(kind || ':' || tag || ':' || post_id ORDER BY kind, tag, post_id) FROM post_tags), "
+        "       (SELECT value->>'id' FROM sync_cursors WHERE worker_name = 'search' AND cursor_key = 'posts')"
+    )
+    assert index(migrated_url, index_connections=1, batch_size=150) == 400
+    with psycopg.connect(migrated_url) as conn:
+        serial = conn.execute(snapshot).fetchone()
+    serial_lexicon = lexicon(migrated_url)
+    assert any(ndoc == 1 and ntrigrams == 0 for _, ndoc, ntrigrams, _, _ in serial_lexicon)  # one-off words wait
+    reset_index(migrated_url)
+    assert index(migrated_url, index_connections=2, lane_min_rows=1, batch_size=150) == 400
+    with psycopg.connect(migrated_url) as conn:
+        assert conn.execute(snapshot).fetchone() == serial
+    assert lexicon(migrated_url) == serial_lexicon
+    assert index(migrated_url, index_connections=2, lane_min_rows=1) == 0  # nothing left behind the cursor
+    # folded in the background every 100 rows while the next batches are indexed: the same lexicon
+    reset_index(migrated_url)
+    assert index(migrated_url, index_connections=2, lane_min_rows=1, batch_size=50, lexicon_fold_rows=100) == 400
+    assert lexicon(migrated_url) == serial_lexicon
+
+
+def test_a_lane_that_fails_is_redone_before_the_cursor_moves(migrated_url: str, corpus: dict[str, int]) -> None:
+    """A bad row in a later range rolls back that lane's transaction; the worker's transaction
+    indexes the range again row by row (skipping and recording the bad row) before it moves the
+    cursor past the batch, so no row is skipped."""
+    reset_index(migrated_url)
+    bad = corpus["0x06"]  # in the later of the two ranges (posts 5-8)
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION refuse_post() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF NEW.post_id = {bad} THEN RAISE EXCEPTION 'refused post %', NEW.post_id; END IF; RETURN NEW; END $$"
+        )
+        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON search_posts FOR EACH ROW EXECUTE FUNCTION refuse_post()")
+    assert index(migrated_url, index_connections=2, lane_min_rows=1) == len(POSTS) - 1 + len(PROFILES)
+    with psycopg.connect(migrated_url) as conn:
+        indexed = {r[0] for r in conn.execute("SELECT post_id FROM search_posts")}
+        errors = conn.execute("SELECT item_key, message FROM worker_errors WHERE worker_name = 'search'").fetchall()
+        cursor = conn.execute(
+            "SELECT value->>'id' FROM sync_cursors WHERE worker_name = 'search' AND cursor_key = 'posts'"
+        ).fetchone()
+    assert indexed == set(corpus.values()) - {bad}
+    assert [key for key, _ in errors] == [f"post {bad}"] and "refused post" in errors[0][1]
+    assert cursor == (str(max(corpus.values())),)
+
+
+async def test_an_edit_that_keeps_the_text_keeps_document_and_tags(migrated_url: str, corpus: dict[str, int]) -> None:
+    """A post whose updated_at moved with its score alone is not indexed again (its document and
+    tag rows are the same row versions); one whose text changed is, tags included."""
+    post = corpus["0x01"]
+    versions = (
+        "SELECT (SELECT xmin::text FROM search_posts WHERE post_id = %(id)s), "
+        "       (SELECT array_agg(xmin::text || tag ORDER BY tag) FROM post_tags WHERE post_id = %(id)s)"
+    )
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        before = conn.execute(versions, {"id": post}).fetchone()
+        conn.execute("UPDATE external_posts SET score = 42, updated_at = now() WHERE id = %s", (post,))
+        assert index(migrated_url) == 1  # read and checked
+        assert conn.execute(versions, {"id": post}).fetchone() == before
+        conn.execute("UPDATE external_posts SET body = body || ' #gm', updated_at = now() WHERE id = %s", (post,))
+        assert index(migrated_url) == 1
+        document, tags = conn.execute(versions, {"id": post}).fetchone() or (None, None)
+    assert document != before[0] and len(tags) == len(before[1]) + 1
+    assert ids_of(await search(migrated_url, "#gm", mode="tag")) == [post]

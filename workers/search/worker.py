@@ -1,16 +1,21 @@
 """The search worker: keeps the full-text, fuzzy and tag indexes of posts and profiles current.
 
 Each cycle reads posts and profiles changed since its cursors (`updated_at`, `id`, bounded by
-`sync_read_horizon()` so a writer's late commit is never skipped), `batch_size` at a time, and in
-one transaction per batch (re)builds their documents in `search_posts` / `search_profiles` (GIN
-on tsvector), re-extracts the posts' tags (hashtags, cashtags, mentions, linked domains) into
-`post_tags`, notes the words each document adds for the typo-correction lexicon (all of a new
-post's, an edit's new words only), and moves the cursor: the index and
-its cursor commit together. Every statement covers the whole batch inside Postgres (to_tsvector,
-regexp_matches); only when one fails for some row is the batch redone row by row. The noted word
-counts are folded into the lexicon in one pass when a stream is drained or every
-`lexicon_fold_rows` rows, so a lexeme is updated once per fold instead of once per batch. The statements are in sql/search.sql, the schema in
-migrations/0006_search.sql; searching is workers/search/query.py, served at GET /api/search.
+`sync_read_horizon()` so a writer's late commit is never skipped), `batch_size` at a time, and per
+batch (re)builds their documents in `search_posts` / `search_profiles` (GIN on tsvector),
+re-extracts the posts' tags (hashtags, cashtags, mentions, linked domains) into `post_tags`, notes
+the words each document adds for the typo-correction lexicon (all of a new post's, an edit's new
+words only), and moves the cursor: the index and its cursor commit together. A post whose text did
+not change (an edit of its score) keeps its document and tags. Every statement covers the whole
+batch inside Postgres (to_tsvector, regexp_matches); only when one fails for some row is the batch
+redone row by row. A batch of posts is split over `index_connections` connections (lanes,
+workers/search/lanes.py), so the documents are built on as many cores; the cursor moves in the
+worker's own transaction, after every lane's range committed. The noted word counts are folded
+into the lexicon when a stream is drained (split by lexeme over the same connections) and, during a
+long backlog, every `lexicon_fold_rows` rows in the background while the next batches are indexed,
+so a lexeme is updated once per fold instead of once per batch. The statements are in
+sql/search.sql, the schema in migrations/0006_search.sql (0023: the lanes' fold, the text digest);
+searching is workers/search/query.py, served at GET /api/search.
 
 With `replicas: N` the batch is claimed from a queue instead of read after a cursor
 (workers/claims.py): the same statements index it, in the transaction that completes the claims,
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from concurrent.futures import Future
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +38,7 @@ from workers.backlog import rows_waiting
 from workers.base import CycleResult, Worker, describe
 from workers.claims import Claims, ClaimSettings
 from workers.errors import WorkerError
+from workers.search.lanes import Lanes, split
 
 START = {"updated_at": "-infinity", "id": 0}
 
@@ -49,6 +56,22 @@ def _q(name: str) -> str:
     return query(name, "search.sql")
 
 
+# The statement that answers which of the ids the statements after it need: the posts whose text
+# changed or that were deleted (an edit of the score alone keeps its document and its tags).
+NARROWS = "index_posts"
+
+
+def run_statements(conn: psycopg.Connection[Any], statements: tuple[str, ...], ids: list[int]) -> None:
+    """A batch's statements in order, inside the caller's transaction."""
+    for name in statements:
+        cursor = conn.execute(_q(name), {"ids": ids})
+        if name == NARROWS:
+            row = cursor.fetchone()
+            ids = list(row[0]) if row and row[0] else []
+            if not ids:
+                return
+
+
 class _Stopped(Exception):
     """A stop request interrupted a claimed batch indexed row by row."""
 
@@ -57,9 +80,14 @@ class SearchSettings(ClaimSettings):
     interval_ms: int = Field(default=15000, gt=0)
     batch_size: int = Field(default=500, gt=0)  # rows per batch (one transaction each)
     max_cycle_s: float = Field(default=45, ge=0)  # then the cycle ends (`more_pending` if not drained)
-    # The typo lexicon takes the noted word counts when a stream is drained, or after this many rows
-    # during a long backlog (each fold updates every lexeme seen since the last one, once).
-    lexicon_fold_rows: int = Field(default=200_000, gt=0)
+    # The typo lexicon takes the noted word counts when a stream is drained and, during a long
+    # backlog, every this many rows in the background: on a connection of its own while the next
+    # batches are indexed (each fold updates every lexeme seen since the last one, once).
+    lexicon_fold_rows: int = Field(default=100_000, gt=0)
+    # A batch of posts is indexed over this many connections at once (workers/search/lanes.py):
+    # the documents are built by one Postgres backend per connection, so by as many cores.
+    index_connections: int = Field(default=2, ge=1, le=8)
+    lane_min_rows: int = Field(default=100, gt=0)  # no range of a split batch smaller than this
 
 
 class SearchWorker(Worker[int]):
@@ -71,11 +99,22 @@ class SearchWorker(Worker[int]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.claims = Claims(self, STREAMS)  # with `replicas: N` (workers/claims.py)
+        self.lanes = Lanes(self._connect, self.settings.index_connections - 1)
+        self._folder = Lanes(self._connect, 1)  # the background fold's connection
+        self._folding: list[Future[bool]] = []  # the background fold under way, if any
+
+    def close(self) -> None:
+        self.lanes.close()
+        self._folder.close()
+        super().close()
 
     def run_cycle(self) -> CycleResult:
         """Alternate post and profile batches until both are drained or `max_cycle_s` is up."""
         streams = {name: functools.partial(self.index_batch, name) for name in STREAMS}
-        result = self.drain_streams(streams, self.settings.max_cycle_s)
+        try:
+            result = self.drain_streams(streams, self.settings.max_cycle_s)
+        finally:
+            self._await_fold()  # no fold outlives the cycle
         if self.claims.active:
             self.claims.end_cycle(result)
         self.report_lag(self.claims.rows_waiting() if self.claims.active else rows_waiting(self), "rows")
@@ -87,25 +126,90 @@ class SearchWorker(Worker[int]):
             return self.claimed_batch(stream, total)
         changed, statements = STREAMS[stream]
         limit = self.settings.batch_size
-        with self.transaction() as tx:
-            cursor = self.load_cursor(stream) or START
-            rows: list[tuple[int, datetime]] = tx.execute(
-                _q(changed), {"after_updated_at": cursor["updated_at"], "after_id": cursor["id"], "limit": limit}
-            ).fetchall()
-            if not rows:
-                tx.execute(_q("fold_lexemes"))  # drained: the lexicon catches up (a no-op when nothing is noted)
-                self._unfolded = 0
-                return False
-            result, _ = self._index(tx, stream, [row[0] for row in rows], statements)
-            last_id, last_updated = rows[-1]
-            self.save_cursor(tx, {"updated_at": last_updated.isoformat(), "id": last_id}, stream)
-            self._unfolded += len(rows)
-            more = len(rows) >= limit
-            if not more or self._unfolded >= self.settings.lexicon_fold_rows:
-                tx.execute(_q("fold_lexemes"))
-                self._unfolded = 0
+        result = CycleResult()
+        try:
+            with self.transaction() as tx:
+                cursor = self.load_cursor(stream) or START
+                rows: list[tuple[int, datetime]] = tx.execute(
+                    _q(changed), {"after_updated_at": cursor["updated_at"], "after_id": cursor["id"], "limit": limit}
+                ).fetchall()
+                if rows:
+                    result = self._index_split(tx, stream, [row[0] for row in rows], statements)
+                    last_id, last_updated = rows[-1]
+                    self.save_cursor(tx, {"updated_at": last_updated.isoformat(), "id": last_id}, stream)
+        except _Stopped:  # a stop interrupted the batch row by row: rolled back, the cursor stays
+            return False
+        more = len(rows) >= limit
+        self._unfolded += len(rows)
+        if not more:
+            self.fold_lexicon()  # drained: the lexicon catches up (a no-op when nothing is noted)
+        elif self._unfolded >= self.settings.lexicon_fold_rows and not self._fold_running():
+            self._folding = self._folder.start([functools.partial(self._fold_part, 0, 1)])
+            self._unfolded = 0
         total.add(result)
         return more
+
+    def _index_split(
+        self, tx: psycopg.Connection[Any], stream: str, ids: list[int], statements: tuple[str, ...]
+    ) -> CycleResult:
+        """Index a batch: its later ranges on the lanes (each committed on its own), the first in
+        `tx`, then in `tx` again any range a lane could not commit; only then may `tx` move the
+        cursor past the whole batch (workers/search/lanes.py)."""
+        ranges = split(ids, self._lanes(stream), self.settings.lane_min_rows)
+        futures = self.lanes.start([functools.partial(self._index_range, statements, r) for r in ranges[1:]])
+        try:
+            result, complete = self._index(tx, stream, ranges[0], statements)
+        finally:
+            committed = Lanes.wait(futures)  # no lane outlives this transaction
+        failed = [i for r, ok in zip(ranges[1:], committed, strict=True) if not ok for i in r]
+        if complete and failed:
+            redone, complete = self._index(tx, stream, failed, statements)
+            result.add(redone)
+        if not complete:
+            raise _Stopped
+        result.items += len(ids) - len(ranges[0]) - len(failed)
+        return result
+
+    def _lanes(self, stream: str) -> int:
+        """How many connections index a batch of `stream` (profiles are few: one)."""
+        wanted = self.settings.index_connections if stream == "posts" else 1
+        if self.lanes.count != self.settings.index_connections - 1:  # changed live
+            self.lanes.close()
+            self.lanes = Lanes(self._connect, self.settings.index_connections - 1)
+        return wanted
+
+    def _index_range(self, statements: tuple[str, ...], ids: list[int], conn: psycopg.Connection[Any]) -> None:
+        """A lane's range, in the lane's transaction (fenced like the worker's own)."""
+        run_statements(conn, statements, ids)
+        self.fence(conn)
+
+    def fold_lexicon(self) -> None:
+        """Fold the noted word counts into the lexicon, split by lexeme over the worker's connection
+        and its lanes at the same time (migration 0023). Each part is its own transaction: a part
+        that fails keeps its counts pending for the next fold."""
+        self._await_fold()
+        parts = self._lanes("posts")
+        futures = self.lanes.start([functools.partial(self._fold_part, part, parts) for part in range(1, parts)])
+        try:
+            with self.transaction() as tx:
+                tx.execute(_q("fold_lexemes"), {"part": 0, "parts": parts})
+        finally:
+            Lanes.wait(futures)
+        self._unfolded = 0
+
+    def _fold_part(self, part: int, parts: int, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(_q("fold_lexemes"), {"part": part, "parts": parts})
+        self.fence(conn)
+
+    def _fold_running(self) -> bool:
+        if self._folding and self._folding[0].done():
+            self._await_fold()  # ended: a lost lease is raised here
+        return bool(self._folding)
+
+    def _await_fold(self) -> None:
+        """Wait for the background fold (its counts stay pending if it failed)."""
+        folding, self._folding = self._folding, []
+        Lanes.wait(folding)
 
     def claimed_batch(self, stream: str, total: CycleResult) -> bool:
         """Replicas: index a batch claimed from the stream's queue; the claims complete in the
@@ -127,7 +231,7 @@ class SearchWorker(Worker[int]):
                 self._unfolded += len(ids)
                 if not claims or self._unfolded >= self.settings.lexicon_fold_rows:
                     tx.execute(_q("lock_lexicon"))  # replicas fold one at a time
-                    tx.execute(_q("fold_lexemes"))
+                    tx.execute(_q("fold_lexemes"), {"part": 0, "parts": 1})
                     self._unfolded = 0
         except BaseException as exc:
             with contextlib.suppress(psycopg.Error):
@@ -145,8 +249,7 @@ class SearchWorker(Worker[int]):
         row, one row at a time, logging and skipping the bad ones. Returns whether all were handled."""
         try:
             with tx.transaction():
-                for name in statements:
-                    tx.execute(_q(name), {"ids": ids})
+                run_statements(tx, statements, ids)
             return CycleResult(items=len(ids)), True
         except (psycopg.OperationalError, psycopg.InterfaceError):
             raise
@@ -156,8 +259,7 @@ class SearchWorker(Worker[int]):
 
     def process(self, item: int, tx: psycopg.Connection[Any]) -> int:
         """One row, when its batch failed as a whole."""
-        for name in STREAMS[self._stream][1]:
-            tx.execute(_q(name), {"ids": [item]})
+        run_statements(tx, STREAMS[self._stream][1], [item])
         return 1
 
     def item_key(self, item: int) -> str:
