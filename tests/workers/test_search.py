@@ -456,3 +456,37 @@ async def test_an_edit_that_keeps_the_text_keeps_document_and_tags(migrated_url:
         document, tags = conn.execute(versions, {"id": post}).fetchone() or (None, None)
     assert document != before[0] and len(tags) == len(before[1]) + 1
     assert ids_of(await search(migrated_url, "#gm", mode="tag")) == [post]
+
+
+def test_a_stop_cancels_the_background_fold_and_keeps_its_counts_pending(migrated_url: str) -> None:
+    """SIGTERM does not wait for a long background fold (it could outlast the manager's stop
+    timeout): the fold is cancelled, its transaction rolls back, and the counts it was folding
+    stay noted for the next fold."""
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO search_lexeme_pending (lexeme, ndoc) VALUES ('zyzzyva', 1)")
+    worker = SearchWorker(name="search", config={}, database_url=migrated_url)
+
+    def slow_fold(conn: psycopg.Connection[Any]) -> None:
+        worker._fold_part(0, 1, conn)
+        conn.execute("SELECT pg_sleep(60)")  # a fold far longer than any stop timeout
+
+    try:
+        folding = worker._folding = worker._folder.start([slow_fold])
+        with psycopg.connect(migrated_url, autocommit=True) as conn:
+            for _ in range(300):  # until the fold sleeps (bounded: 30 s)
+                if conn.execute("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'").fetchone():
+                    break
+                conn.execute("SELECT pg_sleep(0.1)")
+            else:
+                pytest.fail("the background fold never started")
+        worker.request_stop()
+        worker._await_fold()
+        assert [f.result() for f in folding] == [False]  # cancelled and rolled back, not run to its end
+    finally:
+        worker.close()
+        for conn in (worker._data, worker._control):
+            if conn is not None:
+                conn.close()
+    with psycopg.connect(migrated_url) as conn:
+        assert conn.execute("SELECT ndoc FROM search_lexeme_pending WHERE lexeme = 'zyzzyva'").fetchall() == [(1,)]
+        assert conn.execute("SELECT 1 FROM search_lexemes WHERE lexeme = 'zyzzyva'").fetchone() is None

@@ -15,6 +15,7 @@ counted twice). The lexicon fold is split the same way, by lexeme (migration 002
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -85,6 +86,14 @@ class Lanes:
             raise  # the lease moved on (the fence refused): the worker stops
         except psycopg.Error:
             return False  # the caller redoes or leaves it (a range is indexed again in its own transaction)
+
+    def cancel(self) -> None:
+        """Ask the server to cancel what each lane is running: its transaction rolls back and its
+        future says False (a lane whose connection is still opening is not reached)."""
+        for conn in list(self._conns):
+            if conn is not None and not conn.closed:
+                with contextlib.suppress(psycopg.Error):
+                    conn.cancel_safe(timeout=2)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -24,9 +24,9 @@ and the replicas fold the lexicon one at a time.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
-from concurrent.futures import Future
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +41,7 @@ from workers.errors import WorkerError
 from workers.search.lanes import Lanes, split
 
 START = {"updated_at": "-infinity", "id": 0}
+STOP_POLL_S = 0.1  # how often a wait for the background fold checks for a stop request
 
 # Per stream: the query finding changed rows, then the statements indexing a batch of their ids.
 STREAMS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -101,7 +102,7 @@ class SearchWorker(Worker[int]):
         self.claims = Claims(self, STREAMS)  # with `replicas: N` (workers/claims.py)
         self.lanes = Lanes(self._connect, self.settings.index_connections - 1)
         self._folder = Lanes(self._connect, 1)  # the background fold's connection
-        self._folding: list[Future[bool]] = []  # the background fold under way, if any
+        self._folding: list[concurrent.futures.Future[bool]] = []  # the background fold under way, if any
 
     def close(self) -> None:
         self.lanes.close()
@@ -207,8 +208,15 @@ class SearchWorker(Worker[int]):
         return bool(self._folding)
 
     def _await_fold(self) -> None:
-        """Wait for the background fold (its counts stay pending if it failed)."""
+        """Wait for the background fold (its counts stay pending if it failed). A stop does not
+        wait for it: the fold is cancelled, rolls back, and its counts wait for the next fold, so
+        SIGTERM ends the worker well within the manager's stop timeout."""
         folding, self._folding = self._folding, []
+        while not all(future.done() for future in folding):
+            if self.stopping:
+                self._folder.cancel()
+                break
+            concurrent.futures.wait(folding, timeout=STOP_POLL_S)
         Lanes.wait(folding)
 
     def claimed_batch(self, stream: str, total: CycleResult) -> bool:
