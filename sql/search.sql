@@ -85,19 +85,14 @@ SELECT search_note_lexemes(ARRAY(SELECT tsv FROM search_profiles WHERE profile_i
 SELECT search_fold_lexemes(%(part)s, %(parts)s);
 
 -- name: exact_query
--- The tsquery for what a user typed, as typed (web-search syntax), in text form to bind into the searches;
--- how many of the newest %(scan)s posts are expected to match it, and whether that is `dense` (at least
--- %(window)s: search_posts walks them). search_posts_text does the same inside; this serves profiles.
-SELECT websearch_to_tsquery('english', %(q)s)::text AS q, e.expected, e.expected >= %(window)s AS dense
-FROM search_expected_recent(%(q)s, %(scan)s) AS e (expected);
+-- The tsquery for what a user typed, as typed (web-search syntax), in text form to bind into search_profiles
+-- (search_posts_text does the same inside for posts).
+SELECT websearch_to_tsquery('english', %(q)s)::text;
 
 -- name: widened_query
--- The fallback tsquery: unknown or rare words widened to likely corrections, the last word also as a prefix;
--- then as for exact_query. A widened query is also walked when the whole index holds more matches than the
--- walk visits posts: a prefix matches many lexemes, and the GIN index reads every match of each.
-SELECT w.query::text AS q, w.expected_recent AS expected,
-       w.expected_recent >= %(window)s OR w.expected_matches >= %(scan)s AS dense
-FROM search_widen(%(q)s, %(prefix_last)s, %(scan)s) AS w;
+-- The fallback tsquery for search_profiles: unknown or rare words widened to likely corrections, the last
+-- word also as a prefix (search_query, migration 0020).
+SELECT search_query(%(q)s, %(prefix_last)s)::text;
 
 -- name: search_posts_text
 -- A whole post search in one statement (search_posts_text, migration 0022): a row per query used (id NULL;

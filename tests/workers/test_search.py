@@ -232,6 +232,16 @@ def test_every_path_ranks_the_same_recent_matches(migrated_url: str, corpus: dic
     ]
 
 
+# The parts' queries with the estimates that steer search_posts (as search_posts_text computes them).
+ESTIMATES = {
+    "exact_query": "SELECT websearch_to_tsquery('english', %(q)s)::text, e.expected, e.expected >= %(window)s "
+    "FROM search_expected_recent(%(q)s, %(scan)s) AS e (expected)",
+    "widened_query": "SELECT w.query::text, w.expected_recent, "
+    "w.expected_recent >= %(window)s OR w.expected_matches >= %(scan)s "
+    "FROM search_widen(%(q)s, %(prefix_last)s, %(scan)s) AS w",
+}
+
+
 def test_one_statement_search_equals_its_parts(migrated_url: str, corpus: dict[str, int]) -> None:
     """search_posts_text (one statement: exact words, then the widened query when they found too
     few) gives the rows, ranking and queries of its parts run one statement at a time: exact_query,
@@ -242,7 +252,7 @@ def test_one_statement_search_equals_its_parts(migrated_url: str, corpus: dict[s
         steering = {"q": q, "scan": scan, "limit": limit, "window": 100, "prefix_last": True}
         out: list[tuple[Any, ...]] = []
         for found_by, name in (("text", "exact_query"), ("fuzzy", "widened_query")):
-            row = conn.execute(statements[name], steering).fetchone()
+            row = conn.execute(ESTIMATES[name], steering).fetchone()
             assert row is not None
             tsquery, expected, dense = row
             out.append((found_by, tsquery, None, None))

@@ -146,7 +146,6 @@ class Search:
         self.embedder, self.dims = embedder, dims
         self.results: list[dict[str, Any]] = []
         self.notes: dict[str, Any] = {}
-        self._steering = {"q": self.q, "scan": SCAN_NEWEST, "limit": limit, "window": RANK_WINDOW}
 
     @property
     def found(self) -> list[int]:
@@ -245,11 +244,11 @@ class Search:
     async def _text(self, *, fuzzy: bool) -> None:
         """Profiles for the exact words, or for the widened query (few rows: every match is ranked)."""
         if "tsquery" not in self.notes:
-            cur = await self.conn.execute(_q("exact_query"), self._steering)
+            cur = await self.conn.execute(_q("exact_query"), {"q": self.q})
             self.notes["tsquery"] = (await cur.fetchone() or ("",))[0]
         exact = tsquery = self.notes["tsquery"]
         if fuzzy:
-            cur = await self.conn.execute(_q("widened_query"), {**self._steering, "prefix_last": True})
+            cur = await self.conn.execute(_q("widened_query"), {"q": self.q, "prefix_last": True})
             tsquery = (await cur.fetchone() or ("",))[0]
             if self.mode == "auto" and tsquery == exact:
                 return  # nothing to widen: the exact search already said everything
