@@ -10,6 +10,11 @@ WHERE (updated_at, id) > (%(after_updated_at)s::timestamptz, %(after_id)s)
 ORDER BY updated_at, id
 LIMIT %(limit)s;
 
+-- name: index_session
+-- For the rest of an indexing transaction: commit without waiting for the WAL flush (a crash loses the last
+-- batches whole, their cursor with them, never the cursor alone; they are indexed again) and room for GIN.
+SELECT set_config('synchronous_commit', 'off', true), set_config('work_mem', '32MB', true);
+
 -- name: index_posts
 -- Builds the search documents of the given posts whose text changed (search_post_source_hash, migration
 -- 0023: an edit of the score alone, or a version already indexed, is left alone) and notes for the typo

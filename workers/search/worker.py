@@ -62,6 +62,16 @@ def _q(name: str) -> str:
 NARROWS = "index_posts"
 
 
+def fast_commit(conn: psycopg.Connection[Any]) -> None:
+    """Let the open transaction commit without waiting for its WAL to reach the disk (and give GIN's
+    pending-list flush more memory). Safe for the index: its rows and cursor commit in one
+    transaction, and a lane's range commits before the worker's transaction that moves the cursor
+    past it, so its commit record comes earlier in the WAL. A crash loses only a tail of the WAL:
+    the last batches, cursor and rows together, never a cursor without its rows; they are indexed
+    again. It saved a WAL flush per transaction: three per batch (two lanes and the cursor)."""
+    conn.execute(_q("index_session"))
+
+
 def run_statements(conn: psycopg.Connection[Any], statements: tuple[str, ...], ids: list[int]) -> None:
     """A batch's statements in order, inside the caller's transaction."""
     for name in statements:
@@ -130,6 +140,7 @@ class SearchWorker(Worker[int]):
         result = CycleResult()
         try:
             with self.transaction() as tx:
+                fast_commit(tx)
                 cursor = self.load_cursor(stream) or START
                 rows: list[tuple[int, datetime]] = tx.execute(
                     _q(changed), {"after_updated_at": cursor["updated_at"], "after_id": cursor["id"], "limit": limit}
@@ -181,6 +192,7 @@ class SearchWorker(Worker[int]):
 
     def _index_range(self, statements: tuple[str, ...], ids: list[int], conn: psycopg.Connection[Any]) -> None:
         """A lane's range, in the lane's transaction (fenced like the worker's own)."""
+        fast_commit(conn)
         run_statements(conn, statements, ids)
         self.fence(conn)
 
@@ -193,12 +205,14 @@ class SearchWorker(Worker[int]):
         futures = self.lanes.start([functools.partial(self._fold_part, part, parts) for part in range(1, parts)])
         try:
             with self.transaction() as tx:
+                fast_commit(tx)
                 tx.execute(_q("fold_lexemes"), {"part": 0, "parts": parts})
         finally:
             Lanes.wait(futures)
         self._unfolded = 0
 
     def _fold_part(self, part: int, parts: int, conn: psycopg.Connection[Any]) -> None:
+        fast_commit(conn)
         conn.execute(_q("fold_lexemes"), {"part": part, "parts": parts})
         self.fence(conn)
 
@@ -232,6 +246,7 @@ class SearchWorker(Worker[int]):
         )
         try:
             with self.transaction() as tx:
+                fast_commit(tx)
                 ids = sorted(queue.complete(tx, claims))
                 result, complete = self._index(tx, stream, ids, statements) if ids else (CycleResult(), True)
                 if not complete:  # a stop interrupted it row by row: roll back, give the claims back
