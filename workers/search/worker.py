@@ -47,7 +47,7 @@ STOP_POLL_S = 0.1  # how often a wait for the background fold checks for a stop 
 STREAMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "posts": (
         "changed_posts",
-        ("index_posts", "unindex_deleted_posts", "clear_post_tags", "tag_posts"),
+        ("index_posts", "unindex_deleted_posts", "tag_posts"),
     ),
     "profiles": ("changed_profiles", ("index_profiles", "learn_profile_lexemes")),
 }
@@ -93,8 +93,12 @@ class SearchSettings(ClaimSettings):
     max_cycle_s: float = Field(default=45, ge=0)  # then the cycle ends (`more_pending` if not drained)
     # The typo lexicon takes the noted word counts when a stream is drained and, during a long
     # backlog, every this many rows in the background: on a connection of its own while the next
-    # batches are indexed (each fold updates every lexeme seen since the last one, once).
-    lexicon_fold_rows: int = Field(default=100_000, gt=0)
+    # batches are indexed (each fold updates every lexeme seen since the last one, once). The
+    # background fold takes a core from the lanes, and a third of its cost is per distinct lexeme
+    # (~90,000 per 100,000 posts, found and updated again by every fold): at 100,000 rows the folds
+    # of a 1,000,000-post backlog cost as much CPU as indexing it. 500,000 rows is under a minute
+    # of lag at the backlog rate.
+    lexicon_fold_rows: int = Field(default=500_000, gt=0)
     # A batch of posts is indexed over this many connections at once (workers/search/lanes.py):
     # the documents are built by one Postgres backend per connection, so by as many cores.
     index_connections: int = Field(default=2, ge=1, le=8)
