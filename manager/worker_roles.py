@@ -83,7 +83,6 @@ MODULE_WRITES: dict[str, tuple[str, ...]] = {
         "search_lexemes",
         "search_lexeme_trigrams",
         "search_lexeme_pending",
-        "search_lexeme_pending_sets",
         "search_lexeme_variants",
         *CLAIMS,
         "ai_embedding_cache",

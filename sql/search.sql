@@ -19,8 +19,7 @@ SELECT set_config('synchronous_commit', 'off', true), set_config('work_mem', '32
 -- Builds the search documents of the given posts whose text changed (search_post_source_hash, migration
 -- 0023: an edit of the score alone, or a version already indexed, is left alone) and notes for the typo
 -- lexicon the words each new document adds to the post's previous one (all of a new post's; an edit
--- mostly none), to be folded in by fold_lexemes: a row per lexeme bucket, its lexemes and counts as arrays
--- (search_lexeme_pending_sets, migration 0024). Returns the ids
+-- mostly none), to be folded in by fold_lexemes (search_note_lexemes, migration 0014). Returns the ids
 -- whose tags must be extracted again: those (re)indexed and those deleted.
 WITH source AS MATERIALIZED (
   SELECT p.id, p.created_at, p.updated_at, p.title, p.body, p.deleted_at IS NOT NULL AS deleted,
@@ -38,15 +37,13 @@ WITH source AS MATERIALIZED (
         tsv = excluded.tsv, source_hash = excluded.source_hash, indexed_at = now()
     WHERE s.source_updated_at IS DISTINCT FROM excluded.source_updated_at
   RETURNING s.post_id, s.tsv
-), counts AS (
-  SELECT w.lexeme, count(*)::int AS ndoc
+), noted AS (
+  INSERT INTO search_lexeme_pending (lexeme, ndoc)
+  SELECT w.lexeme, count(*)::int
   FROM indexed i LEFT JOIN previous o ON o.post_id = i.post_id,
        unnest(tsvector_to_array(CASE WHEN o.tsv IS NULL THEN i.tsv ELSE ts_delete(i.tsv, tsvector_to_array(o.tsv)) END))
          AS w (lexeme)
   GROUP BY w.lexeme
-), noted AS (
-  INSERT INTO search_lexeme_pending_sets (bucket, lexemes, ndocs)
-  SELECT search_lexeme_bucket(lexeme), array_agg(lexeme), array_agg(ndoc) FROM counts GROUP BY 1
 )
 SELECT ARRAY(SELECT post_id FROM indexed UNION ALL SELECT id FROM source WHERE deleted);
 

@@ -11,42 +11,16 @@
 -- (C, C.UTF-8), and only locality, never the result, depends on it elsewhere; the collation-aware
 -- sort of 600,000 trigrams took 1.5 s. Everything else is 0023's fold, unchanged: the same
 -- lexicon, trigrams and variants.
---
--- The noted counts, one row per lexeme bucket per batch. A batch appended a row per distinct lexeme
--- to search_lexeme_pending (~6 per post: 12,000 heap rows per 2,000 posts, 13 us per post) and the
--- fold deleted them again one by one (1.3 s per 100,000 posts); the pending table held 7 million
--- rows over a 1,000,000-post backlog. A batch now appends one row per bucket (search_lexeme_part(
--- lexeme, 8): up to 8 rows) holding its lexemes and counts as two arrays, and the fold unnests them.
--- A fold part takes whole buckets: part `part` of `parts` (at most 8, index_connections' limit)
--- folds the lexemes whose bucket % parts = part, from both tables (search_lexeme_pending still takes
--- the profiles' notes, search_note_lexemes), so no two parts ever touch the same lexeme. For
--- parts 1, 2, 4 and 8 that is the same split as 0023's search_lexeme_part(lexeme, parts).
-
-CREATE TABLE IF NOT EXISTS search_lexeme_pending_sets (
-  bucket  smallint NOT NULL,                  -- search_lexeme_part(lexeme, 8) of each of its lexemes
-  lexemes text[] NOT NULL,
-  ndocs   integer[] NOT NULL                  -- documents per lexeme, in the same order
-);
-
--- The bucket of the lexicon's fold parts a lexeme belongs to (0023's split, by a fixed 8 first).
-CREATE OR REPLACE FUNCTION search_lexeme_bucket(lexeme text) RETURNS smallint
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT search_lexeme_part(lexeme, 8)::smallint $$;
 
 CREATE OR REPLACE FUNCTION search_fold_lexemes(part integer, parts integer) RETURNS void
 LANGUAGE sql VOLATILE
 SET work_mem = '64MB'
 AS $$
-  WITH moved_sets AS (
-    DELETE FROM search_lexeme_pending_sets WHERE parts <= 1 OR bucket % parts = part
-    RETURNING lexemes, ndocs
-  ), moved AS (
-    DELETE FROM search_lexeme_pending WHERE parts <= 1 OR search_lexeme_bucket(lexeme) % parts = part
+  WITH moved AS (
+    DELETE FROM search_lexeme_pending WHERE parts <= 1 OR search_lexeme_part(lexeme, parts) = part
     RETURNING lexeme, ndoc
   ), summed AS MATERIALIZED (  -- once per lexeme; the filter below must not run per pending row
-    SELECT lexeme, sum(ndoc)::int AS ndoc
-    FROM (SELECT w.lexeme, w.ndoc FROM moved_sets m, unnest(m.lexemes, m.ndocs) AS w (lexeme, ndoc)
-          UNION ALL SELECT lexeme, ndoc FROM moved) AS noted
-    GROUP BY lexeme
+    SELECT lexeme, sum(ndoc)::int AS ndoc FROM moved GROUP BY lexeme
   ), counts AS MATERIALIZED (
     SELECT lexeme, ndoc FROM summed WHERE lexeme ~ '^[a-z][a-z0-9]{2,31}$'
   ), counted AS (  -- a waiting lexeme seen again gets its trigram count here, its trigrams below

@@ -388,7 +388,7 @@ def reset_index(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE search_posts, search_profiles, post_tags, search_lexemes, search_lexeme_trigrams, "
-            "search_lexeme_variants, search_lexeme_pending, search_lexeme_pending_sets"
+            "search_lexeme_variants, search_lexeme_pending"
         )
         conn.execute("DELETE FROM sync_cursors WHERE worker_name = 'search'")
 

@@ -80,37 +80,3 @@ def test_indexing_transactions_commit_without_waiting_for_the_wal_flush(migrated
                     c.close()
         modes = dict(conn.execute("SELECT tbl, array_agg(DISTINCT mode) FROM commit_modes GROUP BY tbl").fetchall())
     assert modes == {"search_posts": ["off"], "sync_cursors": ["off"], "search_lexemes": ["off"]}
-
-
-def test_the_fold_parts_take_whole_buckets_from_both_pending_tables(migrated_url: str) -> None:
-    """Noted counts (a batch's arrays per bucket, and single rows as profiles note them) are folded
-    once each, by exactly one of the parts: the parts split the lexemes between them, whatever
-    their number, and a part that has not run leaves its lexemes pending."""
-    words = [f"word{i:02d}" for i in range(24)]
-    with psycopg.connect(migrated_url, autocommit=True) as conn:
-        for _batch in range(2):  # two batches noting every word once each, as index_posts does
-            conn.execute(
-                "INSERT INTO search_lexeme_pending_sets (bucket, lexemes, ndocs) "
-                "SELECT search_lexeme_bucket(w), array_agg(w), array_agg(1) FROM unnest(%s::text[]) AS w GROUP BY 1",
-                (words,),
-            )
-        conn.execute(
-            "INSERT INTO search_lexeme_pending (lexeme, ndoc) SELECT w, 5 FROM unnest(%s::text[]) AS w", (words,)
-        )
-        buckets = conn.execute("SELECT count(DISTINCT bucket) FROM search_lexeme_pending_sets").fetchone()
-        assert buckets is not None and buckets[0] > 3  # the words spread over the buckets
-
-        conn.execute("SELECT search_fold_lexemes(0, 3)")
-        first = {r[0] for r in conn.execute("SELECT lexeme FROM search_lexemes")}
-        assert first and first < set(words)
-        assert conn.execute(
-            "SELECT count(*) FROM search_lexeme_pending WHERE lexeme = ANY(%s)", (list(first),)
-        ).fetchone() == (0,)
-        conn.execute("SELECT search_fold_lexemes(1, 3)")
-        conn.execute("SELECT search_fold_lexemes(2, 3)")
-        folded = dict(conn.execute("SELECT lexeme, ndoc FROM search_lexemes").fetchall())
-        left = conn.execute(
-            "SELECT (SELECT count(*) FROM search_lexeme_pending), (SELECT count(*) FROM search_lexeme_pending_sets)"
-        ).fetchone()
-    assert folded == {w: 7 for w in words}
-    assert left == (0, 0)

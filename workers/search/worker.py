@@ -101,7 +101,7 @@ class SearchSettings(ClaimSettings):
     lexicon_fold_rows: int = Field(default=500_000, gt=0)
     # A batch of posts is indexed over this many connections at once (workers/search/lanes.py):
     # the documents are built by one Postgres backend per connection, so by as many cores.
-    index_connections: int = Field(default=2, ge=1, le=8)  # at most 8: the fold's parts take whole buckets of 8
+    index_connections: int = Field(default=2, ge=1, le=8)
     lane_min_rows: int = Field(default=100, gt=0)  # no range of a split batch smaller than this
 
 
@@ -109,7 +109,7 @@ class SearchWorker(Worker[int]):
     settings_model = SearchSettings
     settings: SearchSettings
     _stream = "posts"  # the stream whose rows `process` indexes one by one
-    _unfolded = 0  # rows whose words were noted since the last fold (search_lexeme_pending_sets)
+    _unfolded = 0  # rows whose words were noted since the last fold (search_lexeme_pending)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
