@@ -3,7 +3,7 @@
 Each cycle reads posts and profiles changed since its cursors (`updated_at`, `id`, bounded by
 `sync_read_horizon()` so a writer's late commit is never skipped), `batch_size` at a time, and per
 batch (re)builds their documents in `search_posts` / `search_profiles` (GIN on tsvector),
-re-extracts the posts' tags (hashtags, cashtags, mentions, linked domains) into `post_tags`, notes
+brings the posts' tags (hashtags, cashtags, mentions, linked domains) in `post_tags` in line, notes
 the words each document adds for the typo-correction lexicon (all of a new post's, an edit's new
 words only), and moves the cursor: the index and its cursor commit together. A post whose text did
 not change (an edit of its score) keeps its document and tags. Every statement covers the whole
@@ -14,8 +14,10 @@ worker's own transaction, after every lane's range committed. The noted word cou
 into the lexicon when a stream is drained (split by lexeme over the same connections) and, during a
 long backlog, every `lexicon_fold_rows` rows in the background while the next batches are indexed,
 so a lexeme is updated once per fold instead of once per batch. The statements are in
-sql/search.sql, the schema in migrations/0006_search.sql (0023: the lanes' fold, the text digest);
-searching is workers/search/query.py, served at GET /api/search.
+sql/search.sql, the schema in migrations/0006_search.sql (0023: the lanes' fold, the text digest;
+0024: the fold's cost); searching is workers/search/query.py, served at GET /api/search. Indexing
+transactions commit without waiting for the WAL flush (fast_commit: rows and cursor are lost
+together or not at all).
 
 With `replicas: N` the batch is claimed from a queue instead of read after a cursor
 (workers/claims.py): the same statements index it, in the transaction that completes the claims,
@@ -68,7 +70,7 @@ def fast_commit(conn: psycopg.Connection[Any]) -> None:
     transaction, and a lane's range commits before the worker's transaction that moves the cursor
     past it, so its commit record comes earlier in the WAL. A crash loses only a tail of the WAL:
     the last batches, cursor and rows together, never a cursor without its rows; they are indexed
-    again. It saved a WAL flush per transaction: three per batch (two lanes and the cursor)."""
+    again. No transaction waits for a WAL flush any more: three per batch (two lanes, the cursor)."""
     conn.execute(_q("index_session"))
 
 
@@ -95,9 +97,9 @@ class SearchSettings(ClaimSettings):
     # backlog, every this many rows in the background: on a connection of its own while the next
     # batches are indexed (each fold updates every lexeme seen since the last one, once). The
     # background fold takes a core from the lanes, and a third of its cost is per distinct lexeme
-    # (~90,000 per 100,000 posts, found and updated again by every fold): at 100,000 rows the folds
-    # of a 1,000,000-post backlog cost as much CPU as indexing it. 500,000 rows is under a minute
-    # of lag at the backlog rate.
+    # seen since the last fold (~90,000 per 100,000 posts, looked up and updated again by every
+    # fold; 10 s of one backend per 100,000 posts in EXPLAIN ANALYZE), so fewer, larger folds cost
+    # less in all. 500,000 rows is about a minute of lag at the backlog rate.
     lexicon_fold_rows: int = Field(default=500_000, gt=0)
     # A batch of posts is indexed over this many connections at once (workers/search/lanes.py):
     # the documents are built by one Postgres backend per connection, so by as many cores.
