@@ -10,6 +10,11 @@ WHERE (updated_at, id) > (%(after_updated_at)s::timestamptz, %(after_id)s)
 ORDER BY updated_at, id
 LIMIT %(limit)s;
 
+-- name: index_session
+-- For the rest of an indexing transaction: commit without waiting for the WAL flush (a crash loses the last
+-- batches whole, their cursor with them, never the cursor alone; they are indexed again) and room for GIN.
+SELECT set_config('synchronous_commit', 'off', true), set_config('work_mem', '32MB', true);
+
 -- name: index_posts
 -- Builds the search documents of the given posts whose text changed (search_post_source_hash, migration
 -- 0023: an edit of the score alone, or a version already indexed, is left alone) and notes for the typo
@@ -43,20 +48,26 @@ WITH source AS MATERIALIZED (
 SELECT ARRAY(SELECT post_id FROM indexed UNION ALL SELECT id FROM source WHERE deleted);
 
 -- name: unindex_deleted_posts
--- Drops the search documents of the given posts that were marked deleted (their tags go with clear_post_tags).
+-- Drops the search documents of the given posts that were marked deleted (their tags go with tag_posts).
 -- This and the tag statements get the ids index_posts returned.
 DELETE FROM search_posts s USING external_posts p
 WHERE s.post_id = p.id AND p.id = ANY(%(ids)s) AND p.deleted_at IS NOT NULL;
 
--- name: clear_post_tags
--- Forgets the tags of the given posts before they are extracted again (a tag can disappear in an edit).
-DELETE FROM post_tags WHERE post_id = ANY(%(ids)s);
-
 -- name: tag_posts
--- Extracts hashtags, cashtags, mentions and linked domains of the given posts (search_post_tags, migration 0014).
-INSERT INTO post_tags (kind, tag, post_id, created_at)
-SELECT kind, tag, post_id, created_at FROM search_post_tags(%(ids)s)
-ON CONFLICT DO NOTHING;
+-- Brings the tags of the given posts in line with their text (search_post_tags, migration 0014: hashtags,
+-- cashtags, mentions, linked domains): drops those no longer there (all of a deleted post's), adds the new
+-- ones, and leaves a tag that is still there alone, so an edit that keeps its tags writes nothing here.
+WITH fresh AS MATERIALIZED (
+  SELECT kind, tag, post_id, created_at FROM search_post_tags(%(ids)s)
+), gone AS (
+  DELETE FROM post_tags t
+  WHERE t.post_id = ANY(%(ids)s)
+    AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.post_id = t.post_id AND f.kind = t.kind AND f.tag = t.tag)
+)
+INSERT INTO post_tags AS t (kind, tag, post_id, created_at)
+SELECT kind, tag, post_id, created_at FROM fresh
+ON CONFLICT (kind, tag, post_id) DO UPDATE SET created_at = excluded.created_at
+  WHERE t.created_at IS DISTINCT FROM excluded.created_at;
 
 -- name: changed_profiles
 -- Profiles changed after the cursor (updated_at, id), with the same open-transaction guard as posts.

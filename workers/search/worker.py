@@ -3,7 +3,7 @@
 Each cycle reads posts and profiles changed since its cursors (`updated_at`, `id`, bounded by
 `sync_read_horizon()` so a writer's late commit is never skipped), `batch_size` at a time, and per
 batch (re)builds their documents in `search_posts` / `search_profiles` (GIN on tsvector),
-re-extracts the posts' tags (hashtags, cashtags, mentions, linked domains) into `post_tags`, notes
+brings the posts' tags (hashtags, cashtags, mentions, linked domains) in `post_tags` in line, notes
 the words each document adds for the typo-correction lexicon (all of a new post's, an edit's new
 words only), and moves the cursor: the index and its cursor commit together. A post whose text did
 not change (an edit of its score) keeps its document and tags. Every statement covers the whole
@@ -14,8 +14,10 @@ worker's own transaction, after every lane's range committed. The noted word cou
 into the lexicon when a stream is drained (split by lexeme over the same connections) and, during a
 long backlog, every `lexicon_fold_rows` rows in the background while the next batches are indexed,
 so a lexeme is updated once per fold instead of once per batch. The statements are in
-sql/search.sql, the schema in migrations/0006_search.sql (0023: the lanes' fold, the text digest);
-searching is workers/search/query.py, served at GET /api/search.
+sql/search.sql, the schema in migrations/0006_search.sql (0023: the lanes' fold, the text digest;
+0024: the fold's cost); searching is workers/search/query.py, served at GET /api/search. Indexing
+transactions commit without waiting for the WAL flush (fast_commit: rows and cursor are lost
+together or not at all).
 
 With `replicas: N` the batch is claimed from a queue instead of read after a cursor
 (workers/claims.py): the same statements index it, in the transaction that completes the claims,
@@ -47,7 +49,7 @@ STOP_POLL_S = 0.1  # how often a wait for the background fold checks for a stop 
 STREAMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "posts": (
         "changed_posts",
-        ("index_posts", "unindex_deleted_posts", "clear_post_tags", "tag_posts"),
+        ("index_posts", "unindex_deleted_posts", "tag_posts"),
     ),
     "profiles": ("changed_profiles", ("index_profiles", "learn_profile_lexemes")),
 }
@@ -60,6 +62,16 @@ def _q(name: str) -> str:
 # The statement that answers which of the ids the statements after it need: the posts whose text
 # changed or that were deleted (an edit of the score alone keeps its document and its tags).
 NARROWS = "index_posts"
+
+
+def fast_commit(conn: psycopg.Connection[Any]) -> None:
+    """Let the open transaction commit without waiting for its WAL to reach the disk (and give GIN's
+    pending-list flush more memory). Safe for the index: its rows and cursor commit in one
+    transaction, and a lane's range commits before the worker's transaction that moves the cursor
+    past it, so its commit record comes earlier in the WAL. A crash loses only a tail of the WAL:
+    the last batches, cursor and rows together, never a cursor without its rows; they are indexed
+    again. No transaction waits for a WAL flush any more: three per batch (two lanes, the cursor)."""
+    conn.execute(_q("index_session"))
 
 
 def run_statements(conn: psycopg.Connection[Any], statements: tuple[str, ...], ids: list[int]) -> None:
@@ -83,8 +95,12 @@ class SearchSettings(ClaimSettings):
     max_cycle_s: float = Field(default=45, ge=0)  # then the cycle ends (`more_pending` if not drained)
     # The typo lexicon takes the noted word counts when a stream is drained and, during a long
     # backlog, every this many rows in the background: on a connection of its own while the next
-    # batches are indexed (each fold updates every lexeme seen since the last one, once).
-    lexicon_fold_rows: int = Field(default=100_000, gt=0)
+    # batches are indexed (each fold updates every lexeme seen since the last one, once). The
+    # background fold takes a core from the lanes, and a third of its cost is per distinct lexeme
+    # seen since the last fold (~90,000 per 100,000 posts, looked up and updated again by every
+    # fold; 10 s of one backend per 100,000 posts in EXPLAIN ANALYZE), so fewer, larger folds cost
+    # less in all. 500,000 rows is about a minute of lag at the backlog rate.
+    lexicon_fold_rows: int = Field(default=500_000, gt=0)
     # A batch of posts is indexed over this many connections at once (workers/search/lanes.py):
     # the documents are built by one Postgres backend per connection, so by as many cores.
     index_connections: int = Field(default=2, ge=1, le=8)
@@ -130,6 +146,7 @@ class SearchWorker(Worker[int]):
         result = CycleResult()
         try:
             with self.transaction() as tx:
+                fast_commit(tx)
                 cursor = self.load_cursor(stream) or START
                 rows: list[tuple[int, datetime]] = tx.execute(
                     _q(changed), {"after_updated_at": cursor["updated_at"], "after_id": cursor["id"], "limit": limit}
@@ -181,6 +198,7 @@ class SearchWorker(Worker[int]):
 
     def _index_range(self, statements: tuple[str, ...], ids: list[int], conn: psycopg.Connection[Any]) -> None:
         """A lane's range, in the lane's transaction (fenced like the worker's own)."""
+        fast_commit(conn)
         run_statements(conn, statements, ids)
         self.fence(conn)
 
@@ -193,12 +211,14 @@ class SearchWorker(Worker[int]):
         futures = self.lanes.start([functools.partial(self._fold_part, part, parts) for part in range(1, parts)])
         try:
             with self.transaction() as tx:
+                fast_commit(tx)
                 tx.execute(_q("fold_lexemes"), {"part": 0, "parts": parts})
         finally:
             Lanes.wait(futures)
         self._unfolded = 0
 
     def _fold_part(self, part: int, parts: int, conn: psycopg.Connection[Any]) -> None:
+        fast_commit(conn)
         conn.execute(_q("fold_lexemes"), {"part": part, "parts": parts})
         self.fence(conn)
 
@@ -232,6 +252,7 @@ class SearchWorker(Worker[int]):
         )
         try:
             with self.transaction() as tx:
+                fast_commit(tx)
                 ids = sorted(queue.complete(tx, claims))
                 result, complete = self._index(tx, stream, ids, statements) if ids else (CycleResult(), True)
                 if not complete:  # a stop interrupted it row by row: roll back, give the claims back
