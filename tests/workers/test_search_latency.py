@@ -146,3 +146,21 @@ async def test_search_connections_come_warm(migrated_url: str) -> None:
         "search_widen",
         "search_similar_lexemes",
     }
+
+
+def test_ranking_every_match_when_few_gives_the_same_posts(migrated_url: str, indexed: dict[str, int]) -> None:
+    """With `few` (the lexicon expects no more matches than the window) search_posts_top ranks every
+    match instead of sorting them by time first: the same posts as the newest-window path, also
+    when the expectation was wrong (more matches than the window: the newest are ranked after all)."""
+    statement = "SELECT post_id, rank FROM search_posts_top(%s::tsquery, false, false, %s, %s, 5000, %s, %s)"
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        for tsquery in ("'ethereum'", "'gas' | 'fee'", "'ethereum' | 'eth':*", "'solana' & 'outage'"):
+            for limit, exclude, window in ((20, [], 100), (2, [], 100), (2, [indexed["0x03"]], 100), (2, [], 2)):
+                args = (tsquery, limit, exclude, window)
+                newest = conn.execute(statement, (*args, False)).fetchall()
+                assert conn.execute(statement, (*args, True)).fetchall() == newest, (tsquery, limit, exclude, window)
+        # five posts say ethereum: a window of 2 ranks only the 2 newest, whichever path
+        assert {row[0] for row in conn.execute(statement, ("'ethereum'", 20, [], 2, True))} == {
+            indexed["t3_07"],
+            indexed["0x08"],
+        }
