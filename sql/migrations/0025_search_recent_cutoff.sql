@@ -88,8 +88,8 @@ $$;
 -- the newest 5,000 posts hold too few of them to fill a page), the newest `win` are all of them, and
 -- ranking them directly is the naive ranked query's work without the sort (about 1 ms of 5 for
 -- 1,300 matches). With `few` (the lexicon expects at most `win` matches) the matches are ranked as
--- they are fetched and counted alongside; should there be more than `win` after all, the result
--- is thrown away and the newest `win` are ranked as before, so the answer never changes.
+-- they are fetched and counted alongside; should there be more than `win` after all, none are
+-- returned and the newest `win` are ranked as before, so the answer never changes.
 -- The 7-argument version (search_posts, tests) is this one with `few` false.
 CREATE OR REPLACE FUNCTION search_posts_top(q tsquery, walk boolean, dense boolean, lim integer,
                                             exclude bigint[], scan integer, win integer, few boolean)
@@ -104,7 +104,6 @@ DECLARE
   ranks real[];
   since timestamptz;
   until timestamptz := 'infinity';
-  matches bigint;
 BEGIN
   IF walk AND dense THEN
     SELECT array_agg(m.post_id), array_agg(m.created_at), array_agg(ts_rank(m.tsv, q, 1))
@@ -132,17 +131,16 @@ BEGIN
     RETURN;
   END IF;
   IF few THEN
-    -- every match ranked, if there are no more than win (then they are the newest win)
-    SELECT array_agg(t.post_id), array_agg(t.created_at), array_agg(t.rank), max(t.matches)
-      INTO ids, times, ranks, matches
-      FROM (SELECT m.post_id, m.created_at, m.rank, m.matches
-              FROM (SELECT s.post_id, s.created_at, ts_rank(s.tsv, q, 1) AS rank, count(*) OVER () AS matches
-                      FROM search_posts AS s WHERE s.tsv @@ q) AS m
-             WHERE m.post_id <> ALL (exclude)
-             ORDER BY m.rank DESC, m.created_at DESC
-             LIMIT lim) AS t;
-    IF coalesce(matches, 0) <= win THEN
-      RETURN QUERY SELECT c.post_id, c.created_at, c.rank FROM unnest(ids, times, ranks) AS c (post_id, created_at, rank);
+    -- every match ranked, if there are no more than win (then they are the newest win); none
+    -- returned means more than that (or none to return: the search below says the same quickly)
+    RETURN QUERY
+      SELECT m.post_id, m.created_at, m.rank
+        FROM (SELECT s.post_id, s.created_at, ts_rank(s.tsv, q, 1) AS rank, count(*) OVER () AS matches
+                FROM search_posts AS s WHERE s.tsv @@ q) AS m
+       WHERE m.matches <= win AND m.post_id <> ALL (exclude)
+       ORDER BY m.rank DESC, m.created_at DESC
+       LIMIT lim;
+    IF FOUND THEN
       RETURN;
     END IF;
   END IF;
