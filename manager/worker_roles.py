@@ -78,6 +78,7 @@ MODULE_WRITES: dict[str, tuple[str, ...]] = {
     ),
     "workers.search": (
         "search_posts",
+        "search_posts_changes",  # counted by search_posts' trigger (migration 0025)
         "search_profiles",
         "post_tags",
         "search_lexemes",

@@ -118,6 +118,17 @@ FROM search_posts_text(%(q)s, %(exact)s, %(widen_below)s, %(limit)s, %(exclude)s
 LEFT JOIN external_posts p ON p.id = r.post_id
 ORDER BY r.ordinality;
 
+-- name: warm_search
+-- Run on each new search connection before a viewer gets it (manager/store.py): the first call of the search
+-- functions compiles them (PL/pgSQL) and plans their statements, 30-60 ms no search should wait for. A word
+-- no post has goes down every path of search_posts_text and search_posts_top (the exact words, widening,
+-- the GIN index; the newest posts walked and from where they begin), each with nothing to rank.
+SELECT count(*) FROM (
+  SELECT 1 FROM search_posts_text('zzwarmupzz', true, 20, 20)
+  UNION ALL SELECT 1 FROM search_posts_top('zzwarmupzz'::tsquery, true, true, 1, '{}', 1, 1)
+  UNION ALL SELECT 1 FROM search_posts_top('zzwarmupzz'::tsquery, true, false, 1)
+) AS warmed;
+
 -- name: search_posts
 -- Ranked posts for one tsquery with highlights (params: q, walk, dense, scan, window, limit, exclude): the
 -- recency-bounded ranking of search_posts_top (migration 0022), which no plan choice can make slow. With

@@ -63,6 +63,11 @@ def test_a_worker_role_does_its_job(urls):
         conn.execute("INSERT INTO sync_cursors (worker_name, cursor_key, value) VALUES ('farcaster', 'k', '1')")
         conn.execute("CREATE TEMP TABLE stage_posts (LIKE external_posts)")  # the social upserts stage rows
         assert conn.execute("SELECT enabled FROM feature_flags").fetchall() is not None  # flags are read
+    with psycopg.connect(urls["search"]) as conn:  # indexing also counts the change (search_posts' trigger, 0025)
+        conn.execute(
+            "INSERT INTO search_posts (post_id, created_at, source_updated_at, tsv) "
+            "SELECT id, created_at, updated_at, to_tsvector('english', body) FROM external_posts"
+        )
     with psycopg.connect(urls["ethereum"]) as conn:
         conn.execute("INSERT INTO evm_tokens (chain, address, standard) VALUES ('ethereum', '0x1', 'erc20')")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
