@@ -124,6 +124,10 @@ class Worker(Generic[Item]):
         self.started_at = time.time()
         self._stop = threading.Event()
         self._control: psycopg.Connection[Any] | None = None  # heartbeats, flags, errors
+        # The control connection is shared by the worker's threads (the ai worker's prefetch thread
+        # heartbeats while its provider calls wait): one user at a time, so that a heartbeat's
+        # transaction never interleaves with another thread's statements or transaction.
+        self._control_lock = threading.RLock()
         self._data: psycopg.Connection[Any] | None = None  # results + cursors, in transactions
         self._last_beat = 0.0
         self._rate_limited_s = 0.0
@@ -177,7 +181,8 @@ class Worker(Generic[Item]):
 
         Rows that do not validate are refused: the settings in force stay, and `settings_error`
         names the row and key path (reported with each heartbeat, recorded once per change)."""
-        rows = self.control.execute(query("worker_settings"), {"prefix": f"{self.group}_"}).fetchall()
+        with self._control_lock:
+            rows = self.control.execute(query("worker_settings"), {"prefix": f"{self.group}_"}).fetchall()
         self.apply_settings(dict(rows))
 
     def apply_settings(self, rows: Mapping[str, Any]) -> None:
@@ -223,7 +228,8 @@ class Worker(Generic[Item]):
             held[2](held[1])
 
     def flag_enabled(self) -> bool:
-        row = self.control.execute(query("worker_flag"), (f"{self.group}_enabled",)).fetchone()
+        with self._control_lock:
+            row = self.control.execute(query("worker_flag"), (f"{self.group}_enabled",)).fetchone()
         return True if row is None else bool(row[0])
 
     def flag(self, feature: str) -> bool:
@@ -233,7 +239,8 @@ class Worker(Generic[Item]):
         name = feature if feature.endswith("_enabled") else f"{self.group}_{feature}_enabled"
         version = self._listener.flags_version
         if version != self._flags_version or not self._listener.listening.is_set():
-            rows = self.control.execute(query("worker_feature_flags"), {"prefix": f"{self.group}_"}).fetchall()
+            with self._control_lock:
+                rows = self.control.execute(query("worker_feature_flags"), {"prefix": f"{self.group}_"}).fetchall()
             self._flags, self._flags_version = {n: bool(e) for n, e in rows}, version
         return self._flags.get(name, True)
 
@@ -282,13 +289,14 @@ class Worker(Generic[Item]):
         """Keep an error for the detail view (outside any data transaction, so it survives rollback)."""
         message = self._scrub(message)
         try:
-            if self.lease_epoch is None:
-                self.control.execute(query("record_error"), (self.name, item_key, message[:2000]))
-            else:  # fenced, in one statement (no transaction to interleave with another thread's)
-                self.control.execute(
-                    query("record_error_fenced", "leases.sql"),
-                    {"name": self.name, "item_key": item_key, "message": message[:2000], "epoch": self.lease_epoch},
-                )
+            with self._control_lock:
+                if self.lease_epoch is None:
+                    self.control.execute(query("record_error"), (self.name, item_key, message[:2000]))
+                else:  # fenced, in one statement
+                    self.control.execute(
+                        query("record_error_fenced", "leases.sql"),
+                        {"name": self.name, "item_key": item_key, "message": message[:2000], "epoch": self.lease_epoch},
+                    )
         except psycopg.Error as exc:  # the error is still printed below, unless the lease is lost
             lost = lease_lost(exc)
             if lost is not None:
@@ -314,7 +322,7 @@ class Worker(Generic[Item]):
             "settingsError": self.settings_error,  # a refused settings row (the previous settings stay)
         }
         detail["next_run"] = self.next_run_at.isoformat().replace("+00:00", "Z") if self.next_run_at else None
-        with self.control.transaction():
+        with self._control_lock, self.control.transaction():
             fence(self.control, self.name, self.lease_epoch)
             self._beat(phase, last_error, detail)
         self._last_beat = time.monotonic()
@@ -338,8 +346,15 @@ class Worker(Generic[Item]):
 
     def beat_if_due(self) -> None:
         """Call between items of a long cycle: proves the loop is alive without flooding the DB."""
-        if time.monotonic() - self._last_beat >= self.heartbeat_interval_s:
-            self.heartbeat()
+        if time.monotonic() - self._last_beat < self.heartbeat_interval_s:
+            return
+        if not self._control_lock.acquire(blocking=False):
+            return  # another thread is on the control connection (beating, likely): try at the next call
+        try:
+            if time.monotonic() - self._last_beat >= self.heartbeat_interval_s:  # not just beaten by another
+                self.heartbeat()
+        finally:
+            self._control_lock.release()
 
     # ---- stopping -----------------------------------------------------------------------------
 
@@ -382,7 +397,8 @@ class Worker(Generic[Item]):
 
     def _last_run(self) -> datetime | None:
         """When this worker last finished a cycle (kept across restarts), for schedules."""
-        row = self.control.execute(query("worker_last_run"), (self.name,)).fetchone()
+        with self._control_lock:
+            row = self.control.execute(query("worker_last_run"), (self.name,)).fetchone()
         return row[0] if row and row[0] is not None else None
 
     def _scheduled_wait(self) -> float | None:
@@ -450,7 +466,7 @@ class Worker(Generic[Item]):
     def _record_cycle(self, started: float, ok: bool, result: CycleResult, error: str | None) -> None:
         """The cycle's row and heartbeat fields, fenced like a heartbeat: a worker whose lease moved
         on records nothing more (its last data transaction may have committed just before)."""
-        with self.control.transaction():
+        with self._control_lock, self.control.transaction():
             fence(self.control, self.name, self.lease_epoch)
             self._record_cycle_row(started, ok, result, error)
 

@@ -294,7 +294,8 @@ class AiWorker(Worker[Work]):
         self._ensure_schema(int(settings.dimensions))
         budget = self.settings.max_cost_per_day_usd
         if budget is not None:
-            spent = float((self.control.execute(_q("spent_last_day")).fetchone() or (0.0,))[0])
+            with self._control_lock:
+                spent = float((self.control.execute(_q("spent_last_day")).fetchone() or (0.0,))[0])
             if spent >= budget:
                 raise BudgetSpent(
                     f"${spent:.4f} of ${budget:.4f} in the last 24 h; raise workers.{self.name}.max_cost_per_day_usd "
@@ -652,15 +653,16 @@ class AiWorker(Worker[Work]):
         paid = {h: a for h, a in answered.items() if isinstance(a, Summary)}
         self.record_usage(*(a.usage for a in paid.values()))
         if paid:
-            self.control.execute(
-                _q("cache_summaries"),
-                {
-                    "chat_model": s.chat_model,
-                    "hashes": list(paid),
-                    "summaries": [a.summary for a in paid.values()],
-                    "sentiments": [a.sentiment for a in paid.values()],
-                },
-            )
+            with self._control_lock:  # the prefetch thread's calls land here too
+                self.control.execute(
+                    _q("cache_summaries"),
+                    {
+                        "chat_model": s.chat_model,
+                        "hashes": list(paid),
+                        "summaries": [a.summary for a in paid.values()],
+                        "sentiments": [a.sentiment for a in paid.values()],
+                    },
+                )
         settled = {h for h, _ in outcome.done}  # asked and answered, in order, before any failure
         for index, item in enumerate(items):
             if item.hash is None:
@@ -695,7 +697,7 @@ class AiWorker(Worker[Work]):
     def record_usage(self, *usages: Usage) -> None:
         """On the control connection (autocommit): the calls were paid for even if the batch fails."""
         if usages:
-            with self.control.cursor() as cur:
+            with self._control_lock, self.control.cursor() as cur:  # also from the prefetch thread
                 cur.executemany(_q("record_usage"), [u.row(self.name) for u in usages])
 
     # ---- writes (inside the batch transaction) ----------------------------------------------------
