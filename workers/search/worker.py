@@ -47,10 +47,7 @@ STOP_POLL_S = 0.1  # how often a wait for the background fold checks for a stop 
 
 # Per stream: the query finding changed rows, then the statements indexing a batch of their ids.
 STREAMS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "posts": (
-        "changed_posts",
-        ("index_posts", "unindex_deleted_posts", "tag_posts"),
-    ),
+    "posts": ("changed_posts", ("index_posts", "tag_posts")),
     "profiles": ("changed_profiles", ("index_profiles", "learn_profile_lexemes")),
 }
 
