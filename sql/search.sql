@@ -26,7 +26,7 @@ SELECT set_config('synchronous_commit', 'off', true), set_config('work_mem', '32
 WITH source AS MATERIALIZED (
   SELECT p.id, p.created_at, p.updated_at, p.title, p.body, p.deleted_at IS NOT NULL AS deleted,
          search_post_source_hash(p.created_at, p.title, p.body, p.url, p.embeds, p.mentions) AS hash
-  FROM external_posts p WHERE p.id IN (SELECT search_lock_posts(%(ids)s))
+  FROM external_posts p WHERE p.id IN (SELECT search_lock_posts(%(ids)s::bigint[]))
 ), dropped AS (
   DELETE FROM search_posts s USING source p WHERE s.post_id = p.id AND p.deleted
 ), previous AS MATERIALIZED (
