@@ -4,12 +4,13 @@
 -- (`few`, migration 0025): the matches, ranked, counted by a window function, the best `lim` kept.
 -- The planner put ts_rank in the window function's output, so the window buffered every match
 -- whole, its document included (a tsvector of ~200 bytes), and ranked the rows as it read them
--- back: at 1,000,000 posts this path took 1.3-2x the naive ranked query (ts_rank over every match,
--- top 20) for the same rows, and it serves most misspelt, rare-word and two-word searches. Ranking
--- in a subquery the planner keeps (OFFSET 0) ranks each row as it is fetched, and the window
--- buffers (id, time, rank) only; the rows, ranks and order are the same.
+-- back: at 1,000,000 posts this path took 1.3-1.5x the naive ranked query (ts_rank over every
+-- match, top 20) for the same 600-900 matches of a misspelt word, and it serves most misspelt,
+-- rare-word and two-word searches. Ranking in a subquery the planner keeps (OFFSET 0) ranks each
+-- row as it is fetched, and the window buffers (id, time, rank) only: about the naive query's
+-- time. The rows, ranks and order are the same.
 --
--- Measured with bench/search.py: see the closing note of issue 15.
+-- Measured with bench/search.py and per statement: see the closing note of issue 15.
 
 CREATE OR REPLACE FUNCTION search_posts_top(q tsquery, walk boolean, dense boolean, lim integer,
                                             exclude bigint[], scan integer, win integer, few boolean)
