@@ -275,7 +275,8 @@ class Search:
 
     async def _semantic(self, *, required: bool, limit: int | None = None) -> list[dict[str, Any]]:
         """The nearest items by embedding; appended to the results unless `limit` is given."""
-        if not await self._embedder_found() or self.dims is None:
+        embedder = self.embedder if await self._embedder_found() else None
+        if embedder is None or self.dims is None:
             reason = "semantic search needs the ai worker's base_url and API key"
             self.notes["semantic"] = f"unavailable: {reason}"
             if required:
@@ -287,7 +288,7 @@ class Search:
                 raise SearchUnavailable(self.notes["semantic"])
             return []
         try:
-            vector = await self.embedder(self.q)
+            vector = await embedder(self.q)
         except Exception as exc:
             self.notes["semantic"] = f"unavailable: {exc}"
             if required:
