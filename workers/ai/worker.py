@@ -7,13 +7,14 @@ has passed. For one batch:
 1. embeddings: texts already embedded by the same model and size come from `ai_embedding_cache`
    (content hash), the rest go out in requests of `embedding_batch` texts, `concurrency` requests
    in flight at once (workers/ai/calls.py), paced to `requests_per_minute`; new vectors are cached
-   at once, outside the batch transaction, because they were paid for whatever happens next;
+   at once (one statement), outside the batch transaction, because they were paid for whatever
+   happens next;
 2. posts only: a summary and a sentiment label per post from a chat completion, as many in flight,
    unless identical text was summarised before (`ai_summary_cache`, filled the same way);
 3. one transaction writes the batch set-based: its results are COPYed into a staging table and
    upserted in one statement (`ai_posts` / `ai_profiles`), each post is assigned to its nearest
-   topic in memory (a new topic when none is within `topic_similarity`) and the touched topics are
-   saved in one statement, and the cursor moves past the items done. Posts are stored outside the
+   topic in memory (a new topic when none is within `topic_similarity`; workers/ai/topics.py) and
+   the touched topics are saved in one statement, and the cursor moves past the items done. Posts are stored outside the
    HNSW index; profiles (few) get their nearest neighbours at once, from one statement of lateral
    `<=>` lookups on the HNSW index (`ai_similar_profiles`). If a set-based statement fails for
    some row, the batch is written item by item (one savepoint each) and the bad items are logged
@@ -25,7 +26,11 @@ has passed. For one batch:
    search covers the posts not indexed yet with an exact scan.
 
 The provider calls happen before the transaction, so no transaction waits on the network, and the
-waiting thread heartbeats. Every call is recorded in `ai_usage` with its tokens and cost
+waiting thread heartbeats. They happen ahead, too: while one batch is written, the next
+`prefetch_batches` (2) are read and sent on the prefetch thread, one after the other
+(workers/ai/ahead.py), so the provider always has the next requests; the usage records and new
+vectors of a batch prepared there are written by the keeper thread while the next batch's calls go
+out (`embed` says why nothing is paid twice for that). Every call is recorded in `ai_usage` with its tokens and cost
 (`*_price_per_1k` settings). A 429 ends the cycle with `RateLimited` (the base waits out the
 provider's retry-after) after committing the items finished before it (answers that arrived for
 later items are cached, not paid twice); an item the provider refuses (400) is stored without that
@@ -42,11 +47,8 @@ replicas are the parallelism.
 from __future__ import annotations
 
 import contextlib
-import re
 import time
-from collections import Counter
-from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -59,8 +61,10 @@ from psycopg.types.json import Jsonb
 from pydantic import Field
 
 from sql import query
+from workers.ai.ahead import Ahead, await_beating
 from workers.ai.calls import CallPool, Outcome
 from workers.ai.client import AiClient, AiSettings, Rejected, Summary, Usage, content_hash
+from workers.ai.topics import Topics
 from workers.backlog import rows_waiting
 from workers.base import CycleResult, Worker, describe
 from workers.claims import Claim, Claims, ClaimSettings
@@ -68,18 +72,6 @@ from workers.errors import BudgetSpent, NotConfigured, UpstreamError, WorkerErro
 from workers.pacing import Pacer
 
 START = {"updated_at": "-infinity", "id": 0}
-_WORD = re.compile(r"[^\W\d_][\w'-]{2,}")
-_LABEL_STOPWORDS = frozenset(
-    re.findall(
-        r"\S+",
-        "the and for are but not you all any can had her was one our out has his how its may new now old see "
-        "two way who did get let put say she too use that with have this will your from they know want been "
-        "good much some time very when come here just like long make many more only over such take than them "
-        "well were what into about after again also back because before being could each even first going "
-        "most other really should still their there these thing think those through today would https http "
-        "www com just lol gonna yeah yes",
-    )
-)
 
 
 def _q(name: str) -> str:
@@ -121,6 +113,16 @@ class Prepared:
     limit: int
     done: int
     interrupted: UpstreamError | None = None
+    # the bookkeeping of its calls (usage records, new vectors into the cache) when the keeper
+    # thread does it, and that of the batch prepared before it (see `AiWorker.embed`)
+    settled: Future[None] | None = None
+    earlier: Future[None] | None = None
+
+    def next_after(self) -> dict[str, Any] | None:
+        """Where the next batch starts, if one may be waiting: this one was full, and all done."""
+        if self.interrupted is None and self.done == len(self.items) >= self.limit > 0:
+            return _cursor_value(self.items[-1])
+        return None
 
 
 class _Interrupted(Exception):
@@ -145,91 +147,6 @@ def profile_text(username: str | None, display_name: str | None, bio: str | None
     return "\n".join(part for part in (name, (bio or "").strip()) if part)
 
 
-def topic_label(texts: list[str], words: int = 3) -> str | None:
-    """A topic's name: the commonest content words of its newest posts, counted once per post."""
-    counts: Counter[str] = Counter()
-    for text in texts:
-        counts.update({w for w in (m.lower() for m in _WORD.findall(text)) if w not in _LABEL_STOPWORDS})
-    top = [word for word, _ in counts.most_common(words)]
-    return ", ".join(top) if top else None
-
-
-class Topics:
-    """The topic centroids of one model and size, kept in memory between batches (the worker is
-    their only writer) and dropped whenever a transaction or an item fails, to be read again."""
-
-    def __init__(self, tx: psycopg.Connection[Any], model: str, dims: int) -> None:
-        self.model, self.dims = model, dims
-        rows = tx.execute(_q("topics"), {"model": model, "dims": dims}, binary=True).fetchall()
-        self.ids: list[int] = [r[0] for r in rows]
-        self.centroids = [_unit(np.asarray(r[1].to_numpy(), dtype=np.float64)) for r in rows]
-        self.sizes: list[int] = [max(int(r[2]), 1) for r in rows]
-        self.touched: set[int] = set()
-        self.born: dict[int, int] = {}  # touched topic -> its size before this batch (0: new)
-
-    def assign(self, tx: psycopg.Connection[Any], vector: np.ndarray, threshold: float, max_topics: int) -> int:
-        v = _unit(vector.astype(np.float64))
-        best, similarity = -1, -2.0
-        if self.centroids:
-            sims = np.stack(self.centroids) @ v
-            best = int(np.argmax(sims))
-            similarity = float(sims[best])
-        if best < 0 or (similarity < threshold and len(self.ids) < max_topics):
-            row = tx.execute(
-                _q("add_topic"), {"model": self.model, "dims": self.dims, "centroid": v.astype(np.float32)}
-            ).fetchone()
-            assert row is not None
-            topic_id = int(row[0])
-            self.ids.append(topic_id)
-            self.centroids.append(v)
-            self.sizes.append(1)
-            self.touched.add(topic_id)
-            self.born[topic_id] = 0
-            return topic_id
-        # running mean of the members, kept on the unit sphere
-        self.centroids[best] = _unit(self.centroids[best] * self.sizes[best] + v)
-        self.born.setdefault(self.ids[best], self.sizes[best])
-        self.sizes[best] += 1
-        self.touched.add(self.ids[best])
-        return self.ids[best]
-
-    def save(self, tx: psycopg.Connection[Any]) -> None:
-        """Centroids and sizes of the topics this batch touched; labels of those that are new or
-        whose size reached a power of two (a label moves slowly: naming every touched topic each
-        batch read 50 texts per topic)."""
-        if not self.touched:
-            return
-        ids = sorted(self.touched)
-        positions = [self.ids.index(topic_id) for topic_id in ids]
-        tx.execute(_q("move_topics"), {"ids": ids, "centroids": vector_texts(self.centroids[p] for p in positions)})
-        relabel = [t for t, p in zip(ids, positions, strict=True) if _power_of_two_reached(self.born[t], self.sizes[p])]
-        if relabel:
-            texts: dict[int, list[str]] = {t: [] for t in relabel}
-            for topic_id, text in tx.execute(_q("topic_texts"), (relabel,)):
-                texts[topic_id].append(text)
-            tx.execute(_q("label_topics"), {"ids": relabel, "labels": [topic_label(texts[t]) for t in relabel]})
-        self.touched.clear()
-        self.born.clear()
-
-
-def vector_texts(vectors: Iterable[np.ndarray]) -> list[str]:
-    """Vectors in pgvector's text form, for array parameters (`%s::vector[]`). psycopg dumps an
-    array of vectors element by element with pgvector's text dumper, a Python loop over every
-    float (0.8 ms a vector); `str(list)` formats in C. float32 values go through float64
-    exactly, and the shortest repr reads back as the same float32."""
-    return [str(np.asarray(v, dtype=np.float32).tolist()) for v in vectors]
-
-
-def _power_of_two_reached(before: int, after: int) -> bool:
-    """Whether a count went from `before` to `after` across a power of two (1, 2, 4, ...), or is new."""
-    return before == 0 or after.bit_length() > before.bit_length()
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    norm = float(np.linalg.norm(v))
-    return v / norm if norm > 0 else v
-
-
 class AiWorkerSettings(ClaimSettings):
     """The worker's settings; the client's part (URL, models, prices) is checked again by `AiSettings`."""
 
@@ -241,6 +158,9 @@ class AiWorkerSettings(ClaimSettings):
     # heartbeat waits for the transaction: 200 keeps it to seconds even on a loaded machine
     vector_batch: int = Field(default=200, gt=0)
     embedding_batch: int = Field(default=100, gt=0, le=2048)  # texts per embeddings request
+    # batches read and sent to the provider ahead of the one being written (workers/ai/ahead.py);
+    # at 1 the provider idled whenever a write outlasted the next batch's calls
+    prefetch_batches: int = Field(default=2, ge=0, le=8)
     concurrency: int = Field(default=4, gt=0, le=64)  # provider requests in flight at once
     requests_per_minute: float = Field(default=0, ge=0)  # the provider's request limit (0: none)
     base_url: str | None = None
@@ -275,9 +195,11 @@ class AiWorker(Worker[Work]):
         self._vector_ready = False
         self._indexed_dims: set[int] = set()
         self._topics: Topics | None = None
-        self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix="ai-prefetch")
-        self._prefetching: dict[str, tuple[dict[str, Any], Future[Prepared]]] = {}
+        self._ahead: Ahead[Prepared] = Ahead(self._prepare_ahead, lambda: self.stopping)
         self._prefetch_conn: psycopg.Connection[Any] | None = None
+        # the bookkeeping of batches prepared ahead, off the provider's path (see `embed`)
+        self._keeper = ThreadPoolExecutor(1, thread_name_prefix="ai-keeper")
+        self._keeper_conn: psycopg.Connection[Any] | None = None
         self.claims = Claims(self, ("posts", "profiles"))  # with `replicas: N` (workers/claims.py)
 
     # ---- set-up ---------------------------------------------------------------------------------
@@ -404,16 +326,28 @@ class AiWorker(Worker[Work]):
             return [Work("post", r[0], r[1], post_text(r[2], r[3])[:cap]) for r in rows]
         return [Work("profile", r[0], r[1], profile_text(r[2], r[3], r[4])[:cap]) for r in rows]
 
-    def _prepare(self, stream: str, after: dict[str, Any], conn: psycopg.Connection[Any]) -> Prepared:
+    def _prepare(
+        self, stream: str, after: dict[str, Any], conn: psycopg.Connection[Any], previous: Prepared | None = None
+    ) -> Prepared:
         """Read a batch and make its provider calls (no transaction): everything but the writes."""
-        return self._call(stream, self._read(stream, after, conn), after, conn)
+        return self._call(stream, self._read(stream, after, conn), after, conn, previous)
 
-    def _call(self, stream: str, items: list[Work], after: dict[str, Any], conn: psycopg.Connection[Any]) -> Prepared:
-        """The provider calls of a batch read (by cursor or by claim)."""
+    def _call(
+        self,
+        stream: str,
+        items: list[Work],
+        after: dict[str, Any],
+        conn: psycopg.Connection[Any],
+        previous: Prepared | None = None,
+    ) -> Prepared:
+        """The provider calls of a batch read (by cursor or by claim); `previous`: the batch
+        prepared just before it on the same thread, whose bookkeeping may still be under way."""
         prepared = Prepared(after, items, self.settings.batch_size, len(items))
+        if previous is not None:
+            prepared.earlier = previous.settled
         if items:
             if self.flag("embeddings"):
-                self.embed(items, conn)
+                prepared.settled = self.embed(items, conn, previous)
             if stream == "posts" and self.settings.summaries and self.flag("summaries"):
                 prepared.done, prepared.interrupted = self.summarize(items, conn)
         return prepared
@@ -422,15 +356,20 @@ class AiWorker(Worker[Work]):
         if self.claims.active:
             return self._claimed_batch(stream, total)
         after = self.load_cursor(stream) or START
-        prepared = self._prefetched(stream, after) or self._prepare(stream, after, self.db)
+        wait_s = max(0.05, min(self.heartbeat_interval_s, 1.0))
+        prepared = self._ahead.take(stream, after, self.beat_if_due, wait_s) or self._prepare(stream, after, self.db)
+        if prepared.settled is not None:
+            await_beating(prepared.settled, self.beat_if_due, wait_s)
+            prepared.settled.result()  # raises what the keeper met (the batch is then read again)
         items, done = prepared.items, prepared.done
         if not items:
             return False
         finished = items[:done]
-        more = done == len(items) >= prepared.limit and prepared.interrupted is None
-        if more and not self.stopping:
-            # the next batch's provider calls run while this one is written
-            self._prefetch(stream, _cursor_value(finished[-1]))
+        following = prepared.next_after()
+        more = following is not None
+        if following is not None and not self.stopping:
+            # the next batches' provider calls run while this one is written
+            self._ahead.extend(stream, following, self.settings.prefetch_batches)
         complete = True
         if finished:
             try:
@@ -515,47 +454,45 @@ class AiWorker(Worker[Work]):
             self._prefetch_conn = self._connect()
         return self._prefetch_conn
 
-    def _prefetch(self, stream: str, after: dict[str, Any]) -> None:
-        self._drop_prefetched(stream)
-        self._prefetching[stream] = (after, self._prefetcher.submit(self._prepare, stream, after, self.prefetch_db))
+    def _prepare_ahead(self, stream: str, after: dict[str, Any], previous: Prepared | None) -> Prepared:
+        """`_prepare` on the prefetch thread's own connection."""
+        return self._prepare(stream, after, self.prefetch_db, previous)
 
-    def _prefetched(self, stream: str, after: dict[str, Any]) -> Prepared | None:
-        """The batch prefetched for this stream if it starts at the cursor (it does unless the
-        last write failed or stopped early); waits for it, heartbeating. Its errors (a 429) are
-        raised as if the calls had been made here."""
-        held = self._prefetching.pop(stream, None)
-        if held is None:
-            return None
-        while not held[1].done():
-            wait([held[1]], timeout=max(0.05, min(self.heartbeat_interval_s, 1.0)))
-            self.beat_if_due()
-        if held[0] != after:
-            return None  # read after a cursor that was not committed: read again (paid calls are cached)
-        return held[1].result()
-
-    def _drop_prefetched(self, stream: str) -> None:
-        held = self._prefetching.pop(stream, None)
-        if held is not None:
-            wait([held[1]])  # it may still use the prefetch connection
+    @property
+    def keeper_db(self) -> psycopg.Connection[Any]:
+        """The keeper thread's connection: new vectors into the cache (autocommit)."""
+        if self._keeper_conn is None or self._keeper_conn.closed or self._keeper_conn.broken:
+            self._keeper_conn = self._connect()
+        return self._keeper_conn
 
     def close(self) -> None:
-        self._prefetcher.shutdown(wait=True, cancel_futures=True)
-        if self._prefetch_conn is not None:
-            self._prefetch_conn.close()
+        self._ahead.close()
+        self._keeper.shutdown(wait=True)  # what was paid for is cached before the worker exits
+        for conn in (self._prefetch_conn, self._keeper_conn):
+            if conn is not None:
+                conn.close()
 
     def item_key(self, item: Work) -> str:
         return f"{item.kind} {item.id}"
 
     # ---- provider calls (before the transaction) ------------------------------------------------
 
-    def embed(self, items: list[Work], conn: psycopg.Connection[Any]) -> None:
+    def embed(
+        self, items: list[Work], conn: psycopg.Connection[Any], previous: Prepared | None = None
+    ) -> Future[None] | None:
         """Fill `embedding` for every item with text: from the cache, else in requests of
-        `embedding_batch` texts, `concurrency` at a time. New vectors are cached at once."""
+        `embedding_batch` texts, `concurrency` at a time. New vectors are cached at once: here,
+        or, for a batch prepared after `previous` on the same thread, by the keeper thread while
+        the next batch's calls go out (returned: its future). Nothing is paid twice for that: the
+        keeper runs in order, so once the batch before `previous` is settled every earlier vector
+        is in the cache table, and `previous`'s own new vectors are taken from memory."""
         s = self.client.settings
         dims = int(s.dimensions)
         wanted = [i for i in items if i.hash is not None]
         if not wanted:
-            return
+            return None
+        if previous is not None and previous.earlier is not None:
+            previous.earlier.result()
         hashes = sorted({i.hash for i in wanted if i.hash is not None})
         cached = {
             bytes(h): np.asarray(v.to_numpy(), dtype=np.float32)
@@ -563,6 +500,10 @@ class AiWorker(Worker[Work]):
                 _q("cached_embeddings"), {"model": s.embedding_model, "dims": dims, "hashes": hashes}
             )
         }
+        made_alike = {"model": s.embedding_model, "dims": dims}
+        for done in previous.items if previous is not None else ():
+            if done.hash is not None and done.embedding is not None and made_alike.items() <= done.meta.items():
+                cached.setdefault(done.hash, done.embedding)
         fresh: dict[bytes, str] = {}
         for item in wanted:
             assert item.hash is not None
@@ -571,8 +512,10 @@ class AiWorker(Worker[Work]):
             else:
                 fresh[item.hash] = item.text
                 item.meta["embedding"] = "api"
+        settled = None
         if fresh:
-            cached.update(self._embed_fresh(fresh, conn))
+            got, settled = self._embed_fresh(fresh, conn, keep=previous is not None)
+            cached.update(got)
         for item in wanted:
             assert item.hash is not None
             vector = cached.get(item.hash)
@@ -581,10 +524,14 @@ class AiWorker(Worker[Work]):
             else:
                 item.embedding = vector
                 item.meta.update(model=s.embedding_model, dims=dims)
+        return settled
 
-    def _embed_fresh(self, fresh: dict[bytes, str], conn: psycopg.Connection[Any]) -> dict[bytes, np.ndarray]:
+    def _embed_fresh(
+        self, fresh: dict[bytes, str], conn: psycopg.Connection[Any], keep: bool = False
+    ) -> tuple[dict[bytes, np.ndarray], Future[None] | None]:
         """All new texts, in requests of `embedding_batch`; what was paid for is recorded and
-        cached even when a later request fails (that failure is then raised)."""
+        cached even when a later request fails (that failure is then raised). With `keep`, the
+        keeper thread records and caches them (the future returned) unless a request failed."""
         size = self.settings.embedding_batch
         pairs = list(fresh.items())
         outcome = self._call_all(self._embed_request, [pairs[i : i + size] for i in range(0, len(pairs), size)])
@@ -595,19 +542,27 @@ class AiWorker(Worker[Work]):
             usages += used
             for message in refused:
                 self.record_error(f"embedding refused: {message}")
+        if keep and outcome.error is None:
+            return got, self._keeper.submit(self._settle, usages, got, None)
+        self._settle(usages, got, conn)
+        if outcome.error is not None:
+            raise outcome.error
+        return got, None
+
+    def _settle(self, usages: list[Usage], got: dict[bytes, np.ndarray], conn: psycopg.Connection[Any] | None) -> None:
+        """Record paid calls and cache their new vectors (on `conn`, else the keeper's connection)."""
         self.record_usage(*usages)
         if got:
             s = self.client.settings
-            with conn.transaction():  # its own, outside any batch transaction
-                conn.execute(_q("create_cache_stage"))
-                with conn.cursor() as cur, cur.copy(_q("copy_cache_stage")) as copy:
-                    copy.set_types(["bytea", "vector"])
-                    for row in got.items():
-                        copy.write_row(row)
-                conn.execute(_q("cache_embeddings"), {"model": s.embedding_model, "dims": int(s.dimensions)})
-        if outcome.error is not None:
-            raise outcome.error
-        return got
+            (conn or self.keeper_db).execute(
+                _q("cache_embeddings"),
+                {
+                    "model": s.embedding_model,
+                    "dims": int(s.dimensions),
+                    "hashes": list(got),
+                    "vectors": list(got.values()),
+                },
+            )
 
     def _embed_request(self, pairs: list[tuple[bytes, str]]) -> tuple[dict[bytes, np.ndarray], list[Usage], list[str]]:
         """One request (in a pool thread); if the provider refuses it, one per text to find the
@@ -730,7 +685,7 @@ class AiWorker(Worker[Work]):
         dims = int(s.dimensions)
         topic_ids: list[int | None] = [None] * len(items)
         if stream == "posts":
-            topic_ids = [self._assign_topic(tx, item) for item in items]
+            topic_ids = self._assign_topics(tx, items)
         tx.execute(_q("create_batch_table"))
         tx.execute(_q("clear_batch"))
         with tx.cursor() as cur, cur.copy(_q("copy_batch")) as copy:
@@ -754,13 +709,16 @@ class AiWorker(Worker[Work]):
         if stream == "profiles" and any(item.embedding is not None for item in items):
             self._recommend(tx, stream, dims)
 
-    def _assign_topic(self, tx: psycopg.Connection[Any], item: Work) -> int | None:
-        if item.embedding is None:
-            return None
+    def _assign_topics(self, tx: psycopg.Connection[Any], items: list[Work]) -> list[int | None]:
+        """Each item's topic (None without an embedding), the batch assigned in memory."""
+        if all(item.embedding is None for item in items):
+            return [None] * len(items)
         s = self.client.settings
         if self._topics is None or (self._topics.model, self._topics.dims) != (s.embedding_model, s.dimensions):
             self._topics = Topics(tx, s.embedding_model, int(s.dimensions))
-        return self._topics.assign(tx, item.embedding, self.settings.topic_similarity, self.settings.max_topics)
+        return self._topics.assign(
+            tx, [item.embedding for item in items], self.settings.topic_similarity, self.settings.max_topics
+        )
 
     def _recommend(self, tx: psycopg.Connection[Any], stream: str, dims: int) -> None:
         """The staged items' nearest neighbours (HNSW on `<=>`, one lateral lookup per item in one
