@@ -6,7 +6,7 @@ paid call recorded and cached, topics as the documented running-mean assignment 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +21,7 @@ from tests.support.db import rows
 from workers.ai.ahead import Ahead
 from workers.ai.topics import Topics
 from workers.ai.worker import AiWorker, Prepared, Work
+from workers.base import CycleResult
 
 KEY = "sk-devnet-pipeline"
 
@@ -32,21 +33,44 @@ def stub() -> Iterator[OpenAIStub]:
 
 
 @pytest.fixture
-def worker(migrated_url: str, stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch) -> Iterator[AiWorker]:
+def make(migrated_url: str, stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., AiWorker]]:
+    """Workers on the stand-in (embeddings only, batches of 2 unless told), closed afterwards."""
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     if rows(migrated_url, "SELECT to_regclass('ai_posts')") == [(None,)]:
         pytest.skip("this Postgres server has no pgvector (DATABASE_URL pointing elsewhere?)")
-    made = AiWorker(
-        name="ai",
-        config={"base_url": stub.base_url, "max_retries": 0, "summaries": False, "batch_size": 2},
-        database_url=migrated_url,
-    )
-    made.heartbeat("starting")
-    yield made
-    made.close()
-    for conn in (made._data, made._control):
-        if conn is not None:
-            conn.close()
+    made: list[AiWorker] = []
+
+    def worker(**config: Any) -> AiWorker:
+        config = {"base_url": stub.base_url, "max_retries": 0, "summaries": False, "batch_size": 2, **config}
+        made.append(AiWorker(name="ai", config=config, database_url=migrated_url))
+        made[-1].heartbeat("starting")
+        return made[-1]
+
+    yield worker
+    for one in made:
+        one.close()
+        for conn in (one._data, one._control):
+            if conn is not None:
+                conn.close()
+
+
+@pytest.fixture
+def worker(make: Callable[..., AiWorker]) -> AiWorker:
+    return make()
+
+
+def _posts(url: str, texts: list[str]) -> list[int]:
+    ids: list[int] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        for index, body in enumerate(texts):
+            row = conn.execute(
+                "INSERT INTO external_posts (platform, external_id, body, created_at) "
+                "VALUES ('farcaster', %s, %s, now()) RETURNING id",
+                (f"0xp{index}", body),
+            ).fetchone()
+            assert row is not None
+            ids.append(int(row[0]))
+    return ids
 
 
 # ---- the queue of batches prepared ahead ---------------------------------------------------------
@@ -113,8 +137,8 @@ def test_a_text_the_batch_before_paid_for_comes_from_memory_not_the_provider(
     same, new = Work("post", 2, now, text), Work("post", 3, now, other)
     requests = stub.request_count("/v1/embeddings")
 
-    settled = worker.embed([same, new], worker.db, previous)
-    assert settled is not None
+    settled, done = worker.embed([same, new], worker.db, previous)
+    assert settled is not None and done == 2
     settled.result()
 
     assert stub.request_count("/v1/embeddings") == requests + 1
@@ -129,12 +153,7 @@ def test_repeated_texts_across_batches_prepared_ahead_are_paid_once_and_all_reco
     worker: AiWorker, stub: OpenAIStub
 ) -> None:
     texts = [f"post about topic {i % 5} number {i // 5 % 2}" for i in range(14)]  # ten distinct, repeated
-    with psycopg.connect(worker.database_url, autocommit=True) as conn:
-        for index, body in enumerate(texts):
-            conn.execute(
-                "INSERT INTO external_posts (platform, external_id, body, created_at) VALUES ('farcaster', %s, %s, now())",
-                (f"0xp{index}", body),
-            )
+    _posts(worker.database_url, texts)
     requests = stub.request_count("/v1/embeddings")
     assert worker.run_cycle().items == len(texts)
     worker.close()  # waits for the keeper
@@ -152,6 +171,38 @@ def test_repeated_texts_across_batches_prepared_ahead_are_paid_once_and_all_reco
     assert len(stored) == len(texts)
     for body, vector in stored:
         assert np.allclose(json.loads(vector), embed(body, 256), atol=1e-6)
+
+
+def test_a_stop_during_the_embedding_calls_commits_the_items_before_the_first_text_not_sent(
+    make: Callable[..., AiWorker],
+) -> None:
+    worker = make(batch_size=6, embedding_batch=1, concurrency=1)
+    ids = _posts(
+        worker.database_url, [f"post number {word}" for word in ("one", "two", "three", "four", "five", "six")]
+    )
+    real, sent = worker.client.embed, []
+
+    def embed(texts: list[str]) -> Any:
+        sent.append(texts)
+        if len(sent) == 2:
+            worker.request_stop()  # SIGTERM while the second request is out: no third is sent
+        return real(texts)
+
+    worker.client.embed = embed  # type: ignore[method-assign]
+    assert worker.posts_batch(CycleResult()) is False
+    assert len(sent) == 2
+    # the two posts whose vectors came back are stored; the rest are not stored without one
+    stored = rows(
+        worker.database_url, "SELECT post_id, embedding IS NOT NULL, meta->>'embedding' FROM ai_posts ORDER BY 1"
+    )
+    assert stored == [(ids[0], True, "api"), (ids[1], True, "api")]
+    cursor = "SELECT (value->>'id')::int FROM sync_cursors WHERE worker_name = 'ai' AND cursor_key = 'posts'"
+    assert rows(worker.database_url, cursor) == [(ids[1],)]
+
+    after_restart = make(batch_size=6, embedding_batch=1, concurrency=1)
+    assert after_restart.run_cycle().items == 4
+    assert rows(worker.database_url, "SELECT count(*) FROM ai_posts WHERE embedding IS NOT NULL") == [(6,)]
+    assert rows(worker.database_url, "SELECT sum(items) FROM ai_usage WHERE operation = 'embeddings'") == [(6,)]
 
 
 # ---- topics ---------------------------------------------------------------------------------------------

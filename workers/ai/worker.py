@@ -347,9 +347,9 @@ class AiWorker(Worker[Work]):
             prepared.earlier = previous.settled
         if items:
             if self.flag("embeddings"):
-                prepared.settled = self.embed(items, conn, previous)
+                prepared.settled, prepared.done = self.embed(items, conn, previous)
             if stream == "posts" and self.settings.summaries and self.flag("summaries"):
-                prepared.done, prepared.interrupted = self.summarize(items, conn)
+                prepared.done, prepared.interrupted = self.summarize(items[: prepared.done], conn)
         return prepared
 
     def _batch(self, stream: str, total: CycleResult) -> bool:
@@ -358,9 +358,6 @@ class AiWorker(Worker[Work]):
         after = self.load_cursor(stream) or START
         wait_s = max(0.05, min(self.heartbeat_interval_s, 1.0))
         prepared = self._ahead.take(stream, after, self.beat_if_due, wait_s) or self._prepare(stream, after, self.db)
-        if prepared.settled is not None:
-            await_beating(prepared.settled, self.beat_if_due, wait_s)
-            prepared.settled.result()  # raises what the keeper met (the batch is then read again)
         items, done = prepared.items, prepared.done
         if not items:
             return False
@@ -379,10 +376,12 @@ class AiWorker(Worker[Work]):
                         self._topics.save(tx)
                     if complete:
                         self.save_cursor(tx, _cursor_value(finished[-1]), stream)
+                    self._settle_before_commit(prepared, wait_s)
             except BaseException:
                 self._topics = None  # rolled back: the database has the truth
                 raise
             total.add(result)
+        self._settle_before_commit(prepared, wait_s)
         if prepared.interrupted is not None:
             raise prepared.interrupted
         return complete and more and not self.stopping
@@ -454,6 +453,14 @@ class AiWorker(Worker[Work]):
             self._prefetch_conn = self._connect()
         return self._prefetch_conn
 
+    def _settle_before_commit(self, prepared: Prepared, wait_s: float) -> None:
+        """Wait for the keeper to have recorded and cached the batch's calls (it has, as a rule,
+        by the end of the write) and raise what it met: the batch is then rolled back and read
+        again, as when its calls' bookkeeping failed before the keeper did it."""
+        if prepared.settled is not None:
+            await_beating(prepared.settled, self.beat_if_due, wait_s)
+            prepared.settled.result()
+
     def _prepare_ahead(self, stream: str, after: dict[str, Any], previous: Prepared | None) -> Prepared:
         """`_prepare` on the prefetch thread's own connection."""
         return self._prepare(stream, after, self.prefetch_db, previous)
@@ -479,18 +486,20 @@ class AiWorker(Worker[Work]):
 
     def embed(
         self, items: list[Work], conn: psycopg.Connection[Any], previous: Prepared | None = None
-    ) -> Future[None] | None:
+    ) -> tuple[Future[None] | None, int]:
         """Fill `embedding` for every item with text: from the cache, else in requests of
         `embedding_batch` texts, `concurrency` at a time. New vectors are cached at once: here,
         or, for a batch prepared after `previous` on the same thread, by the keeper thread while
         the next batch's calls go out (returned: its future). Nothing is paid twice for that: the
         keeper runs in order, so once the batch before `previous` is settled every earlier vector
-        is in the cache table, and `previous`'s own new vectors are taken from memory."""
+        is in the cache table, and `previous`'s own new vectors are taken from memory. Returns
+        that future and how many items (a prefix) are done: all, unless a stop request kept some
+        texts from being sent (the items from the first of them on wait for the next run)."""
         s = self.client.settings
         dims = int(s.dimensions)
         wanted = [i for i in items if i.hash is not None]
         if not wanted:
-            return None
+            return None, len(items)
         if previous is not None and previous.earlier is not None:
             previous.earlier.result()
         hashes = sorted({i.hash for i in wanted if i.hash is not None})
@@ -512,42 +521,50 @@ class AiWorker(Worker[Work]):
             else:
                 fresh[item.hash] = item.text
                 item.meta["embedding"] = "api"
-        settled = None
+        settled: Future[None] | None = None
+        refused: set[bytes] = set()
         if fresh:
-            got, settled = self._embed_fresh(fresh, conn, keep=previous is not None)
+            got, refused, settled = self._embed_fresh(fresh, conn, keep=previous is not None)
             cached.update(got)
-        for item in wanted:
-            assert item.hash is not None
+        for index, item in enumerate(items):
+            if item.hash is None:
+                continue
             vector = cached.get(item.hash)
-            if vector is None:
-                item.meta["embedding"] = "refused"
-            else:
+            if vector is not None:
                 item.embedding = vector
                 item.meta.update(model=s.embedding_model, dims=dims)
-        return settled
+            elif item.hash in refused:
+                item.meta["embedding"] = "refused"
+            else:  # not sent: a stop request came first; the batch ends before this item
+                return settled, index
+        return settled, len(items)
 
     def _embed_fresh(
         self, fresh: dict[bytes, str], conn: psycopg.Connection[Any], keep: bool = False
-    ) -> tuple[dict[bytes, np.ndarray], Future[None] | None]:
+    ) -> tuple[dict[bytes, np.ndarray], set[bytes], Future[None] | None]:
         """All new texts, in requests of `embedding_batch`; what was paid for is recorded and
         cached even when a later request fails (that failure is then raised). With `keep`, the
-        keeper thread records and caches them (the future returned) unless a request failed."""
+        keeper thread records and caches them (the future returned) unless a request failed.
+        Returns the vectors, the texts the provider refused (by hash) and that future; a text in
+        neither was not sent (a stop request came first)."""
         size = self.settings.embedding_batch
         pairs = list(fresh.items())
         outcome = self._call_all(self._embed_request, [pairs[i : i + size] for i in range(0, len(pairs), size)])
         got: dict[bytes, np.ndarray] = {}
         usages: list[Usage] = []
-        for vectors, used, refused in outcome.paid:
+        refused: set[bytes] = set()
+        for vectors, used, messages in outcome.paid:
             got.update(vectors)
             usages += used
-            for message in refused:
+            refused.update(messages)
+            for message in messages.values():
                 self.record_error(f"embedding refused: {message}")
         if keep and outcome.error is None:
-            return got, self._keeper.submit(self._settle, usages, got, None)
+            return got, refused, self._keeper.submit(self._settle, usages, got, None)
         self._settle(usages, got, conn)
         if outcome.error is not None:
             raise outcome.error
-        return got, None
+        return got, refused, None
 
     def _settle(self, usages: list[Usage], got: dict[bytes, np.ndarray], conn: psycopg.Connection[Any] | None) -> None:
         """Record paid calls and cache their new vectors (on `conn`, else the keeper's connection)."""
@@ -564,24 +581,27 @@ class AiWorker(Worker[Work]):
                 },
             )
 
-    def _embed_request(self, pairs: list[tuple[bytes, str]]) -> tuple[dict[bytes, np.ndarray], list[Usage], list[str]]:
+    def _embed_request(
+        self, pairs: list[tuple[bytes, str]]
+    ) -> tuple[dict[bytes, np.ndarray], list[Usage], dict[bytes, str]]:
         """One request (in a pool thread); if the provider refuses it, one per text to find the
-        text it refuses (the others still get their embeddings)."""
+        text it refuses (the others still get their embeddings). Returns the vectors, the usage
+        of each call, and the refused texts' hashes with the provider's message."""
         hashes, texts = [h for h, _ in pairs], [t for _, t in pairs]
         try:
             vectors, usage = self.client.embed(texts)
-            return dict(zip(hashes, vectors, strict=True)), [usage], []
+            return dict(zip(hashes, vectors, strict=True)), [usage], {}
         except Rejected as exc:
             if len(texts) == 1:
-                return {}, [], [str(exc)]
+                return {}, [], {hashes[0]: str(exc)}
         got: dict[bytes, np.ndarray] = {}
         usages: list[Usage] = []
-        refused: list[str] = []
+        refused: dict[bytes, str] = {}
         for h, text in pairs:
             try:
                 one, usage = self.client.embed([text])
             except Rejected as single:
-                refused.append(str(single))
+                refused[h] = str(single)
                 continue
             usages.append(usage)
             got[h] = one[0]
