@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,9 +19,11 @@ from pgvector.psycopg import register_vector
 
 from devnet.openai_api import OpenAIStub, embed
 from tests.support.db import rows
+from tests.support.waiting import wait_for
 from workers.ai.ahead import Ahead
+from workers.ai.inflight import Answer
 from workers.ai.topics import Topics
-from workers.ai.worker import AiWorker, Prepared, Work
+from workers.ai.worker import AiWorker, Work
 from workers.base import CycleResult
 
 KEY = "sk-devnet-pipeline"
@@ -79,23 +82,19 @@ def _posts(url: str, texts: list[str]) -> list[int]:
 @dataclass
 class _Batch:
     after: dict[str, Any]
-    last: int
-    full: bool
-
-    def next_after(self) -> dict[str, Any] | None:
-        return {"id": self.last} if self.full else None
 
 
 def test_batches_are_prepared_in_cursor_order_and_a_stale_queue_is_dropped() -> None:
-    made: list[tuple[int, int | None]] = []
+    made: list[int] = []
 
-    def prepare(stream: str, after: dict[str, Any], previous: _Batch | None) -> _Batch:
-        made.append((after["id"], None if previous is None else previous.last))
+    def prepare(stream: str, after: dict[str, Any], publish: Callable[[dict[str, Any] | None], None]) -> _Batch:
+        made.append(after["id"])
         if after["id"] == 40:
             raise RuntimeError("a bug in the job")
-        return _Batch(after, after["id"] + 10, full=after["id"] != 20)  # the batch at 20 is short
+        publish(None if after["id"] == 20 else {"id": after["id"] + 10})  # the batch at 20 is short
+        return _Batch(after)
 
-    ahead: Ahead[_Batch] = Ahead(prepare, lambda: False)
+    ahead: Ahead[_Batch] = Ahead(prepare, lambda: False, threads=2)
     try:
         ahead.extend("posts", {"id": 0}, 2)
         first = ahead.take("posts", {"id": 0}, lambda: None, 0.05)
@@ -108,9 +107,9 @@ def test_batches_are_prepared_in_cursor_order_and_a_stale_queue_is_dropped() -> 
         # each batch read after the last item of the one before it; nothing is read after a short batch
         ahead.extend("posts", {"id": 20}, 3)
         third = ahead.take("posts", {"id": 20}, lambda: None, 0.05)
-        assert third is not None and not third.full
+        assert third is not None and third.after == {"id": 20}
         assert ahead.take("posts", {"id": 30}, lambda: None, 0.05) is None
-        assert made == [(0, None), (10, 10), (20, 20), (20, None)]
+        assert made == [0, 10, 20, 20]
         # a job's error is raised to the taker, and the queue behind it is dropped
         ahead.extend("posts", {"id": 40}, 2)
         with pytest.raises(RuntimeError, match="a bug in the job"):
@@ -123,30 +122,34 @@ def test_batches_are_prepared_in_cursor_order_and_a_stale_queue_is_dropped() -> 
 # ---- nothing paid twice, everything paid recorded and cached ----------------------------------------
 
 
-def test_a_text_the_batch_before_paid_for_comes_from_memory_not_the_provider(
-    worker: AiWorker, stub: OpenAIStub
-) -> None:
-    """The batch before may still be on its way into the cache table (the keeper writes it while
-    this batch's calls go out): its vectors are taken from memory."""
+def test_a_text_another_batch_is_buying_is_waited_for_not_bought(worker: AiWorker, stub: OpenAIStub) -> None:
+    """Batches prepared ahead overlap: a text claimed by one (its request out, its vector not
+    yet in the cache table) is taken from that batch's answer by the other."""
     now = datetime.now(UTC)
     text, other = "Validators restarted after the outage", "A kitten in the garden"
-    earlier = Work("post", 1, now, text)
-    earlier.embedding = np.full(256, 0.0625, dtype=np.float32)  # not the stand-in's vector: it must come from here
-    earlier.meta.update(model=worker.client.settings.embedding_model, dims=256)
-    previous = Prepared({}, [earlier], 2, 1)
     same, new = Work("post", 2, now, text), Work("post", 3, now, other)
+    assert same.hash is not None
+    with worker._inflight.looking_up() as claim:
+        mine, _ = claim([same.hash])  # another batch is buying it
     requests = stub.request_count("/v1/embeddings")
-
-    settled, done = worker.embed([same, new], worker.db, previous)
+    worker.client  # noqa: B018 - validated here, not in the thread
+    with ThreadPoolExecutor(1) as pool:
+        embedding = pool.submit(worker.embed, [same, new], worker.db)
+        wait_for(lambda: stub.request_count("/v1/embeddings") == requests + 1, timeout=10)
+        assert not embedding.done()  # waiting for the other batch's answer
+        theirs = np.full(256, 0.0625, dtype=np.float32)  # not the stand-in's vector: it must come from the answer
+        worker._inflight.settle(mine, {same.hash: Answer(vector=theirs)}, None)
+        settled, done = embedding.result(timeout=10)
     assert settled is not None and done == 2
     settled.result()
-
     assert stub.request_count("/v1/embeddings") == requests + 1
-    assert same.meta["embedding"] == "cache" and np.array_equal(same.embedding, earlier.embedding)  # type: ignore[arg-type]
+    assert same.meta["embedding"] == "cache" and np.array_equal(same.embedding, theirs)  # type: ignore[arg-type]
     assert new.meta["embedding"] == "api" and np.array_equal(new.embedding, embed(other, 256))  # type: ignore[arg-type]
-    # the keeper recorded the one text paid for and cached its vector
+    # the keeper recorded the one text paid for and cached its vector, then released its claim
     assert rows(worker.database_url, "SELECT sum(items) FROM ai_usage WHERE operation = 'embeddings'") == [(1,)]
     assert rows(worker.database_url, "SELECT count(*) FROM ai_embedding_cache") == [(1,)]
+    worker._inflight.release(mine)
+    assert len(worker._inflight) == 0
 
 
 def test_repeated_texts_across_batches_prepared_ahead_are_paid_once_and_all_recorded(

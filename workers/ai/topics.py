@@ -95,13 +95,17 @@ class Topics:
         return [None if p is None else self.ids[p] for p in positions]
 
     def _join(self, vector: np.ndarray, threshold: float, max_topics: int) -> int:
-        """The position of the topic one vector joins (moving its running mean), or of the topic it seeds."""
-        v = _unit(vector.astype(np.float64))
+        """The position of the topic one vector joins (moving its running mean), or of the topic
+        it seeds. In place, few numpy calls: this runs for every post, on the writing thread."""
+        v = vector.astype(np.float64)
+        norm = float(np.sqrt(v @ v))  # what np.linalg.norm computes for a vector, without its checks
+        if norm > 0:
+            v /= norm
         count = len(self.ids)
         best, similarity = -1, -2.0
         if count:
             sims = self._matrix[:count] @ v
-            best = int(np.argmax(sims))
+            best = int(sims.argmax())
             similarity = float(sims[best])
         if best < 0 or (similarity < threshold and count < max_topics):
             if count == len(self._matrix):
@@ -113,7 +117,12 @@ class Topics:
             self.born[count] = 0
             return count
         # running mean of the members, kept on the unit sphere
-        self._matrix[best] = _unit(self._matrix[best] * self.sizes[best] + v)
+        row = self._matrix[best]
+        row *= self.sizes[best]
+        row += v
+        norm = float(np.sqrt(row @ row))
+        if norm > 0:
+            row /= norm
         self.born.setdefault(best, self.sizes[best])
         self.sizes[best] += 1
         self.touched.add(best)

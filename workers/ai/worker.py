@@ -47,6 +47,7 @@ replicas are the parallelism.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -61,9 +62,10 @@ from psycopg.types.json import Jsonb
 from pydantic import Field
 
 from sql import query
-from workers.ai.ahead import Ahead, await_beating
+from workers.ai.ahead import Ahead, Publish, await_beating
 from workers.ai.calls import CallPool, Outcome
 from workers.ai.client import AiClient, AiSettings, Rejected, Summary, Usage, content_hash
+from workers.ai.inflight import Answer, Inflight
 from workers.ai.topics import Topics
 from workers.backlog import rows_waiting
 from workers.base import CycleResult, Worker, describe
@@ -113,10 +115,8 @@ class Prepared:
     limit: int
     done: int
     interrupted: UpstreamError | None = None
-    # the bookkeeping of its calls (usage records, new vectors into the cache) when the keeper
-    # thread does it, and that of the batch prepared before it (see `AiWorker.embed`)
+    # the bookkeeping of its calls (usage records, new vectors into the cache) by the keeper thread
     settled: Future[None] | None = None
-    earlier: Future[None] | None = None
 
     def next_after(self) -> dict[str, Any] | None:
         """Where the next batch starts, if one may be waiting: this one was full, and all done."""
@@ -195,8 +195,13 @@ class AiWorker(Worker[Work]):
         self._vector_ready = False
         self._indexed_dims: set[int] = set()
         self._topics: Topics | None = None
-        self._ahead: Ahead[Prepared] = Ahead(self._prepare_ahead, lambda: self.stopping)
-        self._prefetch_conn: psycopg.Connection[Any] | None = None
+        # two threads: the next batch is read and its requests queued while this one's are answered
+        self._ahead: Ahead[Prepared] = Ahead(self._prepare_ahead, lambda: self.stopping, threads=2)
+        self._prefetch_local = threading.local()
+        self._prefetch_lock = threading.Lock()
+        self._prefetch_conns: list[psycopg.Connection[Any]] = []
+        self._inflight = Inflight()  # texts being embedded, so that overlapping batches buy each once
+        self._summarizing = threading.Lock()
         # the bookkeeping of batches prepared ahead, off the provider's path (see `embed`)
         self._keeper = ThreadPoolExecutor(1, thread_name_prefix="ai-keeper")
         self._keeper_conn: psycopg.Connection[Any] | None = None
@@ -327,29 +332,26 @@ class AiWorker(Worker[Work]):
         return [Work("profile", r[0], r[1], profile_text(r[2], r[3], r[4])[:cap]) for r in rows]
 
     def _prepare(
-        self, stream: str, after: dict[str, Any], conn: psycopg.Connection[Any], previous: Prepared | None = None
+        self, stream: str, after: dict[str, Any], conn: psycopg.Connection[Any], publish: Publish | None = None
     ) -> Prepared:
-        """Read a batch and make its provider calls (no transaction): everything but the writes."""
-        return self._call(stream, self._read(stream, after, conn), after, conn, previous)
+        """Read a batch and make its provider calls (no transaction): everything but the writes.
+        `publish` is told where the next batch starts as soon as this one is read."""
+        items = self._read(stream, after, conn)
+        if publish is not None:
+            publish(_cursor_value(items[-1]) if items and len(items) >= self.settings.batch_size else None)
+        return self._call(stream, items, after, conn)
 
-    def _call(
-        self,
-        stream: str,
-        items: list[Work],
-        after: dict[str, Any],
-        conn: psycopg.Connection[Any],
-        previous: Prepared | None = None,
-    ) -> Prepared:
-        """The provider calls of a batch read (by cursor or by claim); `previous`: the batch
-        prepared just before it on the same thread, whose bookkeeping may still be under way."""
+    def _call(self, stream: str, items: list[Work], after: dict[str, Any], conn: psycopg.Connection[Any]) -> Prepared:
+        """The provider calls of a batch read (by cursor or by claim)."""
         prepared = Prepared(after, items, self.settings.batch_size, len(items))
-        if previous is not None:
-            prepared.earlier = previous.settled
         if items:
             if self.flag("embeddings"):
-                prepared.settled, prepared.done = self.embed(items, conn, previous)
+                prepared.settled, prepared.done = self.embed(items, conn)
             if stream == "posts" and self.settings.summaries and self.flag("summaries"):
-                prepared.done, prepared.interrupted = self.summarize(items[: prepared.done], conn)
+                with (
+                    self._summarizing
+                ):  # one batch's chat calls at a time: its answers are cached before the next looks
+                    prepared.done, prepared.interrupted = self.summarize(items[: prepared.done], conn)
         return prepared
 
     def _batch(self, stream: str, total: CycleResult) -> bool:
@@ -357,7 +359,12 @@ class AiWorker(Worker[Work]):
             return self._claimed_batch(stream, total)
         after = self.load_cursor(stream) or START
         wait_s = max(0.05, min(self.heartbeat_interval_s, 1.0))
-        prepared = self._ahead.take(stream, after, self.beat_if_due, wait_s) or self._prepare(stream, after, self.db)
+        depth = self.settings.prefetch_batches
+        prepared = self._ahead.take(stream, after, self.beat_if_due, wait_s)
+        if prepared is None and depth > 0:  # the first batch too: the one after it is read and sent meanwhile
+            self._ahead.extend(stream, after, depth)
+            prepared = self._ahead.take(stream, after, self.beat_if_due, wait_s)
+        prepared = prepared or self._prepare(stream, after, self.db)
         items, done = prepared.items, prepared.done
         if not items:
             return False
@@ -366,7 +373,7 @@ class AiWorker(Worker[Work]):
         more = following is not None
         if following is not None and not self.stopping:
             # the next batches' provider calls run while this one is written
-            self._ahead.extend(stream, following, self.settings.prefetch_batches)
+            self._ahead.extend(stream, following, depth)
         complete = True
         if finished:
             try:
@@ -422,6 +429,7 @@ class AiWorker(Worker[Work]):
                         raise _Interrupted
                     if stream == "posts" and self._topics is not None:
                         self._topics.save(tx)
+                self._settle_before_commit(prepared, max(0.05, min(self.heartbeat_interval_s, 1.0)))
             unfinished = [claimed[item.id] for item in items[prepared.done :]]
         except BaseException as exc:
             self._topics = None  # rolled back: the database has the truth
@@ -448,10 +456,13 @@ class AiWorker(Worker[Work]):
 
     @property
     def prefetch_db(self) -> psycopg.Connection[Any]:
-        """The connection the prefetching thread reads and caches on (never in a transaction)."""
-        if self._prefetch_conn is None or self._prefetch_conn.closed or self._prefetch_conn.broken:
-            self._prefetch_conn = self._connect()
-        return self._prefetch_conn
+        """The calling prefetch thread's own connection (never in a transaction)."""
+        conn: psycopg.Connection[Any] | None = getattr(self._prefetch_local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            conn = self._prefetch_local.conn = self._connect()
+            with self._prefetch_lock:
+                self._prefetch_conns.append(conn)
+        return conn
 
     def _settle_before_commit(self, prepared: Prepared, wait_s: float) -> None:
         """Wait for the keeper to have recorded and cached the batch's calls (it has, as a rule,
@@ -461,9 +472,9 @@ class AiWorker(Worker[Work]):
             await_beating(prepared.settled, self.beat_if_due, wait_s)
             prepared.settled.result()
 
-    def _prepare_ahead(self, stream: str, after: dict[str, Any], previous: Prepared | None) -> Prepared:
+    def _prepare_ahead(self, stream: str, after: dict[str, Any], publish: Publish) -> Prepared:
         """`_prepare` on the prefetch thread's own connection."""
-        return self._prepare(stream, after, self.prefetch_db, previous)
+        return self._prepare(stream, after, self.prefetch_db, publish)
 
     @property
     def keeper_db(self) -> psycopg.Connection[Any]:
@@ -475,7 +486,7 @@ class AiWorker(Worker[Work]):
     def close(self) -> None:
         self._ahead.close()
         self._keeper.shutdown(wait=True)  # what was paid for is cached before the worker exits
-        for conn in (self._prefetch_conn, self._keeper_conn):
+        for conn in [*self._prefetch_conns, self._keeper_conn]:
             if conn is not None:
                 conn.close()
 
@@ -484,48 +495,42 @@ class AiWorker(Worker[Work]):
 
     # ---- provider calls (before the transaction) ------------------------------------------------
 
-    def embed(
-        self, items: list[Work], conn: psycopg.Connection[Any], previous: Prepared | None = None
-    ) -> tuple[Future[None] | None, int]:
+    def embed(self, items: list[Work], conn: psycopg.Connection[Any]) -> tuple[Future[None] | None, int]:
         """Fill `embedding` for every item with text: from the cache, else in requests of
-        `embedding_batch` texts, `concurrency` at a time. New vectors are cached at once: here,
-        or, for a batch prepared after `previous` on the same thread, by the keeper thread while
-        the next batch's calls go out (returned: its future). Nothing is paid twice for that: the
-        keeper runs in order, so once the batch before `previous` is settled every earlier vector
-        is in the cache table, and `previous`'s own new vectors are taken from memory. Returns
-        that future and how many items (a prefix) are done: all, unless a stop request kept some
-        texts from being sent (the items from the first of them on wait for the next run)."""
+        `embedding_batch` texts, `concurrency` at a time. New vectors are cached at once, by the
+        keeper thread (the future returned) while the next batch's calls go out. A text another
+        batch is buying at the same moment is waited for, not bought (workers/ai/inflight.py).
+        Returns that future and how many items (a prefix) are done: all, unless a stop request
+        kept some texts from being sent (the items from the first of them on wait for the next run)."""
         s = self.client.settings
         dims = int(s.dimensions)
         wanted = [i for i in items if i.hash is not None]
         if not wanted:
             return None, len(items)
-        if previous is not None and previous.earlier is not None:
-            previous.earlier.result()
-        hashes = sorted({i.hash for i in wanted if i.hash is not None})
-        cached = {
-            bytes(h): np.asarray(v.to_numpy(), dtype=np.float32)
-            for h, v in conn.execute(
-                _q("cached_embeddings"), {"model": s.embedding_model, "dims": dims, "hashes": hashes}
-            )
-        }
-        made_alike = {"model": s.embedding_model, "dims": dims}
-        for done in previous.items if previous is not None else ():
-            if done.hash is not None and done.embedding is not None and made_alike.items() <= done.meta.items():
-                cached.setdefault(done.hash, done.embedding)
-        fresh: dict[bytes, str] = {}
-        for item in wanted:
-            assert item.hash is not None
-            if item.hash in cached or item.hash in fresh:
-                item.meta["embedding"] = "cache"  # paid for before, or a copy of an earlier text in this batch
-            else:
-                fresh[item.hash] = item.text
-                item.meta["embedding"] = "api"
+        texts = {i.hash: i.text for i in wanted if i.hash is not None}
+        with self._inflight.looking_up() as claim:
+            cached = {
+                bytes(h): np.asarray(v.to_numpy(), dtype=np.float32)
+                for h, v in conn.execute(
+                    _q("cached_embeddings"), {"model": s.embedding_model, "dims": dims, "hashes": sorted(texts)}
+                )
+            }
+            mine, theirs = claim(h for h in texts if h not in cached)
+        buying = set(mine)
+        for item in wanted:  # else paid for before, or a copy of an earlier text of this batch or another's
+            item.meta["embedding"] = "api" if item.hash in buying else "cache"
+            buying.discard(item.hash)  # type: ignore[arg-type]
         settled: Future[None] | None = None
         refused: set[bytes] = set()
-        if fresh:
-            got, refused, settled = self._embed_fresh(fresh, conn, keep=previous is not None)
+        if mine:
+            got, refused, settled = self._embed_fresh({h: texts[h] for h in mine}, conn)
             cached.update(got)
+        for h, future in theirs.items():
+            answer = future.result()  # the other batch's call (raises its failure: a 429 say)
+            if answer.vector is not None:
+                cached[h] = answer.vector
+            elif answer.refused is not None:
+                refused.add(h)
         for index, item in enumerate(items):
             if item.hash is None:
                 continue
@@ -540,46 +545,54 @@ class AiWorker(Worker[Work]):
         return settled, len(items)
 
     def _embed_fresh(
-        self, fresh: dict[bytes, str], conn: psycopg.Connection[Any], keep: bool = False
+        self, fresh: dict[bytes, str], conn: psycopg.Connection[Any]
     ) -> tuple[dict[bytes, np.ndarray], set[bytes], Future[None] | None]:
-        """All new texts, in requests of `embedding_batch`; what was paid for is recorded and
-        cached even when a later request fails (that failure is then raised). With `keep`, the
-        keeper thread records and caches them (the future returned) unless a request failed.
-        Returns the vectors, the texts the provider refused (by hash) and that future; a text in
-        neither was not sent (a stop request came first)."""
+        """The texts this batch claimed, in requests of `embedding_batch`; what was paid for is
+        recorded and cached (by the keeper: the future returned) even when a later request
+        fails (that failure is then raised, after the bookkeeping). Returns the vectors, the
+        texts the provider refused (by hash) and that future; a text in neither was not sent
+        (a stop request came first)."""
         size = self.settings.embedding_batch
         pairs = list(fresh.items())
-        outcome = self._call_all(self._embed_request, [pairs[i : i + size] for i in range(0, len(pairs), size)])
+        try:
+            outcome = self._call_all(self._embed_request, [pairs[i : i + size] for i in range(0, len(pairs), size)])
+        except BaseException as exc:
+            self._inflight.settle(fresh, {}, exc)
+            raise
         got: dict[bytes, np.ndarray] = {}
         usages: list[Usage] = []
-        refused: set[bytes] = set()
+        refused: dict[bytes, str] = {}
         for vectors, used, messages in outcome.paid:
             got.update(vectors)
             usages += used
             refused.update(messages)
             for message in messages.values():
                 self.record_error(f"embedding refused: {message}")
-        if keep and outcome.error is None:
-            return got, refused, self._keeper.submit(self._settle, usages, got, None)
+        answers = {h: Answer(vector=v) for h, v in got.items()} | {h: Answer(refused=m) for h, m in refused.items()}
+        self._inflight.settle(fresh, answers, outcome.error)
+        if outcome.error is None:
+            return got, set(refused), self._keeper.submit(self._settle, usages, got, None)
         self._settle(usages, got, conn)
-        if outcome.error is not None:
-            raise outcome.error
-        return got, refused, None
+        raise outcome.error
 
     def _settle(self, usages: list[Usage], got: dict[bytes, np.ndarray], conn: psycopg.Connection[Any] | None) -> None:
-        """Record paid calls and cache their new vectors (on `conn`, else the keeper's connection)."""
-        self.record_usage(*usages)
-        if got:
-            s = self.client.settings
-            (conn or self.keeper_db).execute(
-                _q("cache_embeddings"),
-                {
-                    "model": s.embedding_model,
-                    "dims": int(s.dimensions),
-                    "hashes": list(got),
-                    "vectors": list(got.values()),
-                },
-            )
+        """Record paid calls and cache their new vectors (on `conn`, else the keeper's
+        connection); then their claims are released, the cache table answering for them."""
+        try:
+            self.record_usage(*usages)
+            if got:
+                s = self.client.settings
+                (conn or self.keeper_db).execute(
+                    _q("cache_embeddings"),
+                    {
+                        "model": s.embedding_model,
+                        "dims": int(s.dimensions),
+                        "hashes": list(got),
+                        "vectors": list(got.values()),
+                    },
+                )
+        finally:
+            self._inflight.release(got)
 
     def _embed_request(
         self, pairs: list[tuple[bytes, str]]
