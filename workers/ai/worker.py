@@ -27,15 +27,17 @@ has passed. For one batch:
 
 The provider calls happen before the transaction, so no transaction waits on the network, and the
 waiting thread heartbeats. They happen ahead, too: while one batch is written, the next
-`prefetch_batches` (2) are read and sent on the prefetch thread, one after the other
-(workers/ai/ahead.py), so the provider always has the next requests; the usage records and new
-vectors of a batch prepared there are written by the keeper thread while the next batch's calls go
-out (`embed` says why nothing is paid twice for that). Every call is recorded in `ai_usage` with its tokens and cost
-(`*_price_per_1k` settings). A 429 ends the cycle with `RateLimited` (the base waits out the
-provider's retry-after) after committing the items finished before it (answers that arrived for
-later items are cached, not paid twice); an item the provider refuses (400) is stored without that
-result and logged. No base URL or key, or no pgvector on the server, is reported as lastError and
-waited out.
+`prefetch_batches` (2) are read and sent on two prefetch threads (workers/ai/ahead.py), each read
+as soon as the one before it is read, its requests queued behind that one's, so the provider
+always has the next requests; a text two overlapping batches want is bought once
+(workers/ai/inflight.py). The usage records and new vectors of a batch are written by the keeper
+thread while the next batch's calls go out, and awaited before the batch commits. Every call is
+recorded in `ai_usage` with its tokens and cost (`*_price_per_1k` settings). A 429 ends the cycle
+with `RateLimited` (the base waits out the provider's retry-after) after committing the items
+finished before it (answers that arrived for later items are cached, not paid twice); an item the
+provider refuses (400) is stored without that result and logged; a stop request ends the batch
+before the first text it kept from being sent. No base URL or key, or no pgvector on the server,
+is reported as lastError and waited out.
 
 With `replicas: N` each batch is claimed from a queue instead of read after a cursor
 (workers/claims.py, `_claimed_batch`): the same calls and writes, the claims completed in the
