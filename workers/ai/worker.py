@@ -568,10 +568,10 @@ class AiWorker(Worker[Work]):
             got.update(vectors)
             usages += used
             refused.update(messages)
-            for message in messages.values():
-                self.record_error(f"embedding refused: {message}")
         answers = {h: Answer(vector=v) for h, v in got.items()} | {h: Answer(refused=m) for h, m in refused.items()}
-        self._inflight.settle(fresh, answers, outcome.error)
+        self._inflight.settle(fresh, answers, outcome.error)  # first: other batches may be waiting
+        for message in refused.values():
+            self.record_error(f"embedding refused: {message}")
         if outcome.error is None:
             return got, set(refused), self._keeper.submit(self._settle, usages, got, None)
         self._settle(usages, got, conn)
