@@ -114,18 +114,14 @@ async def search(
     from workers.search.query import Search, SearchUnavailable
 
     async with services.store.search_connection() as conn:
-        settings = await _ai_settings(services, conn)
-        embedder = _embedder(settings, conn) if settings else None
+
+        async def semantic_source() -> tuple[Any, int] | None:
+            """The ai worker's embedder, read only by a search that embeds (most never do)."""
+            settings = await _ai_settings(services, conn)
+            return (_embedder(settings, conn), int(settings.dimensions)) if settings else None
+
         try:
-            return await Search(
-                conn,
-                q,
-                kind=kind,
-                limit=limit,
-                mode=mode,
-                embedder=embedder,
-                dims=int(settings.dimensions) if settings else None,
-            ).run()
+            return await Search(conn, q, kind=kind, limit=limit, mode=mode, semantic_source=semantic_source).run()
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
         except SearchUnavailable as exc:

@@ -15,7 +15,8 @@ from tests.support.db import rows
 from tests.support.waiting import wait_for
 from workers.ai.calls import CallPool
 from workers.ai.client import AiSettings, parse_summary, retry_after_s
-from workers.ai.worker import AiWorker, topic_label
+from workers.ai.topics import topic_label
+from workers.ai.worker import AiWorker
 from workers.base import CycleResult
 from workers.errors import BudgetSpent, NotConfigured, RateLimited, UpstreamError
 from workers.pacing import Pacer

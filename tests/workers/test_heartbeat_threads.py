@@ -28,7 +28,8 @@ def test_threads_heartbeating_at_once_share_the_control_connection_safely(migrat
             if i % 3 == n % 3:
                 worker.heartbeat()
             worker.flag("anything")
-            worker.record_error(f"thread {n} item {i}", f"item {n}.{i}") if i % 50 == 0 else None
+            if i % 50 == 0:
+                worker.record_error(f"thread {n} item {i}", f"item {n}.{i}")
         return n
 
     try:

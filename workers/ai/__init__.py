@@ -1,6 +1,7 @@
 """AI enrichment: the worker (embeddings, summaries, sentiment, ...) and its OpenAI-compatible client."""
 
-from workers.ai.worker import AiWorker, topic_label
+from workers.ai.topics import topic_label
+from workers.ai.worker import AiWorker
 
 #: The parts switched by `ai_<feature>_enabled` flags (seeded by the manager; see workers/features.py).
 FEATURES = {

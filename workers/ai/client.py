@@ -10,6 +10,7 @@ retry-after, an outage is `UpstreamError`, and a request refused for its content
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -213,6 +214,15 @@ def normalise_sentiment(label: str | None) -> str | None:
     return None
 
 
+def _vector(embedding: object) -> np.ndarray:
+    """One embedding as float32: asked for as base64 (little-endian float32 bytes, what the client
+    asks for by default), decoded straight into an array; the client's own decoding makes a list
+    of Python floats of it first. A provider that ignores `encoding_format` sends a list."""
+    if isinstance(embedding, str):
+        return np.frombuffer(base64.b64decode(embedding), dtype="<f4").astype(np.float32)
+    return np.asarray(embedding, dtype=np.float32)
+
+
 class AiClient:
     """The provider's two calls; one instance per settings value (the worker rebuilds on change)."""
 
@@ -234,12 +244,12 @@ class AiClient:
         started = time.perf_counter()
         try:
             raw = self._client.embeddings.with_raw_response.create(
-                model=s.embedding_model, input=texts, dimensions=int(s.dimensions)
+                model=s.embedding_model, input=texts, dimensions=int(s.dimensions), encoding_format="base64"
             )
             response = raw.parse()
         except openai.OpenAIError as exc:
             raise _translate(exc) from exc
-        vectors = [np.asarray(d.embedding, dtype=np.float32) for d in sorted(response.data, key=lambda d: d.index)]
+        vectors = [_vector(d.embedding) for d in sorted(response.data, key=lambda d: d.index)]
         if len(vectors) != len(texts) or any(v.shape != (int(s.dimensions),) for v in vectors):
             raise UpstreamError(
                 f"the model provider returned {len(vectors)} embeddings for {len(texts)} texts "

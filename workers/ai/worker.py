@@ -7,13 +7,14 @@ has passed. For one batch:
 1. embeddings: texts already embedded by the same model and size come from `ai_embedding_cache`
    (content hash), the rest go out in requests of `embedding_batch` texts, `concurrency` requests
    in flight at once (workers/ai/calls.py), paced to `requests_per_minute`; new vectors are cached
-   at once, outside the batch transaction, because they were paid for whatever happens next;
+   at once (one statement), outside the batch transaction, because they were paid for whatever
+   happens next;
 2. posts only: a summary and a sentiment label per post from a chat completion, as many in flight,
    unless identical text was summarised before (`ai_summary_cache`, filled the same way);
 3. one transaction writes the batch set-based: its results are COPYed into a staging table and
    upserted in one statement (`ai_posts` / `ai_profiles`), each post is assigned to its nearest
-   topic in memory (a new topic when none is within `topic_similarity`) and the touched topics are
-   saved in one statement, and the cursor moves past the items done. Posts are stored outside the
+   topic in memory (a new topic when none is within `topic_similarity`; workers/ai/topics.py) and
+   the touched topics are saved in one statement, and the cursor moves past the items done. Posts are stored outside the
    HNSW index; profiles (few) get their nearest neighbours at once, from one statement of lateral
    `<=>` lookups on the HNSW index (`ai_similar_profiles`). If a set-based statement fails for
    some row, the batch is written item by item (one savepoint each) and the bad items are logged
@@ -25,12 +26,18 @@ has passed. For one batch:
    search covers the posts not indexed yet with an exact scan.
 
 The provider calls happen before the transaction, so no transaction waits on the network, and the
-waiting thread heartbeats. Every call is recorded in `ai_usage` with its tokens and cost
-(`*_price_per_1k` settings). A 429 ends the cycle with `RateLimited` (the base waits out the
-provider's retry-after) after committing the items finished before it (answers that arrived for
-later items are cached, not paid twice); an item the provider refuses (400) is stored without that
-result and logged. No base URL or key, or no pgvector on the server, is reported as lastError and
-waited out.
+waiting thread heartbeats. They happen ahead, too: while one batch is written, the next
+`prefetch_batches` (2) are read and sent on two prefetch threads (workers/ai/ahead.py), each read
+as soon as the one before it is read, its requests queued behind that one's, so the provider
+always has the next requests; a text two overlapping batches want is bought once
+(workers/ai/inflight.py). The usage records and new vectors of a batch are written by the keeper
+thread while the next batch's calls go out, and awaited before the batch commits. Every call is
+recorded in `ai_usage` with its tokens and cost (`*_price_per_1k` settings). A 429 ends the cycle
+with `RateLimited` (the base waits out the provider's retry-after) after committing the items
+finished before it (answers that arrived for later items are cached, not paid twice); an item the
+provider refuses (400) is stored without that result and logged; a stop request ends the batch
+before the first text it kept from being sent. No base URL or key, or no pgvector on the server,
+is reported as lastError and waited out.
 
 With `replicas: N` each batch is claimed from a queue instead of read after a cursor
 (workers/claims.py, `_claimed_batch`): the same calls and writes, the claims completed in the
@@ -42,11 +49,9 @@ replicas are the parallelism.
 from __future__ import annotations
 
 import contextlib
-import re
+import threading
 import time
-from collections import Counter
-from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -59,8 +64,11 @@ from psycopg.types.json import Jsonb
 from pydantic import Field
 
 from sql import query
+from workers.ai.ahead import Ahead, Publish, await_beating
 from workers.ai.calls import CallPool, Outcome
 from workers.ai.client import AiClient, AiSettings, Rejected, Summary, Usage, content_hash
+from workers.ai.inflight import Answer, Inflight
+from workers.ai.topics import Topics
 from workers.backlog import rows_waiting
 from workers.base import CycleResult, Worker, describe
 from workers.claims import Claim, Claims, ClaimSettings
@@ -68,18 +76,6 @@ from workers.errors import BudgetSpent, NotConfigured, UpstreamError, WorkerErro
 from workers.pacing import Pacer
 
 START = {"updated_at": "-infinity", "id": 0}
-_WORD = re.compile(r"[^\W\d_][\w'-]{2,}")
-_LABEL_STOPWORDS = frozenset(
-    re.findall(
-        r"\S+",
-        "the and for are but not you all any can had her was one our out has his how its may new now old see "
-        "two way who did get let put say she too use that with have this will your from they know want been "
-        "good much some time very when come here just like long make many more only over such take than them "
-        "well were what into about after again also back because before being could each even first going "
-        "most other really should still their there these thing think those through today would https http "
-        "www com just lol gonna yeah yes",
-    )
-)
 
 
 def _q(name: str) -> str:
@@ -121,6 +117,14 @@ class Prepared:
     limit: int
     done: int
     interrupted: UpstreamError | None = None
+    # the bookkeeping of its calls (usage records, new vectors into the cache) by the keeper thread
+    settled: Future[None] | None = None
+
+    def next_after(self) -> dict[str, Any] | None:
+        """Where the next batch starts, if one may be waiting: this one was full, and all done."""
+        if self.interrupted is None and self.done == len(self.items) >= self.limit > 0:
+            return _cursor_value(self.items[-1])
+        return None
 
 
 class _Interrupted(Exception):
@@ -145,91 +149,6 @@ def profile_text(username: str | None, display_name: str | None, bio: str | None
     return "\n".join(part for part in (name, (bio or "").strip()) if part)
 
 
-def topic_label(texts: list[str], words: int = 3) -> str | None:
-    """A topic's name: the commonest content words of its newest posts, counted once per post."""
-    counts: Counter[str] = Counter()
-    for text in texts:
-        counts.update({w for w in (m.lower() for m in _WORD.findall(text)) if w not in _LABEL_STOPWORDS})
-    top = [word for word, _ in counts.most_common(words)]
-    return ", ".join(top) if top else None
-
-
-class Topics:
-    """The topic centroids of one model and size, kept in memory between batches (the worker is
-    their only writer) and dropped whenever a transaction or an item fails, to be read again."""
-
-    def __init__(self, tx: psycopg.Connection[Any], model: str, dims: int) -> None:
-        self.model, self.dims = model, dims
-        rows = tx.execute(_q("topics"), {"model": model, "dims": dims}, binary=True).fetchall()
-        self.ids: list[int] = [r[0] for r in rows]
-        self.centroids = [_unit(np.asarray(r[1].to_numpy(), dtype=np.float64)) for r in rows]
-        self.sizes: list[int] = [max(int(r[2]), 1) for r in rows]
-        self.touched: set[int] = set()
-        self.born: dict[int, int] = {}  # touched topic -> its size before this batch (0: new)
-
-    def assign(self, tx: psycopg.Connection[Any], vector: np.ndarray, threshold: float, max_topics: int) -> int:
-        v = _unit(vector.astype(np.float64))
-        best, similarity = -1, -2.0
-        if self.centroids:
-            sims = np.stack(self.centroids) @ v
-            best = int(np.argmax(sims))
-            similarity = float(sims[best])
-        if best < 0 or (similarity < threshold and len(self.ids) < max_topics):
-            row = tx.execute(
-                _q("add_topic"), {"model": self.model, "dims": self.dims, "centroid": v.astype(np.float32)}
-            ).fetchone()
-            assert row is not None
-            topic_id = int(row[0])
-            self.ids.append(topic_id)
-            self.centroids.append(v)
-            self.sizes.append(1)
-            self.touched.add(topic_id)
-            self.born[topic_id] = 0
-            return topic_id
-        # running mean of the members, kept on the unit sphere
-        self.centroids[best] = _unit(self.centroids[best] * self.sizes[best] + v)
-        self.born.setdefault(self.ids[best], self.sizes[best])
-        self.sizes[best] += 1
-        self.touched.add(self.ids[best])
-        return self.ids[best]
-
-    def save(self, tx: psycopg.Connection[Any]) -> None:
-        """Centroids and sizes of the topics this batch touched; labels of those that are new or
-        whose size reached a power of two (a label moves slowly: naming every touched topic each
-        batch read 50 texts per topic)."""
-        if not self.touched:
-            return
-        ids = sorted(self.touched)
-        positions = [self.ids.index(topic_id) for topic_id in ids]
-        tx.execute(_q("move_topics"), {"ids": ids, "centroids": vector_texts(self.centroids[p] for p in positions)})
-        relabel = [t for t, p in zip(ids, positions, strict=True) if _power_of_two_reached(self.born[t], self.sizes[p])]
-        if relabel:
-            texts: dict[int, list[str]] = {t: [] for t in relabel}
-            for topic_id, text in tx.execute(_q("topic_texts"), (relabel,)):
-                texts[topic_id].append(text)
-            tx.execute(_q("label_topics"), {"ids": relabel, "labels": [topic_label(texts[t]) for t in relabel]})
-        self.touched.clear()
-        self.born.clear()
-
-
-def vector_texts(vectors: Iterable[np.ndarray]) -> list[str]:
-    """Vectors in pgvector's text form, for array parameters (`%s::vector[]`). psycopg dumps an
-    array of vectors element by element with pgvector's text dumper, a Python loop over every
-    float (0.8 ms a vector); `str(list)` formats in C. float32 values go through float64
-    exactly, and the shortest repr reads back as the same float32."""
-    return [str(np.asarray(v, dtype=np.float32).tolist()) for v in vectors]
-
-
-def _power_of_two_reached(before: int, after: int) -> bool:
-    """Whether a count went from `before` to `after` across a power of two (1, 2, 4, ...), or is new."""
-    return before == 0 or after.bit_length() > before.bit_length()
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    norm = float(np.linalg.norm(v))
-    return v / norm if norm > 0 else v
-
-
 class AiWorkerSettings(ClaimSettings):
     """The worker's settings; the client's part (URL, models, prices) is checked again by `AiSettings`."""
 
@@ -241,6 +160,9 @@ class AiWorkerSettings(ClaimSettings):
     # heartbeat waits for the transaction: 200 keeps it to seconds even on a loaded machine
     vector_batch: int = Field(default=200, gt=0)
     embedding_batch: int = Field(default=100, gt=0, le=2048)  # texts per embeddings request
+    # batches read and sent to the provider ahead of the one being written (workers/ai/ahead.py);
+    # at 1 the provider idled whenever a write outlasted the next batch's calls
+    prefetch_batches: int = Field(default=2, ge=0, le=8)
     concurrency: int = Field(default=4, gt=0, le=64)  # provider requests in flight at once
     requests_per_minute: float = Field(default=0, ge=0)  # the provider's request limit (0: none)
     base_url: str | None = None
@@ -275,9 +197,16 @@ class AiWorker(Worker[Work]):
         self._vector_ready = False
         self._indexed_dims: set[int] = set()
         self._topics: Topics | None = None
-        self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix="ai-prefetch")
-        self._prefetching: dict[str, tuple[dict[str, Any], Future[Prepared]]] = {}
-        self._prefetch_conn: psycopg.Connection[Any] | None = None
+        # two threads: the next batch is read and its requests queued while this one's are answered
+        self._ahead: Ahead[Prepared] = Ahead(self._prepare_ahead, lambda: self.stopping, threads=2)
+        self._prefetch_local = threading.local()
+        self._prefetch_lock = threading.Lock()
+        self._prefetch_conns: list[psycopg.Connection[Any]] = []
+        self._inflight = Inflight()  # texts being embedded, so that overlapping batches buy each once
+        self._summarizing = threading.Lock()
+        # the bookkeeping of batches prepared ahead, off the provider's path (see `embed`)
+        self._keeper = ThreadPoolExecutor(1, thread_name_prefix="ai-keeper")
+        self._keeper_conn: psycopg.Connection[Any] | None = None
         self.claims = Claims(self, ("posts", "profiles"))  # with `replicas: N` (workers/claims.py)
 
     # ---- set-up ---------------------------------------------------------------------------------
@@ -404,33 +333,49 @@ class AiWorker(Worker[Work]):
             return [Work("post", r[0], r[1], post_text(r[2], r[3])[:cap]) for r in rows]
         return [Work("profile", r[0], r[1], profile_text(r[2], r[3], r[4])[:cap]) for r in rows]
 
-    def _prepare(self, stream: str, after: dict[str, Any], conn: psycopg.Connection[Any]) -> Prepared:
-        """Read a batch and make its provider calls (no transaction): everything but the writes."""
-        return self._call(stream, self._read(stream, after, conn), after, conn)
+    def _prepare(
+        self, stream: str, after: dict[str, Any], conn: psycopg.Connection[Any], publish: Publish | None = None
+    ) -> Prepared:
+        """Read a batch and make its provider calls (no transaction): everything but the writes.
+        `publish` is told where the next batch starts as soon as this one is read."""
+        items = self._read(stream, after, conn)
+        if publish is not None:
+            publish(_cursor_value(items[-1]) if items and len(items) >= self.settings.batch_size else None)
+        return self._call(stream, items, after, conn)
 
     def _call(self, stream: str, items: list[Work], after: dict[str, Any], conn: psycopg.Connection[Any]) -> Prepared:
         """The provider calls of a batch read (by cursor or by claim)."""
         prepared = Prepared(after, items, self.settings.batch_size, len(items))
         if items:
             if self.flag("embeddings"):
-                self.embed(items, conn)
+                prepared.settled, prepared.done = self.embed(items, conn)
             if stream == "posts" and self.settings.summaries and self.flag("summaries"):
-                prepared.done, prepared.interrupted = self.summarize(items, conn)
+                with (
+                    self._summarizing
+                ):  # one batch's chat calls at a time: its answers are cached before the next looks
+                    prepared.done, prepared.interrupted = self.summarize(items[: prepared.done], conn)
         return prepared
 
     def _batch(self, stream: str, total: CycleResult) -> bool:
         if self.claims.active:
             return self._claimed_batch(stream, total)
         after = self.load_cursor(stream) or START
-        prepared = self._prefetched(stream, after) or self._prepare(stream, after, self.db)
+        wait_s = max(0.05, min(self.heartbeat_interval_s, 1.0))
+        depth = self.settings.prefetch_batches
+        prepared = self._ahead.take(stream, after, self.beat_if_due, wait_s)
+        if prepared is None and depth > 0:  # the first batch too: the one after it is read and sent meanwhile
+            self._ahead.extend(stream, after, depth)
+            prepared = self._ahead.take(stream, after, self.beat_if_due, wait_s)
+        prepared = prepared or self._prepare(stream, after, self.db)
         items, done = prepared.items, prepared.done
         if not items:
             return False
         finished = items[:done]
-        more = done == len(items) >= prepared.limit and prepared.interrupted is None
-        if more and not self.stopping:
-            # the next batch's provider calls run while this one is written
-            self._prefetch(stream, _cursor_value(finished[-1]))
+        following = prepared.next_after()
+        more = following is not None
+        if following is not None and not self.stopping:
+            # the next batches' provider calls run while this one is written
+            self._ahead.extend(stream, following, depth)
         complete = True
         if finished:
             try:
@@ -440,10 +385,12 @@ class AiWorker(Worker[Work]):
                         self._topics.save(tx)
                     if complete:
                         self.save_cursor(tx, _cursor_value(finished[-1]), stream)
+                    self._settle_before_commit(prepared, wait_s)
             except BaseException:
                 self._topics = None  # rolled back: the database has the truth
                 raise
             total.add(result)
+        self._settle_before_commit(prepared, wait_s)
         if prepared.interrupted is not None:
             raise prepared.interrupted
         return complete and more and not self.stopping
@@ -484,6 +431,7 @@ class AiWorker(Worker[Work]):
                         raise _Interrupted
                     if stream == "posts" and self._topics is not None:
                         self._topics.save(tx)
+                self._settle_before_commit(prepared, max(0.05, min(self.heartbeat_interval_s, 1.0)))
             unfinished = [claimed[item.id] for item in items[prepared.done :]]
         except BaseException as exc:
             self._topics = None  # rolled back: the database has the truth
@@ -510,123 +458,165 @@ class AiWorker(Worker[Work]):
 
     @property
     def prefetch_db(self) -> psycopg.Connection[Any]:
-        """The connection the prefetching thread reads and caches on (never in a transaction)."""
-        if self._prefetch_conn is None or self._prefetch_conn.closed or self._prefetch_conn.broken:
-            self._prefetch_conn = self._connect()
-        return self._prefetch_conn
+        """The calling prefetch thread's own connection (never in a transaction)."""
+        conn: psycopg.Connection[Any] | None = getattr(self._prefetch_local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            conn = self._prefetch_local.conn = self._connect()
+            with self._prefetch_lock:
+                self._prefetch_conns.append(conn)
+        return conn
 
-    def _prefetch(self, stream: str, after: dict[str, Any]) -> None:
-        self._drop_prefetched(stream)
-        self._prefetching[stream] = (after, self._prefetcher.submit(self._prepare, stream, after, self.prefetch_db))
+    def _settle_before_commit(self, prepared: Prepared, wait_s: float) -> None:
+        """Wait for the keeper to have recorded and cached the batch's calls (it has, as a rule,
+        by the end of the write) and raise what it met: the batch is then rolled back and read
+        again, as when its calls' bookkeeping failed before the keeper did it."""
+        if prepared.settled is not None:
+            await_beating(prepared.settled, self.beat_if_due, wait_s)
+            prepared.settled.result()
 
-    def _prefetched(self, stream: str, after: dict[str, Any]) -> Prepared | None:
-        """The batch prefetched for this stream if it starts at the cursor (it does unless the
-        last write failed or stopped early); waits for it, heartbeating. Its errors (a 429) are
-        raised as if the calls had been made here."""
-        held = self._prefetching.pop(stream, None)
-        if held is None:
-            return None
-        while not held[1].done():
-            wait([held[1]], timeout=max(0.05, min(self.heartbeat_interval_s, 1.0)))
-            self.beat_if_due()
-        if held[0] != after:
-            return None  # read after a cursor that was not committed: read again (paid calls are cached)
-        return held[1].result()
+    def _prepare_ahead(self, stream: str, after: dict[str, Any], publish: Publish) -> Prepared:
+        """`_prepare` on the prefetch thread's own connection."""
+        return self._prepare(stream, after, self.prefetch_db, publish)
 
-    def _drop_prefetched(self, stream: str) -> None:
-        held = self._prefetching.pop(stream, None)
-        if held is not None:
-            wait([held[1]])  # it may still use the prefetch connection
+    @property
+    def keeper_db(self) -> psycopg.Connection[Any]:
+        """The keeper thread's connection: new vectors into the cache (autocommit)."""
+        if self._keeper_conn is None or self._keeper_conn.closed or self._keeper_conn.broken:
+            self._keeper_conn = self._connect()
+        return self._keeper_conn
 
     def close(self) -> None:
-        self._prefetcher.shutdown(wait=True, cancel_futures=True)
-        if self._prefetch_conn is not None:
-            self._prefetch_conn.close()
+        self._ahead.close()
+        self._keeper.shutdown(wait=True)  # what was paid for is cached before the worker exits
+        for conn in [*self._prefetch_conns, self._keeper_conn]:
+            if conn is not None:
+                conn.close()
 
     def item_key(self, item: Work) -> str:
         return f"{item.kind} {item.id}"
 
     # ---- provider calls (before the transaction) ------------------------------------------------
 
-    def embed(self, items: list[Work], conn: psycopg.Connection[Any]) -> None:
+    def embed(self, items: list[Work], conn: psycopg.Connection[Any]) -> tuple[Future[None] | None, int]:
         """Fill `embedding` for every item with text: from the cache, else in requests of
-        `embedding_batch` texts, `concurrency` at a time. New vectors are cached at once."""
+        `embedding_batch` texts, `concurrency` at a time. New vectors are cached at once, by the
+        keeper thread (the future returned) while the next batch's calls go out. A text another
+        batch is buying at the same moment is waited for, not bought (workers/ai/inflight.py).
+        Returns that future and how many items (a prefix) are done: all, unless a stop request
+        kept some texts from being sent (the items from the first of them on wait for the next run)."""
         s = self.client.settings
         dims = int(s.dimensions)
         wanted = [i for i in items if i.hash is not None]
         if not wanted:
-            return
-        hashes = sorted({i.hash for i in wanted if i.hash is not None})
-        cached = {
-            bytes(h): np.asarray(v.to_numpy(), dtype=np.float32)
-            for h, v in conn.execute(
-                _q("cached_embeddings"), {"model": s.embedding_model, "dims": dims, "hashes": hashes}
-            )
-        }
-        fresh: dict[bytes, str] = {}
-        for item in wanted:
-            assert item.hash is not None
-            if item.hash in cached or item.hash in fresh:
-                item.meta["embedding"] = "cache"  # paid for before, or a copy of an earlier text in this batch
-            else:
-                fresh[item.hash] = item.text
-                item.meta["embedding"] = "api"
-        if fresh:
-            cached.update(self._embed_fresh(fresh, conn))
-        for item in wanted:
-            assert item.hash is not None
+            return None, len(items)
+        texts = {i.hash: i.text for i in wanted if i.hash is not None}
+        with self._inflight.looking_up() as claim:
+            cached = {
+                bytes(h): np.asarray(v.to_numpy(), dtype=np.float32)
+                for h, v in conn.execute(
+                    _q("cached_embeddings"), {"model": s.embedding_model, "dims": dims, "hashes": sorted(texts)}
+                )
+            }
+            mine, theirs = claim(h for h in texts if h not in cached)
+        buying = set(mine)
+        for item in wanted:  # else paid for before, or a copy of an earlier text of this batch or another's
+            item.meta["embedding"] = "api" if item.hash in buying else "cache"
+            buying.discard(item.hash)  # type: ignore[arg-type]
+        settled: Future[None] | None = None
+        refused: set[bytes] = set()
+        if mine:
+            got, refused, settled = self._embed_fresh({h: texts[h] for h in mine}, conn)
+            cached.update(got)
+        for h, future in theirs.items():
+            answer = future.result()  # the other batch's call (raises its failure: a 429 say)
+            if answer.vector is not None:
+                cached[h] = answer.vector
+            elif answer.refused is not None:
+                refused.add(h)
+        for index, item in enumerate(items):
+            if item.hash is None:
+                continue
             vector = cached.get(item.hash)
-            if vector is None:
-                item.meta["embedding"] = "refused"
-            else:
+            if vector is not None:
                 item.embedding = vector
                 item.meta.update(model=s.embedding_model, dims=dims)
+            elif item.hash in refused:
+                item.meta["embedding"] = "refused"
+            else:  # not sent: a stop request came first; the batch ends before this item
+                return settled, index
+        return settled, len(items)
 
-    def _embed_fresh(self, fresh: dict[bytes, str], conn: psycopg.Connection[Any]) -> dict[bytes, np.ndarray]:
-        """All new texts, in requests of `embedding_batch`; what was paid for is recorded and
-        cached even when a later request fails (that failure is then raised)."""
+    def _embed_fresh(
+        self, fresh: dict[bytes, str], conn: psycopg.Connection[Any]
+    ) -> tuple[dict[bytes, np.ndarray], set[bytes], Future[None] | None]:
+        """The texts this batch claimed, in requests of `embedding_batch`; what was paid for is
+        recorded and cached (by the keeper: the future returned) even when a later request
+        fails (that failure is then raised, after the bookkeeping). Returns the vectors, the
+        texts the provider refused (by hash) and that future; a text in neither was not sent
+        (a stop request came first)."""
         size = self.settings.embedding_batch
         pairs = list(fresh.items())
-        outcome = self._call_all(self._embed_request, [pairs[i : i + size] for i in range(0, len(pairs), size)])
+        try:
+            outcome = self._call_all(self._embed_request, [pairs[i : i + size] for i in range(0, len(pairs), size)])
+        except BaseException as exc:
+            self._inflight.settle(fresh, {}, exc)
+            raise
         got: dict[bytes, np.ndarray] = {}
         usages: list[Usage] = []
-        for vectors, used, refused in outcome.paid:
+        refused: dict[bytes, str] = {}
+        for vectors, used, messages in outcome.paid:
             got.update(vectors)
             usages += used
-            for message in refused:
-                self.record_error(f"embedding refused: {message}")
-        self.record_usage(*usages)
-        if got:
-            s = self.client.settings
-            with conn.transaction():  # its own, outside any batch transaction
-                conn.execute(_q("create_cache_stage"))
-                with conn.cursor() as cur, cur.copy(_q("copy_cache_stage")) as copy:
-                    copy.set_types(["bytea", "vector"])
-                    for row in got.items():
-                        copy.write_row(row)
-                conn.execute(_q("cache_embeddings"), {"model": s.embedding_model, "dims": int(s.dimensions)})
-        if outcome.error is not None:
-            raise outcome.error
-        return got
+            refused.update(messages)
+        answers = {h: Answer(vector=v) for h, v in got.items()} | {h: Answer(refused=m) for h, m in refused.items()}
+        self._inflight.settle(fresh, answers, outcome.error)  # first: other batches may be waiting
+        for message in refused.values():
+            self.record_error(f"embedding refused: {message}")
+        if outcome.error is None:
+            return got, set(refused), self._keeper.submit(self._settle, usages, got, None)
+        self._settle(usages, got, conn)
+        raise outcome.error
 
-    def _embed_request(self, pairs: list[tuple[bytes, str]]) -> tuple[dict[bytes, np.ndarray], list[Usage], list[str]]:
+    def _settle(self, usages: list[Usage], got: dict[bytes, np.ndarray], conn: psycopg.Connection[Any] | None) -> None:
+        """Record paid calls and cache their new vectors (on `conn`, else the keeper's
+        connection); then their claims are released, the cache table answering for them."""
+        try:
+            self.record_usage(*usages)
+            if got:
+                s = self.client.settings
+                (conn or self.keeper_db).execute(
+                    _q("cache_embeddings"),
+                    {
+                        "model": s.embedding_model,
+                        "dims": int(s.dimensions),
+                        "hashes": list(got),
+                        "vectors": list(got.values()),
+                    },
+                )
+        finally:
+            self._inflight.release(got)
+
+    def _embed_request(
+        self, pairs: list[tuple[bytes, str]]
+    ) -> tuple[dict[bytes, np.ndarray], list[Usage], dict[bytes, str]]:
         """One request (in a pool thread); if the provider refuses it, one per text to find the
-        text it refuses (the others still get their embeddings)."""
+        text it refuses (the others still get their embeddings). Returns the vectors, the usage
+        of each call, and the refused texts' hashes with the provider's message."""
         hashes, texts = [h for h, _ in pairs], [t for _, t in pairs]
         try:
             vectors, usage = self.client.embed(texts)
-            return dict(zip(hashes, vectors, strict=True)), [usage], []
+            return dict(zip(hashes, vectors, strict=True)), [usage], {}
         except Rejected as exc:
             if len(texts) == 1:
-                return {}, [], [str(exc)]
+                return {}, [], {hashes[0]: str(exc)}
         got: dict[bytes, np.ndarray] = {}
         usages: list[Usage] = []
-        refused: list[str] = []
+        refused: dict[bytes, str] = {}
         for h, text in pairs:
             try:
                 one, usage = self.client.embed([text])
             except Rejected as single:
-                refused.append(str(single))
+                refused[h] = str(single)
                 continue
             usages.append(usage)
             got[h] = one[0]
@@ -730,7 +720,7 @@ class AiWorker(Worker[Work]):
         dims = int(s.dimensions)
         topic_ids: list[int | None] = [None] * len(items)
         if stream == "posts":
-            topic_ids = [self._assign_topic(tx, item) for item in items]
+            topic_ids = self._assign_topics(tx, items)
         tx.execute(_q("create_batch_table"))
         tx.execute(_q("clear_batch"))
         with tx.cursor() as cur, cur.copy(_q("copy_batch")) as copy:
@@ -754,13 +744,16 @@ class AiWorker(Worker[Work]):
         if stream == "profiles" and any(item.embedding is not None for item in items):
             self._recommend(tx, stream, dims)
 
-    def _assign_topic(self, tx: psycopg.Connection[Any], item: Work) -> int | None:
-        if item.embedding is None:
-            return None
+    def _assign_topics(self, tx: psycopg.Connection[Any], items: list[Work]) -> list[int | None]:
+        """Each item's topic (None without an embedding), the batch assigned in memory."""
+        if all(item.embedding is None for item in items):
+            return [None] * len(items)
         s = self.client.settings
         if self._topics is None or (self._topics.model, self._topics.dims) != (s.embedding_model, s.dimensions):
             self._topics = Topics(tx, s.embedding_model, int(s.dimensions))
-        return self._topics.assign(tx, item.embedding, self.settings.topic_similarity, self.settings.max_topics)
+        return self._topics.assign(
+            tx, [item.embedding for item in items], self.settings.topic_similarity, self.settings.max_topics
+        )
 
     def _recommend(self, tx: psycopg.Connection[Any], stream: str, dims: int) -> None:
         """The staged items' nearest neighbours (HNSW on `<=>`, one lateral lookup per item in one

@@ -51,6 +51,10 @@ _TAG_TOKEN = re.compile(
 )
 
 Embedder = Callable[[str], Awaitable[np.ndarray]]
+# Where an embedder comes from when a search turns out to need one: (embedder, dimensions), or None
+# when none is configured. Asked at most once per search, and only by the modes that embed (the
+# API reads the ai worker's settings for it: a round trip most searches never need).
+SemanticSource = Callable[[], Awaitable[tuple[Embedder, int] | None]]
 
 
 class SearchUnavailable(Exception):
@@ -137,6 +141,7 @@ class Search:
         mode: str = "auto",
         embedder: Embedder | None = None,
         dims: int | None = None,
+        semantic_source: SemanticSource | None = None,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}")
@@ -144,6 +149,7 @@ class Search:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
         self.conn, self.q, self.kind, self.limit, self.mode = conn, q.strip(), kind, limit, mode
         self.embedder, self.dims = embedder, dims
+        self._semantic_source = semantic_source
         self.results: list[dict[str, Any]] = []
         self.notes: dict[str, Any] = {}
 
@@ -168,7 +174,7 @@ class Search:
             await self._hybrid()
         elif self.mode != "tag":
             await self._words()
-            if not self.results and self.mode == "auto" and self.embedder is not None:
+            if not self.results and self.mode == "auto" and await self._embedder_found():
                 await self._semantic(required=False)
         return {
             "query": self.q,
@@ -258,9 +264,19 @@ class Search:
         rows = await self._rows(_q("search_profiles"), {"q": tsquery, "limit": self.missing, "exclude": self.found})
         self.results += [_item(r, self.kind, "fuzzy" if fuzzy else "text") for r in rows]
 
+    async def _embedder_found(self) -> bool:
+        """Whether this search has an embedder, from `semantic_source` the first time it is asked."""
+        if self.embedder is None and self._semantic_source is not None:
+            source, self._semantic_source = self._semantic_source, None
+            found = await source()
+            if found is not None:
+                self.embedder, self.dims = found
+        return self.embedder is not None
+
     async def _semantic(self, *, required: bool, limit: int | None = None) -> list[dict[str, Any]]:
         """The nearest items by embedding; appended to the results unless `limit` is given."""
-        if self.embedder is None or self.dims is None:
+        embedder = self.embedder if await self._embedder_found() else None
+        if embedder is None or self.dims is None:
             reason = "semantic search needs the ai worker's base_url and API key"
             self.notes["semantic"] = f"unavailable: {reason}"
             if required:
@@ -272,7 +288,7 @@ class Search:
                 raise SearchUnavailable(self.notes["semantic"])
             return []
         try:
-            vector = await self.embedder(self.q)
+            vector = await embedder(self.q)
         except Exception as exc:
             self.notes["semantic"] = f"unavailable: {exc}"
             if required:
