@@ -136,9 +136,8 @@ def indexing(url: str, corpus: Corpus) -> list[list[object]]:
 
 def copy_limit(conn: psycopg.Connection[Any]) -> float:
     """Posts/s of COPYing the finished index rows (documents and tags) into tables like
-    search_posts and post_tags, with the same indexes (and, like them since migration 0026, no
-    foreign key): the rate indexing is measured against (it also computes the documents and
-    locks the posts; COPY only stores them)."""
+    search_posts and post_tags, with the same indexes and foreign keys: the rate indexing is
+    measured against (it also computes the documents; COPY only stores them)."""
     docs = conn.execute("SELECT count(*) FROM search_posts").fetchone()
     assert docs is not None
     buffers: dict[str, bytes] = {}
@@ -147,6 +146,7 @@ def copy_limit(conn: psycopg.Connection[Any]) -> float:
             buffers[table_name] = b"".join(bytes(chunk) for chunk in out)
         conn.execute(f"DROP TABLE IF EXISTS bench_{table_name}")
         conn.execute(f"CREATE TABLE bench_{table_name} (LIKE {table_name} INCLUDING ALL)")
+        conn.execute(f"ALTER TABLE bench_{table_name} ADD FOREIGN KEY (post_id) REFERENCES external_posts (id)")
     started = time.perf_counter()
     with conn.transaction():
         for table_name, data in buffers.items():

@@ -17,18 +17,14 @@ SELECT set_config('synchronous_commit', 'off', true), set_config('work_mem', '32
 
 -- name: index_posts
 -- Builds the search documents of the given posts whose text changed (search_post_source_hash, migration
--- 0023: an edit of the score alone, or a version already indexed, is left alone), drops those of posts
--- marked deleted, and notes for the typo lexicon the words each new document adds to the post's previous
--- one (all of a new post's; an edit mostly none), to be folded in by fold_lexemes (search_note_lexemes,
--- migration 0014). The posts are locked first (search_lock_posts, migration 0026: what a foreign key
--- checked row by row): one deleted meanwhile is not indexed. Returns the ids whose tags must be
--- extracted again: those (re)indexed and those deleted.
+-- 0023: an edit of the score alone, or a version already indexed, is left alone) and notes for the typo
+-- lexicon the words each new document adds to the post's previous one (all of a new post's; an edit
+-- mostly none), to be folded in by fold_lexemes (search_note_lexemes, migration 0014). Returns the ids
+-- whose tags must be extracted again: those (re)indexed and those deleted.
 WITH source AS MATERIALIZED (
   SELECT p.id, p.created_at, p.updated_at, p.title, p.body, p.deleted_at IS NOT NULL AS deleted,
          search_post_source_hash(p.created_at, p.title, p.body, p.url, p.embeds, p.mentions) AS hash
-  FROM external_posts p WHERE p.id IN (SELECT search_lock_posts(%(ids)s::bigint[]))
-), dropped AS (
-  DELETE FROM search_posts s USING source p WHERE s.post_id = p.id AND p.deleted
+  FROM external_posts p WHERE p.id = ANY(%(ids)s)
 ), previous AS MATERIALIZED (
   SELECT post_id, tsv, source_hash FROM search_posts WHERE post_id = ANY(%(ids)s)
 ), indexed AS (
@@ -50,6 +46,12 @@ WITH source AS MATERIALIZED (
   GROUP BY w.lexeme
 )
 SELECT ARRAY(SELECT post_id FROM indexed UNION ALL SELECT id FROM source WHERE deleted);
+
+-- name: unindex_deleted_posts
+-- Drops the search documents of the given posts that were marked deleted (their tags go with tag_posts).
+-- This and the tag statements get the ids index_posts returned.
+DELETE FROM search_posts s USING external_posts p
+WHERE s.post_id = p.id AND p.id = ANY(%(ids)s) AND p.deleted_at IS NOT NULL;
 
 -- name: tag_posts
 -- Brings the tags of the given posts in line with their text (search_post_tags, migration 0014: hashtags,

@@ -15,8 +15,7 @@ into the lexicon when a stream is drained (split by lexeme over the same connect
 long backlog, every `lexicon_fold_rows` rows in the background while the next batches are indexed,
 so a lexeme is updated once per fold instead of once per batch. The statements are in
 sql/search.sql, the schema in migrations/0006_search.sql (0023: the lanes' fold, the text digest;
-0024: the fold's cost; 0026: the batch's posts locked in one pass, not a foreign key checked per
-row); searching is workers/search/query.py, served at GET /api/search. Indexing
+0024: the fold's cost); searching is workers/search/query.py, served at GET /api/search. Indexing
 transactions commit without waiting for the WAL flush (fast_commit: rows and cursor are lost
 together or not at all).
 
@@ -48,7 +47,10 @@ STOP_POLL_S = 0.1  # how often a wait for the background fold checks for a stop 
 
 # Per stream: the query finding changed rows, then the statements indexing a batch of their ids.
 STREAMS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "posts": ("changed_posts", ("index_posts", "tag_posts")),
+    "posts": (
+        "changed_posts",
+        ("index_posts", "unindex_deleted_posts", "tag_posts"),
+    ),
     "profiles": ("changed_profiles", ("index_profiles", "learn_profile_lexemes")),
 }
 
