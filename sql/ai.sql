@@ -44,6 +44,7 @@ INSERT INTO ai_embedding_cache (model, dims, content_hash, embedding)
 SELECT %(model)s, %(dims)s, c.content_hash, c.embedding
 FROM unnest(%(hashes)s::bytea[], %(vectors)b::vector[]) AS c (content_hash, embedding)
 ON CONFLICT DO NOTHING;
+
 -- name: reusable_summaries
 -- Summaries and sentiment already paid for, for identical post text and the same chat model.
 SELECT content_hash, summary, sentiment FROM ai_summary_cache
@@ -238,6 +239,7 @@ FROM unnest(%(ids)s::integer[], %(centroids)b::vector[], %(relabel)s::boolean[],
 LEFT JOIN (SELECT topic_id, count(*) AS n FROM ai_posts WHERE topic_id = ANY(%(ids)s::integer[]) GROUP BY topic_id) c
   ON c.topic_id = m.id
 WHERE t.id = m.id;
+
 -- name: topic_texts
 -- The newest member texts of the given topics, to name each by its commonest words.
 SELECT t.id, x.text

@@ -261,3 +261,17 @@ def test_topics_of_two_batches_are_those_of_the_item_by_item_assignment(migrated
     assert set(saved) == set(ids) and len(saved) == len(centroids) == 5
     for topic_id, position in zip(ids, expected, strict=True):
         assert np.allclose(json.loads(saved[topic_id]), centroids[position], atol=1e-6)
+
+
+def test_an_embedding_decodes_from_base64_or_from_a_list_of_floats():
+    """The worker asks for base64 (the stand-in and the real API answer so); a provider that
+    ignores `encoding_format` sends floats, which must give the same vector."""
+    import base64
+
+    from workers.ai.client import _vector
+
+    floats = np.array([0.25, -1.5, 3.0e-8, 7.0], dtype="<f4")
+    from_base64 = _vector(base64.b64encode(floats.tobytes()).decode())
+    from_list = _vector([0.25, -1.5, 3.0e-8, 7.0])
+    assert from_base64.dtype == from_list.dtype == np.float32
+    assert from_base64.tolist() == from_list.tolist() == floats.tolist()

@@ -265,14 +265,13 @@ class AiWorker(Worker[Work]):
             "calls", key, lambda: CallPool(s.concurrency, Pacer(s.requests_per_minute)), CallPool.close
         )
 
+    @property
+    def _wait_s(self) -> float:
+        """How long a wait (for provider calls, a prepared batch, the keeper) lasts between heartbeats."""
+        return max(0.05, min(self.heartbeat_interval_s, 1.0))
+
     def _call_all(self, call: Any, args: list[Any]) -> Outcome[Any]:
-        return self.calls.run(
-            call,
-            args,
-            on_wait=self.beat_if_due,
-            stopping=lambda: self.stopping,
-            wait_s=max(0.05, min(self.heartbeat_interval_s, 1.0)),
-        )
+        return self.calls.run(call, args, on_wait=self.beat_if_due, stopping=lambda: self.stopping, wait_s=self._wait_s)
 
     # ---- the cycle ------------------------------------------------------------------------------
 
@@ -350,9 +349,8 @@ class AiWorker(Worker[Work]):
             if self.flag("embeddings"):
                 prepared.settled, prepared.done = self.embed(items, conn)
             if stream == "posts" and self.settings.summaries and self.flag("summaries"):
-                with (
-                    self._summarizing
-                ):  # one batch's chat calls at a time: its answers are cached before the next looks
+                # one batch's chat calls at a time: its answers are cached before the next looks
+                with self._summarizing:
                     prepared.done, prepared.interrupted = self.summarize(items[: prepared.done], conn)
         return prepared
 
@@ -360,7 +358,7 @@ class AiWorker(Worker[Work]):
         if self.claims.active:
             return self._claimed_batch(stream, total)
         after = self.load_cursor(stream) or START
-        wait_s = max(0.05, min(self.heartbeat_interval_s, 1.0))
+        wait_s = self._wait_s
         depth = self.settings.prefetch_batches
         prepared = self._ahead.take(stream, after, self.beat_if_due, wait_s)
         if prepared is None and depth > 0:  # the first batch too: the one after it is read and sent meanwhile
@@ -431,7 +429,7 @@ class AiWorker(Worker[Work]):
                         raise _Interrupted
                     if stream == "posts" and self._topics is not None:
                         self._topics.save(tx)
-                self._settle_before_commit(prepared, max(0.05, min(self.heartbeat_interval_s, 1.0)))
+                self._settle_before_commit(prepared, self._wait_s)
             unfinished = [claimed[item.id] for item in items[prepared.done :]]
         except BaseException as exc:
             self._topics = None  # rolled back: the database has the truth
