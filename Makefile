@@ -16,9 +16,10 @@ devnet: setup tools
 	$(PY) -m manager --config $${MANAGER_CONFIG:-config.yaml} --devnet
 
 # Branch coverage of manager/, healdec/ and workers/ (in the test process), with the floor from
-# pyproject.toml's [tool.coverage.report] fail_under.
+# pyproject.toml's [tool.coverage.report] fail_under; the 25 slowest tests are listed (the suite must stay
+# well under 15 minutes).
 test: setup-test tools browser lint
-	$(PY) -m pytest -q --cov --cov-report=term-missing:skip-covered
+	$(PY) -m pytest -q --cov --cov-report=term-missing:skip-covered --durations=25
 
 lint: setup-test
 	$(VENV)/bin/ruff check .

@@ -12,6 +12,7 @@ import psutil
 import psycopg
 import yaml
 
+from manager.db import embedded_settings
 from tests.support.manager import TOKEN, ManagerHandle, example_worker, wait_gone
 
 
@@ -46,6 +47,11 @@ def test_embedded_postgres_from_a_clean_data_dir_and_a_generated_token(tmp_path:
             assert conn.execute("SELECT enabled FROM feature_flags WHERE flag_name = 'counter_enabled'").fetchone() == (
                 True,
             )
+            # sized for the host on first start (manager.db.embedded_settings), not Postgres's stock 128 MB
+            running = dict(conn.execute("SELECT name, setting FROM pg_settings").fetchall())
+            wanted = embedded_settings(psutil.virtual_memory().total)
+            assert int(running["shared_buffers"]) * 8192 == int(wanted["shared_buffers"].removesuffix("MB")) * 2**20
+            assert running["max_wal_size"] == "4096" and running["max_connections"] == wanted["max_connections"]
 
         tokens = re.findall(r"ADMIN_TOKEN was not set; this run's admin token is: (\S+)", output)
         assert len(tokens) == 1, output  # printed once

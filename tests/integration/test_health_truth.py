@@ -97,7 +97,7 @@ def test_error_rate_counts_items_and_the_cycle_rate_is_its_own_field(boot_manage
 
 def test_lag_appears_clears_and_growing_lag_is_degraded(boot_manager):
     workers = {
-        "catching": example_worker(batch_size=5, head=30, **FAST),
+        "catching": example_worker(batch_size=5, head=60, **FAST),  # 12 cycles: seen behind even on a busy host
         "falling": example_worker(batch_size=1, head=0, head_growth=10, **FAST),
     }
     m = boot_manager(workers, healdec={"lag_degraded_after_s": 1.5})

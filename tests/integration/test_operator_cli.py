@@ -104,7 +104,7 @@ def test_logs_follow_prints_new_lines_once_until_interrupted(m: ManagerHandle):
                 continue
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(5) == 0
+        assert proc.wait(15) == 0  # generous: a busy host may still be starting it
     assert len(seen) >= 4, seen
     ticks = [int(line.rsplit(" ", 1)[1]) for line in seen]
     assert ticks == list(range(ticks[0], ticks[0] + len(ticks)))  # in order, none twice, none missed

@@ -56,3 +56,12 @@ def test_errors_name_the_key_path(tmp_path, text, message):
         load_config(path)
     assert str(err.value).startswith(f"{path}: ")
     assert message.replace("Value error, ", "") in str(err.value)
+
+
+def test_the_embedded_server_takes_an_eighth_of_memory_for_buffers_within_bounds():
+    from manager.db import embedded_settings
+
+    gib = 2**30
+    assert embedded_settings(24 * gib)["shared_buffers"] == "2048MB"  # capped: it shares the host
+    assert embedded_settings(8 * gib)["shared_buffers"] == "1024MB"
+    assert embedded_settings(512 * 2**20)["shared_buffers"] == "128MB"  # never below Postgres's own default
