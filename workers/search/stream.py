@@ -3,7 +3,8 @@
 Why a stream: a batch split over the lanes and waited for as a whole leaves every lane idle until
 the slowest range of the batch ends (a GIN pending-list cleanup lands on one backend at a time and
 can take 100+ ms), and again while the next batch is read and the cursor committed: 20-27% of the
-cores stayed idle, and more lanes did not help. Here a lane takes the next range as soon as it is free.
+cores stayed idle, and more lanes did not help. Here a lane takes the next range as soon as it is free
+(lab, 1,000,000 posts at batch 2000, quiet: 8,016 posts/s with 4% idle against 6,606/s with 13%).
 
 - The reader (the worker's thread, on the worker's connection, outside any transaction) reads the
   changed posts after its read position, `batch_size` at a time, splits each batch into consecutive
