@@ -1,22 +1,18 @@
-"""Extra data connections that index the later ranges of a batch while the worker indexes the first.
+"""Extra data connections (lanes) that index ranges of posts, and fold the lexicon, at the same time.
 
 Building the documents (to_tsvector) and folding the lexicon are CPU work inside Postgres, one
-backend per connection: a single connection keeps one core busy however large its batches. A batch
-of ids is split into consecutive ranges (in cursor order); each later range is indexed and committed
-in its own transaction on its own connection (a thread each, waiting on the server), while the
-worker's own transaction indexes the first range. The cursor moves only in the worker's
-transaction, to the end of the whole batch, and only after every later range committed: a range
-that failed is indexed again in the worker's transaction (where a bad row is skipped row by row), so
-the cursor never passes an uncommitted row. When the worker's transaction fails after later ranges
-committed, the cursor stays where it was and those rows come back in the next batch, where indexing
-them again writes nothing (a document built from the same version is left alone, so no word is
-counted twice). The lexicon fold is split the same way, by lexeme (migration 0023).
+backend per connection: a single connection keeps one core busy however large its batches. A lane
+is a thread with a connection of its own (opened on first use, kept between batches); each work
+submitted runs in its own transaction on the first lane that is free, in the order submitted, so a
+lane never waits for another one to finish (workers/search/stream.py streams ranges of posts
+through them; the lexicon fold at drain is split by lexeme over them, migration 0023).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -28,36 +24,29 @@ from workers.errors import WorkerError
 Work = Callable[[psycopg.Connection[Any]], None]
 
 
-def split(ids: Sequence[int], parts: int, min_part: int) -> list[list[int]]:
-    """Consecutive ranges of `ids` (in their order), at most `parts`, none smaller than `min_part`
-    unless there is only one."""
-    parts = max(1, min(parts, len(ids) // max(1, min_part)))
-    size, extra = divmod(len(ids), parts)
-    out, start = [], 0
-    for i in range(parts):
-        end = start + size + (1 if i < extra else 0)
-        out.append(list(ids[start:end]))
-        start = end
-    return out
-
-
 class Lanes:
-    """`count` extra connections and threads, opened on first use and kept between batches."""
+    """`count` threads, each with its own connection, taking the submitted works in turn."""
 
     def __init__(self, connect: Callable[[], psycopg.Connection[Any]], count: int) -> None:
         self._connect = connect
         self.count = count
-        self._conns: list[psycopg.Connection[Any] | None] = [None] * count
+        self._local = threading.local()  # each lane thread's connection
+        self._conns: list[psycopg.Connection[Any]] = []  # every lane's, to cancel and close them
+        self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
+    def submit(self, work: Work) -> Future[bool]:
+        """Run `work` in its own transaction on the next free lane; the future says whether the
+        transaction committed (False: rolled back, or cancelled before it started)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.count, thread_name_prefix="search-lane")
+        return self._pool.submit(self._run, work)
+
     def start(self, works: list[Work]) -> list[Future[bool]]:
-        """Run each work (at most `count`) in its own transaction on its own lane, at the same
-        time; each future says whether its transaction committed (False: rolled back)."""
+        """Each work (at most `count`) on a lane of its own, all at the same time."""
         if len(works) > self.count:
             raise ValueError(f"{len(works)} works for {self.count} lanes")
-        if works and self._pool is None:
-            self._pool = ThreadPoolExecutor(self.count, thread_name_prefix="search-lane")
-        return [self._pool.submit(self._run, lane, work) for lane, work in enumerate(works) if self._pool]
+        return [self.submit(work) for work in works]
 
     @staticmethod
     def wait(futures: list[Future[bool]]) -> list[bool]:
@@ -66,7 +55,7 @@ class Lanes:
         error: BaseException | None = None
         for future in futures:
             try:
-                outcomes.append(future.result())
+                outcomes.append(not future.cancelled() and future.result())
             except BaseException as exc:  # still wait for the others: none may outlive the batch
                 outcomes.append(False)
                 error = error or exc
@@ -74,11 +63,17 @@ class Lanes:
             raise error
         return outcomes
 
-    def _run(self, lane: int, work: Work) -> bool:
+    def _lane_connection(self) -> psycopg.Connection[Any]:
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            conn = self._local.conn = self._connect()
+            with self._lock:
+                self._conns = [c for c in self._conns if not c.closed] + [conn]
+        return conn
+
+    def _run(self, work: Work) -> bool:
         try:
-            conn = self._conns[lane]
-            if conn is None or conn.closed or conn.broken:
-                conn = self._conns[lane] = self._connect()
+            conn = self._lane_connection()
             with conn.transaction():
                 work(conn)
             return True
@@ -90,8 +85,10 @@ class Lanes:
     def cancel(self) -> None:
         """Ask the server to cancel what each lane is running: its transaction rolls back and its
         future says False (a lane whose connection is still opening is not reached)."""
-        for conn in list(self._conns):
-            if conn is not None and not conn.closed:
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:
+            if not conn.closed:
                 with contextlib.suppress(psycopg.Error):
                     conn.cancel_safe(timeout=2)
 
@@ -99,7 +96,8 @@ class Lanes:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-        for conn in self._conns:
-            if conn is not None:
-                conn.close()
-        self._conns = [None] * self.count
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()

@@ -5,19 +5,20 @@ Each cycle reads posts and profiles changed since its cursors (`updated_at`, `id
 batch (re)builds their documents in `search_posts` / `search_profiles` (GIN on tsvector),
 brings the posts' tags (hashtags, cashtags, mentions, linked domains) in `post_tags` in line, notes
 the words each document adds for the typo-correction lexicon (all of a new post's, an edit's new
-words only), and moves the cursor: the index and its cursor commit together. A post whose text did
+words only), and moves the cursor, never past a row whose indexing has not committed. A post whose text did
 not change (an edit of its score) keeps its document and tags. Every statement covers the whole
 batch inside Postgres (to_tsvector, regexp_matches); only when one fails for some row is the batch
-redone row by row. A batch of posts is split over `index_connections` connections (lanes,
-workers/search/lanes.py), so the documents are built on as many cores; the cursor moves in the
-worker's own transaction, after every lane's range committed. The noted word counts are folded
-into the lexicon when a stream is drained (split by lexeme over the same connections) and, during a
-long backlog, every `lexicon_fold_rows` rows in the background while the next batches are indexed,
+redone row by row. Posts are indexed as a stream over `index_connections` connections (lanes,
+workers/search/stream.py and lanes.py), so the documents are built on as many cores: each lane
+takes the next range of changed posts as soon as it is free and commits it; the cursor moves over
+the committed prefix only, a range that failed redone first. Profiles (few) go a batch at a time,
+rows and cursor in one transaction. The noted word counts are folded into the lexicon when a
+stream is drained (split by lexeme over the same connections) and, during a long backlog, every `lexicon_fold_rows` rows in the background while the next batches are indexed,
 so a lexeme is updated once per fold instead of once per batch. The statements are in
 sql/search.sql, the schema in migrations/0006_search.sql (0023: the lanes' fold, the text digest;
 0024: the fold's cost); searching is workers/search/query.py, served at GET /api/search. Indexing
-transactions commit without waiting for the WAL flush (fast_commit: rows and cursor are lost
-together or not at all).
+transactions commit without waiting for the WAL flush (fast_commit: a crash loses the newest rows
+and cursor moves, never a cursor without its rows).
 
 With `replicas: N` the batch is claimed from a queue instead of read after a cursor
 (workers/claims.py): the same statements index it, in the transaction that completes the claims,
@@ -40,7 +41,8 @@ from workers.backlog import rows_waiting
 from workers.base import CycleResult, Worker, describe
 from workers.claims import Claims, ClaimSettings
 from workers.errors import WorkerError
-from workers.search.lanes import Lanes, split
+from workers.search.lanes import Lanes
+from workers.search.stream import PostStream
 
 START = {"updated_at": "-infinity", "id": 0}
 STOP_POLL_S = 0.1  # how often a wait for the background fold checks for a stop request
@@ -66,11 +68,11 @@ NARROWS = "index_posts"
 
 def fast_commit(conn: psycopg.Connection[Any]) -> None:
     """Let the open transaction commit without waiting for its WAL to reach the disk (and give GIN's
-    pending-list flush more memory). Safe for the index: its rows and cursor commit in one
-    transaction, and a lane's range commits before the worker's transaction that moves the cursor
-    past it, so its commit record comes earlier in the WAL. A crash loses only a tail of the WAL:
-    the last batches, cursor and rows together, never a cursor without its rows; they are indexed
-    again. No transaction waits for a WAL flush any more: three per batch (two lanes, the cursor)."""
+    pending-list flush more memory). Safe for the index: a profile batch's rows and cursor commit in
+    one transaction, and a lane's range of posts commits before the worker's transaction that moves
+    the cursor past it begins, so its commit record comes earlier in the WAL. A crash loses only a
+    tail of the WAL: the last ranges and cursor moves, never a cursor without its rows; they are
+    indexed again. No transaction waits for a WAL flush: one per range, one per cursor move."""
     conn.execute(_q("index_session"))
 
 
@@ -91,7 +93,7 @@ class _Stopped(Exception):
 
 class SearchSettings(ClaimSettings):
     interval_ms: int = Field(default=15000, gt=0)
-    batch_size: int = Field(default=500, gt=0)  # rows per batch (one transaction each)
+    batch_size: int = Field(default=500, gt=0)  # rows read at a time (posts: split over the lanes)
     max_cycle_s: float = Field(default=45, ge=0)  # then the cycle ends (`more_pending` if not drained)
     # The typo lexicon takes the noted word counts when a stream is drained and, during a long
     # backlog, every this many rows in the background: on a connection of its own while the next
@@ -101,10 +103,13 @@ class SearchSettings(ClaimSettings):
     # fold; 10 s of one backend per 100,000 posts in EXPLAIN ANALYZE), so fewer, larger folds cost
     # less in all. 500,000 rows is about a minute of lag at the backlog rate.
     lexicon_fold_rows: int = Field(default=500_000, gt=0)
-    # A batch of posts is indexed over this many connections at once (workers/search/lanes.py):
-    # the documents are built by one Postgres backend per connection, so by as many cores.
+    # Posts are indexed over this many lanes at once (workers/search/stream.py), each a connection
+    # of its own besides the worker's (which reads ahead and moves the cursor): the documents are
+    # built by one Postgres backend per lane, so by as many cores.
     index_connections: int = Field(default=2, ge=1, le=8)
-    lane_min_rows: int = Field(default=100, gt=0)  # no range of a split batch smaller than this
+    # Each batch of posts read is split into `index_connections` ranges (one transaction on a lane
+    # each), none smaller than this.
+    lane_min_rows: int = Field(default=100, gt=0)
 
 
 class SearchWorker(Worker[int]):
@@ -116,9 +121,10 @@ class SearchWorker(Worker[int]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.claims = Claims(self, STREAMS)  # with `replicas: N` (workers/claims.py)
-        self.lanes = Lanes(self._connect, self.settings.index_connections - 1)
+        self.lanes = Lanes(self._connect, self.settings.index_connections)
         self._folder = Lanes(self._connect, 1)  # the background fold's connection
         self._folding: list[concurrent.futures.Future[bool]] = []  # the background fold under way, if any
+        self._posts: PostStream | None = None  # this cycle's stream of posts, once started
 
     def close(self) -> None:
         self.lanes.close()
@@ -128,87 +134,139 @@ class SearchWorker(Worker[int]):
     def run_cycle(self) -> CycleResult:
         """Alternate post and profile batches until both are drained or `max_cycle_s` is up."""
         streams = {name: functools.partial(self.index_batch, name) for name in STREAMS}
+        total = CycleResult()
         try:
             result = self.drain_streams(streams, self.settings.max_cycle_s)
         finally:
-            self._await_fold()  # no fold outlives the cycle
+            try:
+                self._end_posts(total)  # no range outlives the cycle
+            finally:
+                self._await_fold()  # no fold outlives the cycle
+        result.add(total)
         if self.claims.active:
             self.claims.end_cycle(result)
         self.report_lag(self.claims.rows_waiting() if self.claims.active else rows_waiting(self), "rows")
         return result
 
     def index_batch(self, stream: str, total: CycleResult) -> bool:
-        """Index the next batch of one stream; returns whether more may be waiting."""
+        """Index the next changes of one stream; returns whether more may be waiting."""
         if self.claims.active:
             return self.claimed_batch(stream, total)
-        changed, statements = STREAMS[stream]
+        if stream == "posts":
+            return self._post_step(total)
+        return self._profile_batch(total)
+
+    def _post_step(self, total: CycleResult) -> bool:
+        """One step of the posts' stream over the lanes (workers/search/stream.py): the cursor
+        passes what committed; the lexicon is folded when the stream is drained, and in the
+        background every `lexicon_fold_rows` rows."""
+        if self._posts is None:
+            self._posts = PostStream(
+                self,
+                self._lanes(),
+                self.load_cursor("posts") or START,
+                self.settings.batch_size,
+                self.settings.index_connections,
+                self.settings.lane_min_rows,
+            )
+        self._passed(self._posts.step(), total)
+        if self.stopping:
+            return False
+        if self._posts.drained:
+            self._posts = None
+            self.fold_lexicon()  # drained: the lexicon catches up (a no-op when nothing is noted)
+            return False
+        if self._unfolded >= self.settings.lexicon_fold_rows and not self._fold_running():
+            self._folding = self._folder.start([functools.partial(self._fold_part, 0, 1)])
+            self._unfolded = 0
+        return True
+
+    def _end_posts(self, total: CycleResult) -> None:
+        """The cycle ends: the posts' stream stops where its committed prefix ends."""
+        posts, self._posts = self._posts, None
+        if posts is not None:
+            self._passed(posts.finish(), total)
+
+    def _passed(self, result: CycleResult, total: CycleResult) -> None:
+        total.add(result)
+        self._unfolded += result.items + result.item_errors
+
+    def _profile_batch(self, total: CycleResult) -> bool:
+        """The next batch of profiles (few: no lanes), its documents and cursor in one transaction."""
+        changed, statements = STREAMS["profiles"]
         limit = self.settings.batch_size
         result = CycleResult()
         try:
             with self.transaction() as tx:
                 fast_commit(tx)
-                cursor = self.load_cursor(stream) or START
+                cursor = self.load_cursor("profiles") or START
                 rows: list[tuple[int, datetime]] = tx.execute(
                     _q(changed), {"after_updated_at": cursor["updated_at"], "after_id": cursor["id"], "limit": limit}
                 ).fetchall()
                 if rows:
-                    result = self._index_split(tx, stream, [row[0] for row in rows], statements)
+                    result, complete = self._index(tx, "profiles", [row[0] for row in rows], statements)
+                    if not complete:
+                        raise _Stopped
                     last_id, last_updated = rows[-1]
-                    self.save_cursor(tx, {"updated_at": last_updated.isoformat(), "id": last_id}, stream)
+                    self.save_cursor(tx, {"updated_at": last_updated.isoformat(), "id": last_id}, "profiles")
         except _Stopped:  # a stop interrupted the batch row by row: rolled back, the cursor stays
             return False
-        more = len(rows) >= limit
         self._unfolded += len(rows)
-        if not more:
-            self.fold_lexicon()  # drained: the lexicon catches up (a no-op when nothing is noted)
-        elif self._unfolded >= self.settings.lexicon_fold_rows and not self._fold_running():
-            self._folding = self._folder.start([functools.partial(self._fold_part, 0, 1)])
-            self._unfolded = 0
         total.add(result)
-        return more
+        if len(rows) < limit:
+            self.fold_lexicon()  # drained: the lexicon catches up (a no-op when nothing is noted)
+            return False
+        return True
 
-    def _index_split(
-        self, tx: psycopg.Connection[Any], stream: str, ids: list[int], statements: tuple[str, ...]
-    ) -> CycleResult:
-        """Index a batch: its later ranges on the lanes (each committed on its own), the first in
-        `tx`, then in `tx` again any range a lane could not commit; only then may `tx` move the
-        cursor past the whole batch (workers/search/lanes.py)."""
-        ranges = split(ids, self._lanes(stream), self.settings.lane_min_rows)
-        futures = self.lanes.start([functools.partial(self._index_range, statements, r) for r in ranges[1:]])
-        try:
-            result, complete = self._index(tx, stream, ranges[0], statements)
-        finally:
-            committed = Lanes.wait(futures)  # no lane outlives this transaction
-        failed = [i for r, ok in zip(ranges[1:], committed, strict=True) if not ok for i in r]
-        if complete and failed:
-            redone, complete = self._index(tx, stream, failed, statements)
-            result.add(redone)
-        if not complete:
-            raise _Stopped
-        result.items += len(ids) - len(ranges[0]) - len(failed)
-        return result
-
-    def _lanes(self, stream: str) -> int:
-        """How many connections index a batch of `stream` (profiles are few: one)."""
-        wanted = self.settings.index_connections if stream == "posts" else 1
-        if self.lanes.count != self.settings.index_connections - 1:  # changed live
+    def _lanes(self) -> Lanes:
+        """The lanes indexing posts, one per `index_connections` (changed live: opened again)."""
+        if self.lanes.count != self.settings.index_connections:
             self.lanes.close()
-            self.lanes = Lanes(self._connect, self.settings.index_connections - 1)
-        return wanted
+            self.lanes = Lanes(self._connect, self.settings.index_connections)
+        return self.lanes
 
-    def _index_range(self, statements: tuple[str, ...], ids: list[int], conn: psycopg.Connection[Any]) -> None:
+    # ---- what the posts' stream asks of the worker (stream.Indexer) ------------------------------
+
+    def read_posts(self, after: dict[str, Any], limit: int) -> list[tuple[int, datetime]]:
+        """The next changed posts after `after`, outside any transaction (the reader runs ahead of
+        the cursor)."""
+        rows: list[tuple[int, datetime]] = self.db.execute(
+            _q(STREAMS["posts"][0]), {"after_updated_at": after["updated_at"], "after_id": after["id"], "limit": limit}
+        ).fetchall()
+        return rows
+
+    def index_range(self, ids: list[int], conn: psycopg.Connection[Any]) -> None:
         """A lane's range, in the lane's transaction (fenced like the worker's own)."""
         fast_commit(conn)
-        run_statements(conn, statements, ids)
+        run_statements(conn, STREAMS["posts"][1], ids)
         self.fence(conn)
+
+    def redo_range(self, ids: list[int]) -> CycleResult | None:
+        """A range whose lane rolled back, in the worker's transaction: at once, else row by row
+        (the bad rows recorded and skipped). None when a stop interrupted it (rolled back)."""
+        try:
+            with self.transaction() as tx:
+                fast_commit(tx)
+                result, complete = self._index(tx, "posts", ids, STREAMS["posts"][1])
+                if not complete:
+                    raise _Stopped
+        except _Stopped:
+            return None
+        return result
+
+    def save_posts_cursor(self, cursor: dict[str, Any]) -> None:
+        """Move the posts' cursor, in a transaction of its own, after the rows it passes committed."""
+        with self.transaction() as tx:
+            fast_commit(tx)
+            self.save_cursor(tx, cursor, "posts")
 
     def fold_lexicon(self) -> None:
         """Fold the noted word counts into the lexicon, split by lexeme over the worker's connection
         and its lanes at the same time (migration 0023). Each part is its own transaction: a part
         that fails keeps its counts pending for the next fold."""
         self._await_fold()
-        parts = self._lanes("posts")
-        futures = self.lanes.start([functools.partial(self._fold_part, part, parts) for part in range(1, parts)])
+        parts = self.settings.index_connections
+        futures = self._lanes().start([functools.partial(self._fold_part, part, parts) for part in range(1, parts)])
         try:
             with self.transaction() as tx:
                 fast_commit(tx)
