@@ -2,23 +2,24 @@
 
 Each cycle reads posts and profiles changed since its cursors (`updated_at`, `id`, bounded by
 `sync_read_horizon()` so a writer's late commit is never skipped), `batch_size` at a time, and per
-batch (re)builds their documents in `search_posts` / `search_profiles` (GIN on tsvector),
-brings the posts' tags (hashtags, cashtags, mentions, linked domains) in `post_tags` in line, notes
-the words each document adds for the typo-correction lexicon (all of a new post's, an edit's new
-words only), and moves the cursor, never past a row whose indexing has not committed. A post whose text did
-not change (an edit of its score) keeps its document and tags. Every statement covers the whole
-batch inside Postgres (to_tsvector, regexp_matches); only when one fails for some row is the batch
-redone row by row. Posts are indexed as a stream over `index_connections` connections (lanes,
-workers/search/stream.py and lanes.py), so the documents are built on as many cores: each lane
-takes the next range of changed posts as soon as it is free and commits it; the cursor moves over
-the committed prefix only, a range that failed redone first. Profiles (few) go a batch at a time,
-rows and cursor in one transaction. The noted word counts are folded into the lexicon when a
-stream is drained (split by lexeme over the same connections) and, during a long backlog, every `lexicon_fold_rows` rows in the background while the next batches are indexed,
-so a lexeme is updated once per fold instead of once per batch. The statements are in
-sql/search.sql, the schema in migrations/0006_search.sql (0023: the lanes' fold, the text digest;
-0024: the fold's cost); searching is workers/search/query.py, served at GET /api/search. Indexing
-transactions commit without waiting for the WAL flush (fast_commit: a crash loses the newest rows
-and cursor moves, never a cursor without its rows).
+batch (re)builds their documents in `search_posts` / `search_profiles` (GIN on tsvector), brings the
+posts' tags (hashtags, cashtags, mentions, linked domains) in `post_tags` in line, notes the words
+each document adds for the typo-correction lexicon (all of a new post's, an edit's new words only),
+and moves the cursor, never past a row whose indexing has not committed. A post whose text did not
+change (an edit of its score) keeps its document and tags. Every statement covers the whole batch
+inside Postgres (to_tsvector, regexp_matches); only when one fails for some row is the batch redone
+row by row. Posts are indexed as a stream over `index_connections` connections (lanes,
+workers/search/stream.py and lanes.py), so the documents are built on as many cores: each lane takes
+the next range of changed posts as soon as it is free and commits it; the cursor moves over the
+committed prefix only, a range that failed redone first. Profiles (few) go a batch at a time, rows
+and cursor in one transaction. The noted word counts are folded into the lexicon when a stream is
+drained (split by lexeme over the same connections) and, during a long backlog, every
+`lexicon_fold_rows` rows in the background while the next batches are indexed, so a lexeme is
+updated once per fold instead of once per batch. The statements are in sql/search.sql, the schema in
+migrations/0006_search.sql (0023: the lanes' fold, the text digest; 0024: the fold's cost);
+searching is workers/search/query.py, served at GET /api/search. Indexing transactions commit
+without waiting for the WAL flush (fast_commit: a crash loses the newest rows and cursor moves,
+never a cursor without its rows).
 
 With `replicas: N` the batch is claimed from a queue instead of read after a cursor
 (workers/claims.py): the same statements index it, in the transaction that completes the claims,
@@ -193,16 +194,14 @@ class SearchWorker(Worker[int]):
 
     def _profile_batch(self, total: CycleResult) -> bool:
         """The next batch of profiles (few: no lanes), its documents and cursor in one transaction."""
-        changed, statements = STREAMS["profiles"]
+        statements = STREAMS["profiles"][1]
         limit = self.settings.batch_size
         result = CycleResult()
         try:
             with self.transaction() as tx:
                 fast_commit(tx)
                 cursor = self.load_cursor("profiles") or START
-                rows: list[tuple[int, datetime]] = tx.execute(
-                    _q(changed), {"after_updated_at": cursor["updated_at"], "after_id": cursor["id"], "limit": limit}
-                ).fetchall()
+                rows = self._changed_rows("profiles", tx, cursor, limit)
                 if rows:
                     result, complete = self._index(tx, "profiles", [row[0] for row in rows], statements)
                     if not complete:
@@ -218,6 +217,16 @@ class SearchWorker(Worker[int]):
             return False
         return True
 
+    @staticmethod
+    def _changed_rows(
+        stream: str, conn: psycopg.Connection[Any], after: dict[str, Any], limit: int
+    ) -> list[tuple[int, datetime]]:
+        """(id, updated_at) of the next `limit` rows of `stream` changed after the cursor `after`."""
+        rows: list[tuple[int, datetime]] = conn.execute(
+            _q(STREAMS[stream][0]), {"after_updated_at": after["updated_at"], "after_id": after["id"], "limit": limit}
+        ).fetchall()
+        return rows
+
     def _lanes(self) -> Lanes:
         """The lanes indexing posts, one per `index_connections` (changed live: opened again)."""
         if self.lanes.count != self.settings.index_connections:
@@ -230,10 +239,7 @@ class SearchWorker(Worker[int]):
     def read_posts(self, after: dict[str, Any], limit: int) -> list[tuple[int, datetime]]:
         """The next changed posts after `after`, outside any transaction (the reader runs ahead of
         the cursor)."""
-        rows: list[tuple[int, datetime]] = self.db.execute(
-            _q(STREAMS["posts"][0]), {"after_updated_at": after["updated_at"], "after_id": after["id"], "limit": limit}
-        ).fetchall()
-        return rows
+        return self._changed_rows("posts", self.db, after, limit)
 
     def index_range(self, ids: list[int], conn: psycopg.Connection[Any]) -> None:
         """A lane's range, in the lane's transaction (fenced like the worker's own)."""
@@ -300,13 +306,9 @@ class SearchWorker(Worker[int]):
     def claimed_batch(self, stream: str, total: CycleResult) -> bool:
         """Replicas: index a batch claimed from the stream's queue; the claims complete in the
         transaction that indexes them (only those still ours are indexed)."""
-        changed, statements = STREAMS[stream]
+        statements = STREAMS[stream][1]
         queue, claims = self.claims.take(
-            stream,
-            self.settings.batch_size,
-            lambda conn, after, limit: conn.execute(
-                _q(changed), {"after_updated_at": after["updated_at"], "after_id": after["id"], "limit": limit}
-            ).fetchall(),
+            stream, self.settings.batch_size, functools.partial(self._changed_rows, stream)
         )
         try:
             with self.transaction() as tx:
