@@ -96,7 +96,7 @@ SELECT search_note_lexemes(ARRAY(SELECT tsv FROM search_profiles WHERE profile_i
 
 -- name: fold_lexemes
 -- Adds the noted counts of one part of the lexemes (of `parts`, each folded on its own connection at the
--- same time) to the lexicon in one pass (search_fold_lexemes, migrations 0014 and 0023).
+-- same time) to the lexicon in one pass (search_fold_lexemes, migrations 0014, 0023 and 0030).
 SELECT search_fold_lexemes(%(part)s, %(parts)s);
 
 -- name: exact_query
