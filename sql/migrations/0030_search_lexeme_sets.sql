@@ -1,14 +1,35 @@
 -- Search indexing of a backlog: the typo lexicon's pending counts as one row per batch and bucket
 -- (issue 15, indexing path).
 --
--- MEASURED_HEADER
+-- Until now index_posts wrote one search_lexeme_pending row per distinct lexeme of each indexed batch
+-- (~7 per post, 7,000,000 over a backlog of 1,000,000 posts), each WAL-logged, and the fold deleted
+-- them and summed them per lexeme again. Measured on the lab (PG 16, 1,000,000-post bench corpus,
+-- batch 2000 over two lanes; /work/lab/pd scripts, serialized, load 2-3.5 from the other helpers):
+-- - noting, index_posts alone on 1,000-post ranges in one backend, round robin: ~40 us per post
+--   for the rows (134-153 us/post against 96-107 without any noting), 14-22 us as arrays;
+-- - the fold alone (parts 1) of the counts of the first ~630,000 posts: 33.0 and 35.6 s for main's
+--   4,431,157 rows (7.4-8.0 us a count), 26.0 and 31.3 s for 4,581,499 counts in 5,132 array rows
+--   (5.7-6.8 us): no row-by-row DELETE, no spill of the deleted rows, no autovacuum of millions
+--   of dead rows (one took 5.6% of all CPU in main's profile of its first background fold); the
+--   drain fold's parts no longer hash every pending row (search_lexeme_part is a SQL function that
+--   is not inlined: ~3 us a call) to find theirs, they take whole rows by bucket;
+-- - the whole backlog (one cycle from corpus_raw, CPU of the database's backends + the worker):
+--   BACKLOG_NUMBERS
+-- The lexicon after the whole backlog is the same (count 194,193, sum(ndoc) 12,563,270, and the
+-- md5 of every lexeme, trigram and variant equal to main's).
+--
+-- Not built: two generation tables emptied by TRUNCATE, or an UNLOGGED pending table (with a crash
+-- sentinel and a rebuild): with ~8 rows per 1,000 posts there is no DELETE and almost no WAL left for
+-- them to save, and each brings a lock or a crash path of its own. Dropped, measured: compressing the
+-- arrays (pglz, the default storage) cost ~7 ms per 1,000 posts, more than the rows it replaced; a
+-- cheaper shape filter than the regular expression (ltrim of the allowed characters: 2.7x faster on
+-- 500,000 words) would save ~0.1-0.2 s per fold, not worth a less readable rule.
 --
 -- search_lexeme_pending held one row per lexeme per indexed batch (~7 per post); it now holds one row
 -- per batch and bucket of lexemes: the batch's lexemes and their document counts as two parallel
--- arrays. The bucket is search_lexeme_bucket(lexeme), fixed at 8, so that the
--- fold's parts still take disjoint sets of lexemes, each deleting exactly the rows it folds: part p of
--- `parts` folds the buckets b with b % parts = p (for parts = 2 and 4, the same lexemes as 0023's
--- split). The counts, their sums and the lexicon are the same as before; only their packing changed.
+-- arrays. The bucket is search_lexeme_bucket(lexeme), one of 8, so that the fold's parts still take
+-- disjoint sets of lexemes, each deleting exactly the rows it folds: part p of `parts` folds the
+-- buckets b with b % parts = p (for parts = 2 and 4, the same lexemes as 0023's split). The counts, their sums and the lexicon are the same as before; only their packing changed.
 
 -- Not STRICT, unlike search_lexeme_part(): a SQL function is inlined only when it is as strict as its
 -- body, and search_lexeme_part's greatest() is not (called, it cost ~3 us a lexeme).
@@ -21,7 +42,11 @@ CREATE TABLE search_lexeme_pending_sets (
   ndocs   integer[] NOT NULL -- ndocs[i]: in how many of the batch's documents lexemes[i] was new
 );
 -- Stored out of line as they are: pglz compressing ~10 kB of arrays per row cost more than the rows saved.
-ALTER TABLE search_lexeme_pending_sets ALTER COLUMN lexemes SET STORAGE EXTERNAL, ALTER COLUMN ndocs SET STORAGE EXTERNAL;
+-- No statistics on them: nothing is planned on their contents, and autovacuum's ANALYZE of a table growing
+-- by ~10% between its runs would count the most common elements of every array each time.
+ALTER TABLE search_lexeme_pending_sets
+  ALTER COLUMN lexemes SET STORAGE EXTERNAL, ALTER COLUMN lexemes SET STATISTICS 0,
+  ALTER COLUMN ndocs SET STORAGE EXTERNAL, ALTER COLUMN ndocs SET STATISTICS 0;
 
 -- Counts noted before this migration, summed per lexeme, in the new shape.
 INSERT INTO search_lexeme_pending_sets (bucket, lexemes, ndocs)
