@@ -28,3 +28,69 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
            ELSE false
          END
 $$;
+
+-- 2. The foreign keys of search_posts and post_tags to external_posts, kept set-based. Each inserted
+--    row ran its foreign-key check as a query of its own (a lookup and a KEY SHARE lock of the post,
+--    through SPI). Instead, index_posts takes its posts FOR KEY SHARE in one statement
+--    (search_post_sources below) and a hard delete of posts cascades once per statement (a trigger
+--    over its transition table). Guarantees, under READ COMMITTED (the default, and the workers'):
+--    - an indexing transaction writes search_posts and post_tags rows only for posts it holds
+--      FOR KEY SHARE until it commits (tag_posts gets the ids index_posts returned, in the same
+--      transaction); a post deleted before the lock is not returned (deleted and committed: not
+--      visible; deleting: the lock waits for that transaction, and skips the row if it committed);
+--    - a DELETE of a post held by an indexing transaction waits for it (KEY SHARE conflicts with the
+--      delete's lock) and its cascade runs after the delete, with a snapshot of its own (each
+--      statement of a PL/pgSQL function takes one), so it sees and removes what the indexing
+--      transaction wrote. So no row outlives its post, as with the foreign key.
+--    Under REPEATABLE READ or SERIALIZABLE the cascade's snapshot is the transaction's and could miss
+--    rows an indexing transaction committed after it was taken; there it first locks FOR SHARE the
+--    change counters every indexing transaction updates (search_posts_changes, migration 0025): one
+--    updated after the snapshot fails the delete with a serialization error (to retry), as the
+--    foreign key's cascade fails when it finds rows it cannot see (more often: any indexing commit
+--    since the snapshot counts). TRUNCATE external_posts empties both tables.
+--    The search worker's role may read external_posts only (locking needs UPDATE rights) and the
+--    deleting workers' roles may not write the search tables: the lock and the cascades run with their
+--    owner's rights, as the foreign key's checks did.
+ALTER TABLE search_posts DROP CONSTRAINT IF EXISTS search_posts_post_id_fkey;
+ALTER TABLE post_tags DROP CONSTRAINT IF EXISTS post_tags_post_id_fkey;
+
+-- The posts index_posts reads, held FOR KEY SHARE until the transaction ends, with their source digest.
+CREATE OR REPLACE FUNCTION search_post_sources(ids bigint[])
+RETURNS TABLE (id bigint, created_at timestamptz, updated_at timestamptz, title text, body text, url text,
+               embeds jsonb, mentions jsonb, deleted boolean, digest bytea)
+LANGUAGE sql VOLATILE ROWS 2000 AS $$
+  SELECT p.id, p.created_at, p.updated_at, p.title, p.body, p.url, p.embeds, p.mentions, p.deleted_at IS NOT NULL,
+         search_post_source_digest(p.created_at, p.title, p.body, p.url, p.embeds, p.mentions)
+  FROM external_posts AS p WHERE p.id = ANY (ids)
+  FOR KEY SHARE OF p
+$$;
+ALTER FUNCTION search_post_sources(bigint[]) SECURITY DEFINER SET search_path = public, pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION search_posts_cascade() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    PERFORM 1 FROM search_posts_changes FOR SHARE;  -- a serialization error if one moved since the snapshot
+  END IF;
+  DELETE FROM search_posts AS s USING gone AS g WHERE s.post_id = g.id;
+  DELETE FROM post_tags AS t USING gone AS g WHERE t.post_id = g.id;
+  RETURN NULL;
+END
+$$;
+ALTER FUNCTION search_posts_cascade() SECURITY DEFINER SET search_path = public, pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION search_posts_truncate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  TRUNCATE search_posts, post_tags;
+  RETURN NULL;
+END
+$$;
+ALTER FUNCTION search_posts_truncate() SECURITY DEFINER SET search_path = public, pg_catalog, pg_temp;
+
+DROP TRIGGER IF EXISTS search_posts_cascade ON external_posts;
+CREATE TRIGGER search_posts_cascade AFTER DELETE ON external_posts
+  REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION search_posts_cascade();
+DROP TRIGGER IF EXISTS search_posts_truncate ON external_posts;
+CREATE TRIGGER search_posts_truncate AFTER TRUNCATE ON external_posts
+  FOR EACH STATEMENT EXECUTE FUNCTION search_posts_truncate();

@@ -4,8 +4,13 @@ is not indexed again because the stored digests changed format."""
 
 from __future__ import annotations
 
-import psycopg
+import concurrent.futures
+import time
 
+import psycopg
+import pytest
+
+from sql import queries_from
 from tests.workers.test_search import index, seed
 
 DIGEST = "SELECT search_post_source_digest(%s::timestamptz, %s, %s, %s, %s::jsonb, %s::jsonb)"
@@ -62,3 +67,83 @@ def test_posts_digested_by_0023_are_not_indexed_again(migrated_url: str) -> None
         conn.execute("UPDATE external_posts SET score = 8, updated_at = now() WHERE id = %s", (post,))
         index(migrated_url)
         assert conn.execute(VERSION, (post,)).fetchone() == after
+
+
+# ---- hard deletes racing the indexing (no foreign keys per row since 0029: a lock and a cascade) ------
+
+ROWS = "SELECT (SELECT count(*) FROM search_posts WHERE post_id = %(id)s) + (SELECT count(*) FROM post_tags WHERE post_id = %(id)s)"
+
+
+def index_in(conn: psycopg.Connection, ids: list[int]) -> list[int]:
+    """The worker's statements for these posts, in the caller's open transaction; the ids indexed."""
+    row = conn.execute(queries_from("search.sql")["index_posts"], {"ids": ids}).fetchone()
+    indexed = list(row[0]) if row and row[0] else []
+    if indexed:
+        conn.execute(queries_from("search.sql")["tag_posts"], {"ids": indexed})
+    return indexed
+
+
+def wait_for_lock(conn: psycopg.Connection, pid: int) -> None:
+    """Until backend `pid` waits for a lock (5 s at most)."""
+    deadline = time.monotonic() + 5
+    while conn.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() != ("Lock",):
+        assert time.monotonic() < deadline, "the other transaction never waited for the lock"
+        time.sleep(0.02)
+
+
+def test_a_delete_racing_the_indexing_leaves_no_rows(migrated_url: str) -> None:
+    """READ COMMITTED both ways round: a delete of a post an open indexing transaction holds waits
+    for it, then its cascade removes what that transaction wrote; an indexing transaction meeting a
+    post being deleted waits, then leaves it out. Neither leaves a search_posts or post_tags row."""
+    ids = seed(migrated_url)
+    first, second = ids["0x01"], ids["0x04"]  # both with tags
+    with (
+        psycopg.connect(migrated_url) as indexer,
+        psycopg.connect(migrated_url) as deleter,
+        psycopg.connect(migrated_url, autocommit=True) as watch,
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+    ):
+        assert index_in(indexer, [first]) == [first]  # open: holds the post
+        deleting = pool.submit(deleter.execute, "DELETE FROM external_posts WHERE id = %s", (first,))
+        wait_for_lock(watch, deleter.info.backend_pid)
+        indexer.commit()
+        deleting.result(timeout=5)
+        deleter.commit()
+        assert watch.execute(ROWS, {"id": first}).fetchone() == (0,)
+
+        deleter.execute("DELETE FROM external_posts WHERE id = %s", (second,))  # open: deleting
+        indexing = pool.submit(index_in, indexer, [second])
+        wait_for_lock(watch, indexer.info.backend_pid)
+        deleter.commit()
+        assert indexing.result(timeout=5) == []
+        indexer.commit()
+        assert watch.execute(ROWS, {"id": second}).fetchone() == (0,)
+
+
+def test_a_repeatable_read_delete_that_cannot_see_the_indexing_fails_to_serialize(migrated_url: str) -> None:
+    """A REPEATABLE READ delete whose snapshot predates an indexing commit cannot see the rows that
+    commit wrote: it fails with a serialization error (the foreign key's cascade did too) instead of
+    leaving them; retried, it removes them."""
+    post = seed(migrated_url)["0x01"]
+    with (
+        psycopg.connect(migrated_url) as indexer,
+        psycopg.connect(migrated_url) as deleter,
+        psycopg.connect(migrated_url, autocommit=True) as watch,
+    ):
+        deleter.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        deleter.execute("SELECT count(*) FROM external_posts")  # the snapshot
+        index_in(indexer, [post])
+        indexer.commit()
+        with pytest.raises(psycopg.errors.SerializationFailure):
+            deleter.execute("DELETE FROM external_posts WHERE id = %s", (post,))
+        deleter.rollback()
+        assert watch.execute(ROWS, {"id": post}).fetchone() > (0,)
+        deleter.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        deleter.execute("DELETE FROM external_posts WHERE id = %s", (post,))
+        deleter.commit()
+        assert watch.execute(ROWS, {"id": post}).fetchone() == (0,)
+        index(migrated_url)
+        watch.execute("TRUNCATE external_posts CASCADE")
+        assert watch.execute(
+            "SELECT (SELECT count(*) FROM search_posts) + (SELECT count(*) FROM post_tags)"
+        ).fetchone() == (0,)
