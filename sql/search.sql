@@ -16,8 +16,9 @@ LIMIT %(limit)s;
 SELECT set_config('synchronous_commit', 'off', true), set_config('work_mem', '32MB', true);
 
 -- name: index_posts
--- Builds the search documents of the given posts whose text changed (search_post_source_hash, migration
--- 0023: an edit of the score alone, or a version already indexed, is left alone) and notes for the typo
+-- Builds the search documents of the given posts whose text changed (their source digest, migrations 0023
+-- and 0029: an edit of the score alone, or a version already indexed, is left alone; the posts are held
+-- FOR KEY SHARE until the transaction ends, the foreign key's guarantee, 0029) and notes for the typo
 -- lexicon the words each new document adds to the post's previous one (all of a new post's; an edit
 -- mostly none), to be folded in by fold_lexemes (search_note_lexemes, migration 0014). Returns the ids
 -- whose tags must be extracted again: those (re)indexed and those deleted.

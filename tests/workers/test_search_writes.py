@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
+import uuid
 
 import psycopg
 import pytest
@@ -147,3 +148,35 @@ def test_a_repeatable_read_delete_that_cannot_see_the_indexing_fails_to_serializ
         assert watch.execute(
             "SELECT (SELECT count(*) FROM search_posts) + (SELECT count(*) FROM post_tags)"
         ).fetchone() == (0,)
+
+
+def test_a_role_that_may_only_read_the_posts_indexes_and_deletes_them(migrated_url: str) -> None:
+    """The search worker's role reads external_posts only (locking rows takes UPDATE rights) and a
+    social worker's role may not write the search tables: the lock and the cascade run with their
+    owner's rights, as the foreign key's did."""
+    post = seed(migrated_url)["0x01"]
+    role = f"rw_search_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(migrated_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} NOLOGIN")
+        try:
+            admin.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+            admin.execute(
+                f"GRANT INSERT, UPDATE, DELETE ON search_posts, post_tags, search_lexeme_pending, "
+                f"search_posts_changes TO {role}"
+            )
+            with psycopg.connect(migrated_url) as conn:
+                conn.execute(f"SET ROLE {role}")
+                with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+                    conn.execute("SELECT 1 FROM external_posts FOR KEY SHARE")
+                assert index_in(conn, [post]) == [post]
+                conn.commit()
+            assert admin.execute(ROWS, {"id": post}).fetchone() > (0,)
+            admin.execute(f"GRANT DELETE ON external_posts TO {role}")
+            admin.execute(f"REVOKE ALL ON search_posts, post_tags FROM {role}")
+            with psycopg.connect(migrated_url) as conn:
+                conn.execute(f"SET ROLE {role}")
+                conn.execute("DELETE FROM external_posts WHERE id = %s", (post,))
+            assert admin.execute(ROWS, {"id": post}).fetchone() == (0,)
+        finally:
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")
