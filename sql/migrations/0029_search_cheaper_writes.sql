@@ -6,6 +6,12 @@
 -- time of the worker's Postgres backends per post indexed, less sensitive to the others' load):
 -- - whole backlog: 136.4 s = 7,329 posts/s, 226 us/post (load 2.6), against 149.0 s = 6,711/s,
 --   250 us/post before (load 2.6);
+-- - its first 50 s (background lexicon fold put off, the same for both): 10,514/s and 9,715/s at
+--   155 and 152 us/post (load 2.3), against 8,545/s at 191 us/post (load 2.3); with more load (3.7)
+--   7,826/s at 168 us/post against 7,507/s at 185;
+-- - edits (10,200 posts on an indexed copy upgraded to 0029, so compared with the old md5 once):
+--   4,567/s and 4,600/s, against 4,733/s and 3,473/s (a checkpoint in that run) before: no change
+--   beyond the noise;
 -- - the statements alone, one backend, 60,000 posts, autovacuum off (so every variant flushes the
 --   GIN pending list at the same batches): 131.5 us/post against 146.3 before (-10%); the digest
 --   alone was within the noise there (151.2), ~4 us/post less in a plain SELECT over 200,000 posts
