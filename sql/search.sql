@@ -16,22 +16,22 @@ LIMIT %(limit)s;
 SELECT set_config('synchronous_commit', 'off', true), set_config('work_mem', '32MB', true);
 
 -- name: index_posts
--- Builds the search documents of the given posts whose text changed (search_post_source_hash, migration
--- 0023: an edit of the score alone, or a version already indexed, is left alone) and notes for the typo
+-- Builds the search documents of the given posts whose text changed (their source digest, migrations 0023
+-- and 0029: an edit of the score alone, or a version already indexed, is left alone; the posts are held
+-- FOR KEY SHARE until the transaction ends, the foreign key's guarantee, 0029) and notes for the typo
 -- lexicon the words each new document adds to the post's previous one (all of a new post's; an edit
 -- mostly none), to be folded in by fold_lexemes (search_note_lexemes, migration 0014). Returns the ids
 -- whose tags must be extracted again: those (re)indexed and those deleted.
 WITH source AS MATERIALIZED (
-  SELECT p.id, p.created_at, p.updated_at, p.title, p.body, p.deleted_at IS NOT NULL AS deleted,
-         search_post_source_hash(p.created_at, p.title, p.body, p.url, p.embeds, p.mentions) AS hash
-  FROM external_posts p WHERE p.id = ANY(%(ids)s)
+  SELECT * FROM search_post_sources(%(ids)s)
 ), previous AS MATERIALIZED (
   SELECT post_id, tsv, source_hash FROM search_posts WHERE post_id = ANY(%(ids)s)
 ), indexed AS (
   INSERT INTO search_posts AS s (post_id, created_at, source_updated_at, tsv, source_hash)
-  SELECT p.id, p.created_at, p.updated_at, search_post_document(p.title, p.body), p.hash
+  SELECT p.id, p.created_at, p.updated_at, search_post_document(p.title, p.body), p.digest
   FROM source p LEFT JOIN previous o ON o.post_id = p.id
-  WHERE NOT p.deleted AND o.source_hash IS DISTINCT FROM p.hash
+  WHERE NOT p.deleted
+    AND NOT search_post_source_unchanged(o.source_hash, p.digest, p.created_at, p.title, p.body, p.url, p.embeds, p.mentions)
   ON CONFLICT (post_id) DO UPDATE
     SET created_at = excluded.created_at, source_updated_at = excluded.source_updated_at,
         tsv = excluded.tsv, source_hash = excluded.source_hash, indexed_at = now()
