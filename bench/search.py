@@ -136,7 +136,7 @@ def indexing(url: str, corpus: Corpus) -> list[list[object]]:
 
 def copy_limit(conn: psycopg.Connection[Any]) -> float:
     """Posts/s of COPYing the finished index rows (documents and tags) into tables like
-    search_posts and post_tags, with the same indexes and foreign keys: the rate indexing is
+    search_posts and post_tags, with the same indexes and foreign keys (if any): the rate indexing is
     measured against (it also computes the documents; COPY only stores them)."""
     docs = conn.execute("SELECT count(*) FROM search_posts").fetchone()
     assert docs is not None
@@ -146,7 +146,11 @@ def copy_limit(conn: psycopg.Connection[Any]) -> float:
             buffers[table_name] = b"".join(bytes(chunk) for chunk in out)
         conn.execute(f"DROP TABLE IF EXISTS bench_{table_name}")
         conn.execute(f"CREATE TABLE bench_{table_name} (LIKE {table_name} INCLUDING ALL)")
-        conn.execute(f"ALTER TABLE bench_{table_name} ADD FOREIGN KEY (post_id) REFERENCES external_posts (id)")
+        for (definition,) in conn.execute(  # the table's foreign keys, if it has any (0029 dropped them)
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'",
+            (table_name,),
+        ).fetchall():
+            conn.execute(f"ALTER TABLE bench_{table_name} ADD {definition}")
     started = time.perf_counter()
     with conn.transaction():
         for table_name, data in buffers.items():
