@@ -12,11 +12,21 @@
 --   (5.7-6.8 us): no row-by-row DELETE, no spill of the deleted rows, no autovacuum of millions
 --   of dead rows (one took 5.6% of all CPU in main's profile of its first background fold); the
 --   drain fold's parts no longer hash every pending row (search_lexeme_part is a SQL function that
---   is not inlined: ~3 us a call) to find theirs, they take whole rows by bucket;
--- - the whole backlog (one cycle from corpus_raw, CPU of the database's backends + the worker):
---   BACKLOG_NUMBERS
--- The lexicon after the whole backlog is the same (count 194,193, sum(ndoc) 12,563,270, and the
--- md5 of every lexeme, trigram and variant equal to main's).
+--   is not inlined: ~3 us a call) to find theirs, they take whole rows by bucket (main's fold of those
+--   4,431,157 rows in two parts, one after the other: 77.1 s; 0030's, after this migration turned
+--   the rows into arrays, 23.1 s, the same lexicon to the last checksum);
+-- - the whole backlog (one cycle from corpus_raw at batch 2000; CPU seconds of the database's
+--   backends, autovacuum's included, and of the worker, per post indexed), on main at a8e7ad6 and
+--   with this migration: 197 us/post, 109.9 s = 9,100 posts/s (load 2.5-2.6) against 240 us/post,
+--   138.2 s = 7,235/s (load 3.0-3.2; a test run at nice 19 beside it): -18% CPU per post; on
+--   047cffc: 239 against 273 us/post (-12%; load 2.2-2.9). Wall time follows the other helpers'
+--   load on the two cores as much as either (131-176 s for runs of this branch under load 3-4);
+-- - the bench's tail on a corpus_idx copy (run_seq: 20,000 new posts at batch 500, 10,000 edits,
+--   10,000 re-scores; load 1.9-2.8): new 4,415/s against 4,019, edits 4,853/s against 4,936 (noise),
+--   re-scored 15,222/s against 14,373.
+-- The lexicon after the whole backlog is the same (on 047cffc: count 194,193, sum(ndoc) 12,563,270,
+-- 1,028,087 trigrams, 938,308 variants, and the md5 of every lexeme, trigram and variant equal to
+-- main's).
 --
 -- Not built: two generation tables emptied by TRUNCATE, or an UNLOGGED pending table (with a crash
 -- sentinel and a rebuild): with ~8 rows per 1,000 posts there is no DELETE and almost no WAL left for
@@ -29,7 +39,8 @@
 -- per batch and bucket of lexemes: the batch's lexemes and their document counts as two parallel
 -- arrays. The bucket is search_lexeme_bucket(lexeme), one of 8, so that the fold's parts still take
 -- disjoint sets of lexemes, each deleting exactly the rows it folds: part p of `parts` folds the
--- buckets b with b % parts = p (for parts = 2 and 4, the same lexemes as 0023's split). The counts, their sums and the lexicon are the same as before; only their packing changed.
+-- buckets b with b % parts = p (for parts = 2 and 4, the same lexemes as 0023's split). The counts,
+-- their sums and the lexicon are the same as before; only their packing changed.
 
 -- Not STRICT, unlike search_lexeme_part(): a SQL function is inlined only when it is as strict as its
 -- body, and search_lexeme_part's greatest() is not (called, it cost ~3 us a lexeme).
