@@ -17,8 +17,8 @@
 --   the rows into arrays, 23.1 s, the same lexicon to the last checksum);
 -- - the whole backlog (one cycle from corpus_raw at batch 2000; CPU seconds of the database's
 --   backends, autovacuum's included, and of the worker, per post indexed), on main at a8e7ad6 and
---   with this migration: 197 us/post, 109.9 s = 9,100 posts/s (load 2.5-2.6) against 240 us/post,
---   138.2 s = 7,235/s (load 3.0-3.2; a test run at nice 19 beside it): -18% CPU per post; on
+--   with this migration: 197 us/post, 109.9 s = 9,100 posts/s (load 2.5-2.6) against 242 us/post,
+--   133.1 s = 7,512/s (load 1.3-2.5) and 240 us/post, 138.2 s (load 3.0-3.2): -19% CPU per post; on
 --   047cffc: 239 against 273 us/post (-12%; load 2.2-2.9). Wall time follows the other helpers'
 --   load on the two cores as much as either (131-176 s for runs of this branch under load 3-4);
 -- - the bench's tail on a corpus_idx copy (run_seq: 20,000 new posts at batch 500, 10,000 edits,
