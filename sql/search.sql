@@ -37,13 +37,17 @@ WITH source AS MATERIALIZED (
         tsv = excluded.tsv, source_hash = excluded.source_hash, indexed_at = now()
     WHERE s.source_updated_at IS DISTINCT FROM excluded.source_updated_at
   RETURNING s.post_id, s.tsv
-), noted AS (
-  INSERT INTO search_lexeme_pending (lexeme, ndoc)
-  SELECT w.lexeme, count(*)::int
-  FROM indexed i LEFT JOIN previous o ON o.post_id = i.post_id,
-       unnest(tsvector_to_array(CASE WHEN o.tsv IS NULL THEN i.tsv ELSE ts_delete(i.tsv, tsvector_to_array(o.tsv)) END))
-         AS w (lexeme)
-  GROUP BY w.lexeme
+), noted AS (  -- one row per bucket of lexemes, the batch's counts in arrays (migration 0030)
+  INSERT INTO search_lexeme_pending (bucket, lexemes, ndocs)
+  SELECT search_lexeme_bucket(c.lexeme), array_agg(c.lexeme), array_agg(c.ndoc)
+  FROM (
+    SELECT w.lexeme, count(*)::int AS ndoc
+    FROM indexed i LEFT JOIN previous o ON o.post_id = i.post_id,
+         unnest(tsvector_to_array(CASE WHEN o.tsv IS NULL THEN i.tsv ELSE ts_delete(i.tsv, tsvector_to_array(o.tsv)) END))
+           AS w (lexeme)
+    GROUP BY w.lexeme
+  ) AS c
+  GROUP BY 1
 )
 SELECT ARRAY(SELECT post_id FROM indexed UNION ALL SELECT id FROM source WHERE deleted);
 
@@ -92,7 +96,7 @@ SELECT search_note_lexemes(ARRAY(SELECT tsv FROM search_profiles WHERE profile_i
 
 -- name: fold_lexemes
 -- Adds the noted counts of one part of the lexemes (of `parts`, each folded on its own connection at the
--- same time) to the lexicon in one pass (search_fold_lexemes, migrations 0014 and 0023).
+-- same time) to the lexicon in one pass (search_fold_lexemes, migrations 0014, 0023 and 0030).
 SELECT search_fold_lexemes(%(part)s, %(parts)s);
 
 -- name: exact_query

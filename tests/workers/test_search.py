@@ -473,7 +473,10 @@ def test_a_stop_cancels_the_background_fold_and_keeps_its_counts_pending(migrate
     timeout): the fold is cancelled, its transaction rolls back, and the counts it was folding
     stay noted for the next fold."""
     with psycopg.connect(migrated_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO search_lexeme_pending (lexeme, ndoc) VALUES ('zyzzyva', 1)")
+        conn.execute(
+            "INSERT INTO search_lexeme_pending (bucket, lexemes, ndocs) "
+            "VALUES (search_lexeme_bucket('zyzzyva'), '{zyzzyva}', '{1}')"
+        )
     worker = SearchWorker(name="search", config={}, database_url=migrated_url)
 
     def slow_fold(conn: psycopg.Connection[Any]) -> None:
@@ -498,5 +501,5 @@ def test_a_stop_cancels_the_background_fold_and_keeps_its_counts_pending(migrate
             if conn is not None:
                 conn.close()
     with psycopg.connect(migrated_url) as conn:
-        assert conn.execute("SELECT ndoc FROM search_lexeme_pending WHERE lexeme = 'zyzzyva'").fetchall() == [(1,)]
+        assert conn.execute("SELECT lexemes, ndocs FROM search_lexeme_pending").fetchall() == [(["zyzzyva"], [1])]
         assert conn.execute("SELECT 1 FROM search_lexemes WHERE lexeme = 'zyzzyva'").fetchone() is None
