@@ -1,6 +1,20 @@
 -- Search indexing of a backlog: the lexicon fold at a lower cost per row (issue 15, indexing path).
 --
--- MEASUREMENTS
+-- Measured on the lab (PG 16, fold_src: the 1,000,000-post backlog indexed, its 7,145,463 counts pending;
+-- /work/lab/fx/fold_time.py PARTS TEMPLATE DB [migration], each run under the bench lock, the backends'
+-- CPU seconds from /proc, load average of the other work at the start):
+-- - 1 part: 0030's 29.2 s (27.6 s CPU, load 2.6), 29.1 s (27.8 s, load 1.9); this fold 15.3 s (15.0 s,
+--   load 2.3), 15.7 s (15.1 s, load 3.2): -46% CPU;
+-- - 2 parts at once: 0030's 18.0 s (27.7 s CPU, load 2.0), 14.3 s (24.9 s, load 2.1), 17.7 s (28.4 s),
+--   18.1 s (28.6 s, load 2.4); this fold 10.9 s (17.8 s CPU, load 2.0), 11.3 s (16.5 s, load 2.1): -35%
+--   CPU, -32% wall;
+-- - incremental (the second half of the pending rows folded into the lexicon of the first half, 1 part):
+--   0030's 12.2 s (load 2.7) and 9.4 s (load 1.2), this fold 7.7 s (load 2.5) and 7.4 s (load 2.4); there
+--   the lookups and updates of the ~117,000 known lexemes (unchanged) are half of the time.
+-- The lexicon is the same: 194,193 lexemes, 1,026,958 trigrams, 938,308 variants and the md5 of each
+-- ordered by text (lexeme:ndoc:ntrigrams, trigram:lexeme, variant:lexeme) equal to 0030's after every run
+-- above (at 1 part the ids too, checked before enable_seqscan below was set);
+-- tests/workers/test_search_lexicon_fold.py checks it on hostile words.
 --
 -- The same lexicon as 0030's fold, to the row; what changed is how each step is computed:
 -- - the pending arrays are unnested in the select list (ProjectSet: no tuplestore per pending row, as a
@@ -19,10 +33,20 @@
 -- - the trigrams are sorted on one bigint, the trigram's three bytes then the lexeme's id: the same
 --   order as (trigram COLLATE "C", id) for these ASCII trigrams, at a fraction of the cost (the sort on
 --   text gave up its abbreviated keys: ~1,000,000 rows for ~30,000 distinct trigrams).
+--
+-- Found on the way, in 0030's fold too: planned while the lexicon is empty (the first fold of a backlog),
+-- `fresh` looks each count up with a sequential scan of search_lexemes, which costs nothing on an empty
+-- table; but with parts folding at once, a part still looking up its counts while another part is
+-- inserting its lexemes scans all of those (uncommitted, invisible) rows again for every count. Two
+-- parts started together took 58.9 s and 104.4 s instead of ~11 s (this fold: a part reaches its
+-- inserts soon after its lookups; 0030's computed the trigrams in between, so it needed a larger head
+-- start of one part to be hit). With seq scans disabled the lookups go through the lexeme's index
+-- whatever the table's size at planning (the pending table has no index and is still read in full).
 
 CREATE OR REPLACE FUNCTION search_fold_lexemes(part integer, parts integer) RETURNS void
 LANGUAGE sql VOLATILE
 SET work_mem = '64MB'
+SET enable_seqscan = off  -- see above: no scan of the lexicon per count, even while it is empty
 AS $$
   WITH moved AS (
     DELETE FROM search_lexeme_pending p
