@@ -17,10 +17,10 @@ drained (split by lexeme over the same connections) and, during a long backlog, 
 `lexicon_fold_rows` rows in the background while the next batches are indexed, so a lexeme is
 updated once per fold instead of once per batch. The statements are in sql/search.sql, the schema in
 migrations/0006_search.sql (0023: the lanes' fold, the text digest; 0024: the fold's cost; 0030:
-the noted counts in arrays, a row per batch and bucket of lexemes); searching is
-workers/search/query.py, served at GET /api/search. Indexing transactions commit without waiting
-for the WAL flush (fast_commit: a crash loses the newest rows and cursor moves, never a cursor
-without its rows).
+the noted counts in arrays, a row per batch and bucket of lexemes; 0032: the fold's cost per row);
+searching is workers/search/query.py, served at GET /api/search. Indexing transactions commit
+without waiting for the WAL flush (fast_commit: a crash loses the newest rows and cursor moves,
+never a cursor without its rows).
 
 With `replicas: N` the batch is claimed from a queue instead of read after a cursor
 (workers/claims.py): the same statements index it, in the transaction that completes the claims,
