@@ -53,7 +53,7 @@ STOP_POLL_S = 0.1  # how often a wait for the background fold checks for a stop 
 STREAMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "posts": (
         "changed_posts",
-        ("index_posts", "unindex_deleted_posts", "tag_posts"),
+        ("index_posts",),
     ),
     "profiles": ("changed_profiles", ("index_profiles", "learn_profile_lexemes")),
 }
@@ -61,11 +61,6 @@ STREAMS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 def _q(name: str) -> str:
     return query(name, "search.sql")
-
-
-# The statement that answers which of the ids the statements after it need: the posts whose text
-# changed or that were deleted (an edit of the score alone keeps its document and its tags).
-NARROWS = "index_posts"
 
 
 def fast_commit(conn: psycopg.Connection[Any]) -> None:
@@ -78,15 +73,17 @@ def fast_commit(conn: psycopg.Connection[Any]) -> None:
     conn.execute(_q("index_session"))
 
 
+def id_array(ids: list[int]) -> str:
+    """The ids as one int8[] literal (`{1,2,3}`): psycopg dumps a list of ints one element at a time
+    in Python (1.3 ms of the worker's CPU per 1,000 ids), this text in a fifth of that."""
+    return "{" + ",".join(map(str, ids)) + "}"
+
+
 def run_statements(conn: psycopg.Connection[Any], statements: tuple[str, ...], ids: list[int]) -> None:
     """A batch's statements in order, inside the caller's transaction."""
+    param = {"ids": id_array(ids)}
     for name in statements:
-        cursor = conn.execute(_q(name), {"ids": ids})
-        if name == NARROWS:
-            row = cursor.fetchone()
-            ids = list(row[0]) if row and row[0] else []
-            if not ids:
-                return
+        conn.execute(_q(name), param)
 
 
 class _Stopped(Exception):
