@@ -36,6 +36,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.types.string import TextLoader
 from pydantic import Field
 
 from sql import query
@@ -234,10 +235,17 @@ class SearchWorker(Worker[int]):
 
     # ---- what the posts' stream asks of the worker (stream.Indexer) ------------------------------
 
-    def read_posts(self, after: dict[str, Any], limit: int) -> list[tuple[int, datetime]]:
+    def read_posts(self, after: dict[str, Any], limit: int) -> list[tuple[int, str]]:
         """The next changed posts after `after`, outside any transaction (the reader runs ahead of
-        the cursor)."""
-        return self._changed_rows("posts", self.db, after, limit)
+        the cursor), their `updated_at` as the server writes it: a position is only ever handed back
+        to the server, and turning every row's timestamp into a datetime cost the worker 2 us a post
+        (4 ms of its CPU per 2,000 rows), a tenth of its share of a backlog."""
+        cur = self.db.cursor()
+        cur.adapters.register_loader("timestamptz", TextLoader)
+        rows: list[tuple[int, str]] = cur.execute(
+            _q("changed_posts"), {"after_updated_at": after["updated_at"], "after_id": after["id"], "limit": limit}
+        ).fetchall()
+        return rows
 
     def index_range(self, ids: list[int], conn: psycopg.Connection[Any]) -> None:
         """A lane's range, in the lane's transaction (fenced like the worker's own)."""
