@@ -16,16 +16,21 @@ LIMIT %(limit)s;
 SELECT set_config('synchronous_commit', 'off', true), set_config('work_mem', '32MB', true);
 
 -- name: index_posts
--- Builds the search documents of the given posts whose text changed (their source digest, migrations 0023
--- and 0029: an edit of the score alone, or a version already indexed, is left alone; the posts are held
--- FOR KEY SHARE until the transaction ends, the foreign key's guarantee, 0029) and notes for the typo
--- lexicon the words each new document adds to the post's previous one (all of a new post's; an edit
--- mostly none), to be folded in by fold_lexemes (search_note_lexemes, migration 0014). Returns the ids
--- whose tags must be extracted again: those (re)indexed and those deleted.
+-- A range of posts in one statement (migration 0033): builds the search documents of those whose text
+-- changed (their source digest, migrations 0023 and 0029: an edit of the score alone, or a version
+-- already indexed, is left alone; the posts are held FOR KEY SHARE until the transaction ends, the
+-- foreign key's guarantee, 0029), notes for the typo lexicon the words each new document adds to the
+-- post's previous one (all of a new post's; an edit mostly none), to be folded in by fold_lexemes
+-- (search_note_lexemes, 0014; arrays per bucket, 0030), drops the documents of posts marked deleted, and
+-- brings the tags of the posts (re)indexed or deleted in line with their text (search_post_tags_of, 0014
+-- and 0031: hashtags, cashtags, mentions, linked domains), read from the same rows: drops those no
+-- longer there (all of a deleted post's), adds the new ones, and leaves a tag that is still there alone.
+-- `ids` is the range as an int8[] literal ('{1,2,3}'): one text parameter costs the worker far less than
+-- a list of ints dumped element by element.
 WITH source AS MATERIALIZED (
-  SELECT * FROM search_post_sources(%(ids)s)
+  SELECT * FROM search_post_sources(%(ids)s::bigint[])
 ), previous AS MATERIALIZED (
-  SELECT post_id, tsv, source_hash FROM search_posts WHERE post_id = ANY(%(ids)s)
+  SELECT post_id, tsv, source_hash FROM search_posts WHERE post_id = ANY(%(ids)s::bigint[])
 ), indexed AS (
   INSERT INTO search_posts AS s (post_id, created_at, source_updated_at, tsv, source_hash)
   SELECT p.id, p.created_at, p.updated_at, search_post_document(p.title, p.body), p.digest
@@ -48,24 +53,18 @@ WITH source AS MATERIALIZED (
     GROUP BY w.lexeme
   ) AS c
   GROUP BY 1
-)
-SELECT ARRAY(SELECT post_id FROM indexed UNION ALL SELECT id FROM source WHERE deleted);
-
--- name: unindex_deleted_posts
--- Drops the search documents of the given posts that were marked deleted (their tags go with tag_posts).
--- This and the tag statements get the ids index_posts returned.
-DELETE FROM search_posts s USING external_posts p
-WHERE s.post_id = p.id AND p.id = ANY(%(ids)s) AND p.deleted_at IS NOT NULL;
-
--- name: tag_posts
--- Brings the tags of the given posts in line with their text (search_post_tags, migration 0014: hashtags,
--- cashtags, mentions, linked domains): drops those no longer there (all of a deleted post's), adds the new
--- ones, and leaves a tag that is still there alone, so an edit that keeps its tags writes nothing here.
-WITH fresh AS MATERIALIZED (
-  SELECT kind, tag, post_id, created_at FROM search_post_tags(%(ids)s)
+), unindexed AS (
+  DELETE FROM search_posts s USING source p WHERE s.post_id = p.id AND p.deleted
+), retag AS MATERIALIZED (  -- the posts whose tags follow their text: (re)indexed or deleted
+  SELECT post_id FROM indexed UNION ALL SELECT id FROM source WHERE deleted
+), fresh AS MATERIALIZED (
+  SELECT t.kind, t.tag, t.post_id, t.created_at
+  FROM search_post_tags_of(ARRAY(
+    SELECT ROW(p.id, p.created_at, p.title, p.body, p.url, p.embeds, p.mentions)::search_tag_post
+    FROM source p JOIN indexed i ON i.post_id = p.id)) AS t
 ), gone AS (
   DELETE FROM post_tags t
-  WHERE t.post_id = ANY(%(ids)s)
+  WHERE t.post_id = ANY(ARRAY(SELECT post_id FROM retag))
     AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.post_id = t.post_id AND f.kind = t.kind AND f.tag = t.tag)
 )
 INSERT INTO post_tags AS t (kind, tag, post_id, created_at)
@@ -85,14 +84,14 @@ LIMIT %(limit)s;
 -- Builds the search documents of the given profiles.
 INSERT INTO search_profiles AS s (profile_id, source_updated_at, tsv)
 SELECT p.id, p.updated_at, search_profile_document(p.username, p.display_name, p.bio)
-FROM profiles p WHERE p.id = ANY(%(ids)s)
+FROM profiles p WHERE p.id = ANY(%(ids)s::bigint[])
 ON CONFLICT (profile_id) DO UPDATE
   SET source_updated_at = excluded.source_updated_at, tsv = excluded.tsv, indexed_at = now()
   WHERE s.source_updated_at IS DISTINCT FROM excluded.source_updated_at;
 
 -- name: learn_profile_lexemes
 -- Notes the words of the given profiles' documents (names included) for the lexicon (folded in by fold_lexemes).
-SELECT search_note_lexemes(ARRAY(SELECT tsv FROM search_profiles WHERE profile_id = ANY(%(ids)s)));
+SELECT search_note_lexemes(ARRAY(SELECT tsv FROM search_profiles WHERE profile_id = ANY(%(ids)s::bigint[])));
 
 -- name: fold_lexemes
 -- Adds the noted counts of one part of the lexemes (of `parts`, each folded on its own connection at the

@@ -11,8 +11,8 @@ import uuid
 import psycopg
 import pytest
 
-from sql import queries_from
 from tests.workers.test_search import index, seed
+from workers.search.worker import STREAMS, run_statements
 
 DIGEST = "SELECT search_post_source_digest(%s::timestamptz, %s, %s, %s, %s::jsonb, %s::jsonb)"
 VERSION = "SELECT xmin::text, octet_length(source_hash) FROM search_posts WHERE post_id = %s"
@@ -77,11 +77,8 @@ ROWS = "SELECT (SELECT count(*) FROM search_posts WHERE post_id = %(id)s) + (SEL
 
 def index_in(conn: psycopg.Connection, ids: list[int]) -> list[int]:
     """The worker's statements for these posts, in the caller's open transaction; the ids indexed."""
-    row = conn.execute(queries_from("search.sql")["index_posts"], {"ids": ids}).fetchone()
-    indexed = list(row[0]) if row and row[0] else []
-    if indexed:
-        conn.execute(queries_from("search.sql")["tag_posts"], {"ids": indexed})
-    return indexed
+    run_statements(conn, STREAMS["posts"][1], ids)
+    return [r[0] for r in conn.execute("SELECT post_id FROM search_posts WHERE post_id = ANY(%s) ORDER BY 1", (ids,))]
 
 
 def wait_for_lock(conn: psycopg.Connection, pid: int) -> None:

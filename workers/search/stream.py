@@ -40,7 +40,6 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
 import psycopg
@@ -58,7 +57,9 @@ class Indexer(Protocol):
     @property
     def stopping(self) -> bool: ...
 
-    def read_posts(self, after: dict[str, Any], limit: int) -> list[tuple[int, datetime]]: ...
+    def read_posts(self, after: dict[str, Any], limit: int) -> list[tuple[int, str]]:
+        """(id, updated_at as text) of the next changed posts after the position `after`."""
+        ...
 
     def index_range(self, ids: list[int], conn: psycopg.Connection[Any]) -> None: ...
 
@@ -148,14 +149,14 @@ class PostStream:
                 self._add(rows)
         self._submit()
 
-    def _add(self, rows: list[tuple[int, datetime]]) -> None:
+    def _add(self, rows: list[tuple[int, str]]) -> None:
         """A batch's ranges at the end of the window (held if a post of theirs is in it already)."""
         ids = [row[0] for row in rows]
         last = 0
         for part in split(ids, self.parts, self.min_part):
             last += len(part)
             post_id, updated_at = rows[last - 1]
-            end = {"updated_at": updated_at.isoformat(), "id": post_id}
+            end = {"updated_at": updated_at, "id": post_id}
             self.window.append(Range(part, end, held=any(self._ids[i] for i in part)))
         self._ids.update(ids)
         self.position = self.window[-1].end

@@ -36,6 +36,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.types.string import TextLoader
 from pydantic import Field
 
 from sql import query
@@ -53,7 +54,7 @@ STOP_POLL_S = 0.1  # how often a wait for the background fold checks for a stop 
 STREAMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "posts": (
         "changed_posts",
-        ("index_posts", "unindex_deleted_posts", "tag_posts"),
+        ("index_posts",),
     ),
     "profiles": ("changed_profiles", ("index_profiles", "learn_profile_lexemes")),
 }
@@ -61,11 +62,6 @@ STREAMS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 def _q(name: str) -> str:
     return query(name, "search.sql")
-
-
-# The statement that answers which of the ids the statements after it need: the posts whose text
-# changed or that were deleted (an edit of the score alone keeps its document and its tags).
-NARROWS = "index_posts"
 
 
 def fast_commit(conn: psycopg.Connection[Any]) -> None:
@@ -78,15 +74,17 @@ def fast_commit(conn: psycopg.Connection[Any]) -> None:
     conn.execute(_q("index_session"))
 
 
+def id_array(ids: list[int]) -> str:
+    """The ids as one int8[] literal (`{1,2,3}`): psycopg dumps a list of ints one element at a time
+    in Python (1.3 ms of the worker's CPU per 1,000 ids), this text in a fifth of that."""
+    return "{" + ",".join(map(str, ids)) + "}"
+
+
 def run_statements(conn: psycopg.Connection[Any], statements: tuple[str, ...], ids: list[int]) -> None:
     """A batch's statements in order, inside the caller's transaction."""
+    param = {"ids": id_array(ids)}
     for name in statements:
-        cursor = conn.execute(_q(name), {"ids": ids})
-        if name == NARROWS:
-            row = cursor.fetchone()
-            ids = list(row[0]) if row and row[0] else []
-            if not ids:
-                return
+        conn.execute(_q(name), param)
 
 
 class _Stopped(Exception):
@@ -237,10 +235,17 @@ class SearchWorker(Worker[int]):
 
     # ---- what the posts' stream asks of the worker (stream.Indexer) ------------------------------
 
-    def read_posts(self, after: dict[str, Any], limit: int) -> list[tuple[int, datetime]]:
+    def read_posts(self, after: dict[str, Any], limit: int) -> list[tuple[int, str]]:
         """The next changed posts after `after`, outside any transaction (the reader runs ahead of
-        the cursor)."""
-        return self._changed_rows("posts", self.db, after, limit)
+        the cursor), their `updated_at` as the server writes it: a position is only ever handed back
+        to the server, and turning every row's timestamp into a datetime cost the worker 2 us a post
+        (4 ms of its CPU per 2,000 rows), a tenth of its share of a backlog."""
+        cur = self.db.cursor()
+        cur.adapters.register_loader("timestamptz", TextLoader)
+        rows: list[tuple[int, str]] = cur.execute(
+            _q("changed_posts"), {"after_updated_at": after["updated_at"], "after_id": after["id"], "limit": limit}
+        ).fetchall()
+        return rows
 
     def index_range(self, ids: list[int], conn: psycopg.Connection[Any]) -> None:
         """A lane's range, in the lane's transaction (fenced like the worker's own)."""
