@@ -177,3 +177,61 @@ def test_a_role_that_may_only_read_the_posts_indexes_and_deletes_them(migrated_u
         finally:
             admin.execute(f"DROP OWNED BY {role}")
             admin.execute(f"DROP ROLE {role}")
+
+
+# ---- one statement per range (migration 0033): documents, words, deletions and tags together --------
+
+TAGS = "SELECT kind || ':' || tag FROM post_tags WHERE post_id = %s ORDER BY 1"
+
+
+def test_one_range_indexes_edits_new_posts_and_removed_posts_together(migrated_url: str) -> None:
+    """A range holding an edited post (one tag replaced, the others kept), a post marked deleted
+    and a new post: the edit's tags follow its text, the removed post loses its document and
+    every tag, the new one gets both; a post brought back is indexed again with its tags."""
+    ids = seed(migrated_url)
+    index(migrated_url)
+    edited, removed = ids["0x01"], ids["0x04"]
+    with psycopg.connect(migrated_url) as conn:
+        assert [r[0] for r in conn.execute(TAGS, (edited,))] == [
+            "cashtag:eth",
+            "domain:etherscan.io",
+            "hashtag:ethereum",
+        ]
+        assert [r[0] for r in conn.execute(TAGS, (removed,))] == ["cashtag:sol", "hashtag:solana"]
+        kept = conn.execute(
+            "SELECT xmin::text FROM post_tags WHERE post_id = %s AND kind = 'cashtag'", (edited,)
+        ).fetchone()
+        conn.execute(
+            "UPDATE external_posts SET body = replace(body, '#ethereum', '#btc'), updated_at = now() WHERE id = %s",
+            (edited,),
+        )
+        conn.execute("UPDATE external_posts SET deleted_at = now(), updated_at = now() WHERE id = %s", (removed,))
+        row = conn.execute(
+            "INSERT INTO external_posts (platform, external_id, author_name, body, created_at) "
+            "VALUES ('farcaster', '0x09', 'someone', 'Zkevms everywhere #l2', now()) RETURNING id"
+        ).fetchone()
+        assert row is not None
+        new = row[0]
+        conn.commit()
+
+        run_statements(conn, STREAMS["posts"][1], [edited, removed, new])
+        conn.commit()
+        assert [r[0] for r in conn.execute(TAGS, (edited,))] == ["cashtag:eth", "domain:etherscan.io", "hashtag:btc"]
+        assert (
+            conn.execute(
+                "SELECT xmin::text FROM post_tags WHERE post_id = %s AND kind = 'cashtag'", (edited,)
+            ).fetchone()
+            == kept
+        )  # a tag still there is left alone
+        assert conn.execute(ROWS, {"id": removed}).fetchone() == (0,)
+        assert [r[0] for r in conn.execute(TAGS, (new,))] == ["hashtag:l2"]
+        found = "SELECT post_id FROM search_posts WHERE tsv @@ to_tsquery('english', %s) ORDER BY 1"
+        assert [r[0] for r in conn.execute(found, ("btc",))] == [edited]
+        assert [r[0] for r in conn.execute(found, ("zkevm",))] == [new]
+
+        conn.execute("UPDATE external_posts SET deleted_at = NULL, updated_at = now() WHERE id = %s", (removed,))
+        conn.commit()
+        run_statements(conn, STREAMS["posts"][1], [removed])
+        conn.commit()
+        assert [r[0] for r in conn.execute(TAGS, (removed,))] == ["cashtag:sol", "hashtag:solana"]
+        assert [r[0] for r in conn.execute(found, ("validator",))] == [removed]
