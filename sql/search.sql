@@ -164,6 +164,22 @@ SELECT p.id, top.rank::float8 AS score,
 FROM top JOIN external_posts p ON p.id = top.post_id
 ORDER BY top.rank DESC, top.created_at DESC;
 
+-- name: search_posts_naive_widened
+-- The naive baseline of a typo or prefix search that pays for its widening as ours does, in one statement:
+-- the query widened by search_query(typed, true) (ours widens the same way), then ranked as search_posts_naive.
+WITH w AS MATERIALIZED (SELECT search_query(%(typed)s, true) AS q),
+top AS (
+  SELECT s.post_id, s.created_at, ts_rank(s.tsv, (SELECT q FROM w), 1) AS rank
+  FROM search_posts AS s WHERE s.tsv @@ (SELECT q FROM w)
+  ORDER BY rank DESC, created_at DESC
+  LIMIT %(limit)s
+)
+SELECT p.id, top.rank::float8 AS score,
+       ts_headline('english', coalesce(p.title || E'\n', '') || p.body, (SELECT q FROM w),
+                   'MaxFragments=2, MaxWords=18, MinWords=6, StartSel=<mark>, StopSel=</mark>') AS headline
+FROM top JOIN external_posts p ON p.id = top.post_id
+ORDER BY top.rank DESC, top.created_at DESC;
+
 -- name: search_profiles
 -- Ranked profiles for a tsquery (few enough rows that ranking every match is cheap), with highlights.
 SELECT p.id, p.platform, p.external_id, p.username, p.display_name, p.avatar_url, p.url,

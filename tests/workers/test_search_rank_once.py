@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from sql import queries_from
 from tests.workers.test_search import index, seed
 
 FEW = "SELECT post_id, rank FROM search_posts_top(%s::tsquery, false, false, %s, %s, 5000, %s, true)"
@@ -51,3 +52,18 @@ def test_more_matches_than_the_window_rank_the_newest(migrated_url: str, indexed
         few = _rows(conn, FEW, ("'ethereum'", 20, [], 3))
         assert few == _rows(conn, NEWEST, ("'ethereum'", 20, [], 3))
         assert {post_id for post_id, _ in few} == {indexed["0x03"], indexed["t3_07"], indexed["0x08"]}
+
+
+def test_the_benchs_widened_naive_ranks_the_query_ours_widened(migrated_url: str, indexed: dict[str, int]) -> None:
+    """bench/search.py's naive+widening baseline (search_posts_naive_widened) widens what was typed as
+    ours does and then answers as the naive query over that widened query: the same posts, ranks and
+    highlights, in one statement."""
+    statements = queries_from("search.sql")
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        for typed in ("etherium", "ethereum", "gas fe", "vitalk"):
+            widened = conn.execute("SELECT search_query(%s, true)::text", (typed,)).fetchone()
+            assert widened is not None
+            naive = conn.execute(statements["search_posts_naive"], {"q": widened[0], "limit": 20}).fetchall()
+            assert naive, typed  # each finds posts once widened
+            both = conn.execute(statements["search_posts_naive_widened"], {"typed": typed, "limit": 20}).fetchall()
+            assert both == naive, typed
