@@ -275,3 +275,32 @@ def test_an_embedding_decodes_from_base64_or_from_a_list_of_floats():
     from_list = _vector([0.25, -1.5, 3.0e-8, 7.0])
     assert from_base64.dtype == from_list.dtype == np.float32
     assert from_base64.tolist() == from_list.tolist() == floats.tolist()
+
+
+def test_a_batch_of_embeddings_is_the_stand_in_s_vectors_in_order_and_a_bad_reply_is_an_upstream_error(
+    stub: OpenAIStub,
+) -> None:
+    """The worker reads the embeddings reply as plain JSON (not through the client's typed
+    models): the matrix must hold exactly the stand-in's vectors, in input order; a truncated
+    body, or a reply of the wrong count or size, is the provider's failure, not a crash."""
+    from workers.ai.client import AiClient, AiSettings, embedding_matrix
+    from workers.errors import UpstreamError
+
+    client = AiClient(AiSettings(base_url=stub.base_url, api_key=KEY, dimensions=64))
+    try:
+        texts = [f"post {i} about the harbour and its boats" for i in range(7)]
+        matrix, usage = client.embed(texts)
+        assert matrix.shape == (7, 64) and matrix.dtype == np.float32
+        assert np.array_equal(matrix, np.stack([embed(t, 64) for t in texts]))
+        assert usage.items == 7 and usage.prompt_tokens > 0 and usage.cost_usd > 0
+        stub.inject_fault("truncated", count=1, path_prefix="/v1/embeddings")
+        with pytest.raises(UpstreamError, match="unexpected reply"):
+            client.embed(texts)
+    finally:
+        stub.clear_faults()
+        client.close()
+    floats = {"data": [{"index": 1, "embedding": [1.0, 2.0]}, {"index": 0, "embedding": [3.0, 4.0]}]}
+    assert embedding_matrix(floats, 2, 2).tolist() == [[3.0, 4.0], [1.0, 2.0]]
+    for count, dims in ((3, 2), (2, 3)):
+        with pytest.raises(UpstreamError, match="returned 2 embeddings"):
+            embedding_matrix(floats, count, dims)
