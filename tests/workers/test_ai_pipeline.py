@@ -208,6 +208,31 @@ def test_a_stop_during_the_embedding_calls_commits_the_items_before_the_first_te
     assert rows(worker.database_url, "SELECT sum(items) FROM ai_usage WHERE operation = 'embeddings'") == [(6,)]
 
 
+def test_a_post_deleted_during_its_calls_is_skipped_and_the_rest_of_the_batch_is_written_item_by_item(
+    make: Callable[..., AiWorker],
+) -> None:
+    """The set-based write fails for the whole batch (the deleted post's row breaks its foreign
+    key), so the batch is written again item by item in the same transaction, through the same
+    staging table: each item alone, the deleted one logged and skipped, the cursor past all."""
+    worker = make(batch_size=4, prefetch_batches=0)
+    ids = _posts(worker.database_url, [f"a post about {word}" for word in ("tides", "gulls", "nets", "rope")])
+    real = worker.client.embed
+
+    def embed(texts: list[str]) -> Any:
+        with psycopg.connect(worker.database_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM external_posts WHERE id = %s", (ids[1],))
+        return real(texts)
+
+    worker.client.embed = embed  # type: ignore[method-assign]
+    total = CycleResult()
+    worker.posts_batch(total)
+    assert (total.items, total.item_errors) == (3, 1)
+    stored = rows(worker.database_url, "SELECT post_id, embedding IS NOT NULL FROM ai_posts ORDER BY 1")
+    assert stored == [(ids[0], True), (ids[2], True), (ids[3], True)]
+    cursor = "SELECT (value->>'id')::int FROM sync_cursors WHERE worker_name = 'ai' AND cursor_key = 'posts'"
+    assert rows(worker.database_url, cursor) == [(ids[3],)]
+
+
 # ---- topics ---------------------------------------------------------------------------------------------
 
 
