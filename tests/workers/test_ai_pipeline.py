@@ -152,6 +152,32 @@ def test_a_text_another_batch_is_buying_is_waited_for_not_bought(worker: AiWorke
     assert len(worker._inflight) == 0
 
 
+def test_the_texts_of_one_claim_share_one_answer_each_text_its_own() -> None:
+    """One lookup's claims are answered together: a text that got a vector, a refused one, and one
+    left without an answer by a 429 (its waiter gets the 429); only the vector's claim stays."""
+    from workers.ai.inflight import Inflight
+    from workers.errors import RateLimited
+
+    inflight = Inflight()
+    with inflight.looking_up() as claim:
+        mine, theirs = claim([b"a", b"b", b"c", b"a"])
+    assert mine == [b"a", b"b", b"c"] and theirs == {}
+    with inflight.looking_up() as claim:
+        again, waiting = claim([b"a", b"c", b"d"])
+    assert again == [b"d"] and set(waiting) == {b"a", b"c"} and waiting[b"a"] is waiting[b"c"]
+    vector, limited = np.ones(4, dtype=np.float32), RateLimited("429", 1.0)
+    inflight.settle(mine, {b"a": Answer(vector=vector), b"b": Answer(refused="too long")}, limited)
+    inflight.settle(mine, {}, None)  # answered already: no change
+    assert np.array_equal(waiting[b"a"].result().answer(b"a").vector, vector)  # type: ignore[arg-type]
+    with pytest.raises(RateLimited):
+        waiting[b"c"].result().answer(b"c")
+    assert len(inflight) == 2  # a (its vector, until released) and d (not settled yet)
+    inflight.settle(again, {}, None)
+    assert len(inflight) == 1
+    inflight.release([b"a"])
+    assert len(inflight) == 0
+
+
 def test_repeated_texts_across_batches_prepared_ahead_are_paid_once_and_all_recorded(
     worker: AiWorker, stub: OpenAIStub
 ) -> None:

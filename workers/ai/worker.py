@@ -532,7 +532,7 @@ class AiWorker(Worker[Work]):
             got, refused, settled = self._embed_fresh({h: texts[h] for h in mine}, conn)
             cached.update(got)
         for h, future in theirs.items():
-            answer = future.result()  # the other batch's call (raises its failure: a 429 say)
+            answer = future.result().answer(h)  # the other batch's call (raises its failure: a 429 say)
             if answer.vector is not None:
                 cached[h] = answer.vector
             elif answer.refused is not None:
