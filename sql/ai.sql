@@ -58,14 +58,15 @@ FROM unnest(%(hashes)s::bytea[], %(summaries)s::text[], %(sentiments)s::text[]) 
 ON CONFLICT (chat_model, content_hash) DO UPDATE SET summary = excluded.summary, sentiment = excluded.sentiment;
 
 -- name: create_batch_table
--- The staging table one batch's results are COPYed into before the set-based writes below.
+-- The staging table one batch's results are COPYed into before the set-based writes below; created once per
+-- session (when the connection is made), empty at the start of every transaction.
 CREATE TEMP TABLE IF NOT EXISTS ai_batch (
   id bigint PRIMARY KEY, source_updated_at timestamptz NOT NULL, content_hash bytea, embedding vector,
   summary text, sentiment text, chat_model text, topic_id integer, meta jsonb NOT NULL
 ) ON COMMIT DELETE ROWS;
 
 -- name: clear_batch
--- Empties the staging table (a batch retried item by item reuses it inside one transaction).
+-- Empties the staging table before each item of a batch retried item by item (one transaction).
 DELETE FROM ai_batch;
 
 -- name: copy_batch

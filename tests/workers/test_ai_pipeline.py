@@ -152,6 +152,32 @@ def test_a_text_another_batch_is_buying_is_waited_for_not_bought(worker: AiWorke
     assert len(worker._inflight) == 0
 
 
+def test_the_texts_of_one_claim_share_one_answer_each_text_its_own() -> None:
+    """One lookup's claims are answered together: a text that got a vector, a refused one, and one
+    left without an answer by a 429 (its waiter gets the 429); only the vector's claim stays."""
+    from workers.ai.inflight import Inflight
+    from workers.errors import RateLimited
+
+    inflight = Inflight()
+    with inflight.looking_up() as claim:
+        mine, theirs = claim([b"a", b"b", b"c", b"a"])
+    assert mine == [b"a", b"b", b"c"] and theirs == {}
+    with inflight.looking_up() as claim:
+        again, waiting = claim([b"a", b"c", b"d"])
+    assert again == [b"d"] and set(waiting) == {b"a", b"c"} and waiting[b"a"] is waiting[b"c"]
+    vector, limited = np.ones(4, dtype=np.float32), RateLimited("429", 1.0)
+    inflight.settle(mine, {b"a": Answer(vector=vector), b"b": Answer(refused="too long")}, limited)
+    inflight.settle(mine, {}, None)  # answered already: no change
+    assert np.array_equal(waiting[b"a"].result().answer(b"a").vector, vector)  # type: ignore[arg-type]
+    with pytest.raises(RateLimited):
+        waiting[b"c"].result().answer(b"c")
+    assert len(inflight) == 2  # a (its vector, until released) and d (not settled yet)
+    inflight.settle(again, {}, None)
+    assert len(inflight) == 1
+    inflight.release([b"a"])
+    assert len(inflight) == 0
+
+
 def test_repeated_texts_across_batches_prepared_ahead_are_paid_once_and_all_recorded(
     worker: AiWorker, stub: OpenAIStub
 ) -> None:
@@ -206,6 +232,31 @@ def test_a_stop_during_the_embedding_calls_commits_the_items_before_the_first_te
     assert after_restart.run_cycle().items == 4
     assert rows(worker.database_url, "SELECT count(*) FROM ai_posts WHERE embedding IS NOT NULL") == [(6,)]
     assert rows(worker.database_url, "SELECT sum(items) FROM ai_usage WHERE operation = 'embeddings'") == [(6,)]
+
+
+def test_a_post_deleted_during_its_calls_is_skipped_and_the_rest_of_the_batch_is_written_item_by_item(
+    make: Callable[..., AiWorker],
+) -> None:
+    """The set-based write fails for the whole batch (the deleted post's row breaks its foreign
+    key), so the batch is written again item by item in the same transaction, through the same
+    staging table: each item alone, the deleted one logged and skipped, the cursor past all."""
+    worker = make(batch_size=4, prefetch_batches=0)
+    ids = _posts(worker.database_url, [f"a post about {word}" for word in ("tides", "gulls", "nets", "rope")])
+    real = worker.client.embed
+
+    def embed(texts: list[str]) -> Any:
+        with psycopg.connect(worker.database_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM external_posts WHERE id = %s", (ids[1],))
+        return real(texts)
+
+    worker.client.embed = embed  # type: ignore[method-assign]
+    total = CycleResult()
+    worker.posts_batch(total)
+    assert (total.items, total.item_errors) == (3, 1)
+    stored = rows(worker.database_url, "SELECT post_id, embedding IS NOT NULL FROM ai_posts ORDER BY 1")
+    assert stored == [(ids[0], True), (ids[2], True), (ids[3], True)]
+    cursor = "SELECT (value->>'id')::int FROM sync_cursors WHERE worker_name = 'ai' AND cursor_key = 'posts'"
+    assert rows(worker.database_url, cursor) == [(ids[3],)]
 
 
 # ---- topics ---------------------------------------------------------------------------------------------
@@ -275,3 +326,32 @@ def test_an_embedding_decodes_from_base64_or_from_a_list_of_floats():
     from_list = _vector([0.25, -1.5, 3.0e-8, 7.0])
     assert from_base64.dtype == from_list.dtype == np.float32
     assert from_base64.tolist() == from_list.tolist() == floats.tolist()
+
+
+def test_a_batch_of_embeddings_is_the_stand_in_s_vectors_in_order_and_a_bad_reply_is_an_upstream_error(
+    stub: OpenAIStub,
+) -> None:
+    """The worker reads the embeddings reply as plain JSON (not through the client's typed
+    models): the matrix must hold exactly the stand-in's vectors, in input order; a truncated
+    body, or a reply of the wrong count or size, is the provider's failure, not a crash."""
+    from workers.ai.client import AiClient, AiSettings, embedding_matrix
+    from workers.errors import UpstreamError
+
+    client = AiClient(AiSettings(base_url=stub.base_url, api_key=KEY, dimensions=64))
+    try:
+        texts = [f"post {i} about the harbour and its boats" for i in range(7)]
+        matrix, usage = client.embed(texts)
+        assert matrix.shape == (7, 64) and matrix.dtype == np.float32
+        assert np.array_equal(matrix, np.stack([embed(t, 64) for t in texts]))
+        assert usage.items == 7 and usage.prompt_tokens > 0 and usage.cost_usd > 0
+        stub.inject_fault("truncated", count=1, path_prefix="/v1/embeddings")
+        with pytest.raises(UpstreamError, match="unexpected reply"):
+            client.embed(texts)
+    finally:
+        stub.clear_faults()
+        client.close()
+    floats = {"data": [{"index": 1, "embedding": [1.0, 2.0]}, {"index": 0, "embedding": [3.0, 4.0]}]}
+    assert embedding_matrix(floats, 2, 2).tolist() == [[3.0, 4.0], [1.0, 2.0]]
+    for count, dims in ((3, 2), (2, 3)):
+        with pytest.raises(UpstreamError, match="returned 2 embeddings"):
+            embedding_matrix(floats, count, dims)

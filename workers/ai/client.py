@@ -223,6 +223,25 @@ def _vector(embedding: object) -> np.ndarray:
     return np.asarray(embedding, dtype=np.float32)
 
 
+def embedding_matrix(reply: Mapping[str, Any], count: int, dims: int) -> np.ndarray:
+    """The embeddings of a decoded reply, in input order, as one (count, dims) float32 matrix.
+    Base64 vectors (the usual answer) are decoded into one buffer, viewed as the matrix without
+    a copy per vector. Raises UpstreamError when the reply does not hold `count` vectors of `dims`."""
+    data = sorted(reply.get("data") or (), key=lambda d: int(d["index"]))
+    embeddings = [d["embedding"] for d in data]
+    if len(embeddings) == count and all(isinstance(e, str) for e in embeddings):
+        raw = [base64.b64decode(e) for e in embeddings]
+        if all(len(r) == dims * 4 for r in raw):
+            return np.frombuffer(bytearray().join(raw), dtype="<f4").reshape(count, dims)
+    else:
+        vectors = [_vector(e) for e in embeddings]
+        if len(vectors) == count and all(v.shape == (dims,) for v in vectors):
+            return np.stack(vectors) if vectors else np.zeros((0, dims), dtype=np.float32)
+    raise UpstreamError(
+        f"the model provider returned {len(embeddings)} embeddings for {count} texts (expected {dims} dimensions each)"
+    )
+
+
 class AiClient:
     """The provider's two calls; one instance per settings value (the worker rebuilds on change)."""
 
@@ -246,19 +265,20 @@ class AiClient:
             raw = self._client.embeddings.with_raw_response.create(
                 model=s.embedding_model, input=texts, dimensions=int(s.dimensions), encoding_format="base64"
             )
-            response = raw.parse()
         except openai.OpenAIError as exc:
             raise _translate(exc) from exc
-        vectors = [_vector(d.embedding) for d in sorted(response.data, key=lambda d: d.index)]
-        if len(vectors) != len(texts) or any(v.shape != (int(s.dimensions),) for v in vectors):
-            raise UpstreamError(
-                f"the model provider returned {len(vectors)} embeddings for {len(texts)} texts "
-                f"(expected {s.dimensions} dimensions each)"
-            )
-        tokens = int(getattr(response.usage, "prompt_tokens", 0) or 0)
+        # The body is read as plain JSON: the client's typed parse (`raw.parse()`) builds a model
+        # object per vector, 4.8 ms of a 100-text request's 7.9 ms of CPU, held under the GIL
+        # that the worker's other calls and its writing thread wait for.
+        try:
+            reply = json.loads(raw.content)
+            vectors = embedding_matrix(reply, len(texts), int(s.dimensions))
+            tokens = int((reply.get("usage") or {}).get("prompt_tokens") or 0)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UpstreamError(f"unexpected reply from the model provider: {str(exc)[:300]}") from exc
         usage = Usage(
             "embeddings",
-            response.model or s.embedding_model,
+            reply.get("model") or s.embedding_model,
             len(texts),
             tokens,
             0,
@@ -266,7 +286,7 @@ class AiClient:
             (time.perf_counter() - started) * 1000,
             raw.headers.get("x-request-id"),
         )
-        return np.stack(vectors), usage
+        return vectors, usage
 
     def summarize(self, text: str) -> Summary:
         s = self.settings

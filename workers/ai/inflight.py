@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-Claim = Callable[[Iterable[bytes]], tuple[list[bytes], dict[bytes, "Future[Answer]"]]]
+Claim = Callable[[Iterable[bytes]], tuple[list[bytes], dict[bytes, "Future[Settled]"]]]
 
 
 @dataclass(frozen=True)
@@ -32,28 +32,51 @@ class Answer:
     refused: str | None = None
 
 
+@dataclass(frozen=True)
+class Settled:
+    """What one claim (the texts one batch claimed at once) came to: the answers it got and the
+    failure (a 429 say) that kept the others from one."""
+
+    answers: dict[bytes, Answer]
+    failure: BaseException | None = None
+
+    def answer(self, text: bytes) -> Answer:
+        """The answer for one claimed text; raises the failure when it got none because of it."""
+        found = self.answers.get(text)
+        if found is not None:
+            return found
+        if self.failure is not None:
+            raise self.failure
+        return Answer()
+
+
 class Inflight:
-    """The claims of one worker's batches (its prefetch threads' and its own)."""
+    """The claims of one worker's batches (its prefetch threads' and its own). The texts one
+    lookup claims share one future, answered once: a future per text (and its lock) cost the
+    prefetch threads 400 allocations and notifications a batch, under the GIL the writer needs."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._claims: dict[bytes, Future[Answer]] = {}
+        self._claims: dict[bytes, Future[Settled]] = {}
 
     @contextmanager
     def looking_up(self) -> Iterator[Claim]:
         """Hold the lock for a cache lookup; yields `claim(hashes)`, which splits the texts the
-        lookup missed into those now claimed by the caller and those another batch claimed."""
+        lookup missed into those now claimed by the caller and those another batch claimed (with
+        the future of that batch's claim: `future.result().answer(hash)`)."""
 
-        def claim(hashes: Iterable[bytes]) -> tuple[list[bytes], dict[bytes, Future[Answer]]]:
+        def claim(hashes: Iterable[bytes]) -> tuple[list[bytes], dict[bytes, Future[Settled]]]:
             mine: list[bytes] = []
-            theirs: dict[bytes, Future[Answer]] = {}
+            theirs: dict[bytes, Future[Settled]] = {}
+            future: Future[Settled] | None = None
             for h in hashes:
                 if h in theirs or h in mine:
                     continue
                 if h in self._claims:
                     theirs[h] = self._claims[h]
                 else:
-                    self._claims[h] = Future()
+                    future = future or Future()
+                    self._claims[h] = future
                     mine.append(h)
             return mine, theirs
 
@@ -64,17 +87,11 @@ class Inflight:
         """Answer the caller's claims: from `answers`, else with `failure` (a 429 say) or, when
         there was none, as not sent. Only claims holding a vector stay, until `release`."""
         with self._lock:
-            for h in mine:
-                future = self._claims.get(h)
-                if future is None or future.done():
-                    continue
+            pending = [h for h in mine if h in self._claims and not self._claims[h].done()]
+            for future in {id(f): f for f in (self._claims[h] for h in pending)}.values():
+                future.set_result(Settled(answers, failure))
+            for h in pending:
                 answer = answers.get(h)
-                if answer is not None:
-                    future.set_result(answer)
-                elif failure is not None:
-                    future.set_exception(failure)
-                else:
-                    future.set_result(Answer())
                 if answer is None or answer.vector is None:
                     del self._claims[h]
 

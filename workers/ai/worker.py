@@ -214,8 +214,16 @@ class AiWorker(Worker[Work]):
     def _connect(self) -> psycopg.Connection[Any]:
         conn = super()._connect()
         if self._vector_ready:
-            register_vector(conn)
+            self._vector_session(conn)
         return conn
+
+    @staticmethod
+    def _vector_session(conn: psycopg.Connection[Any]) -> None:
+        """A new connection (autocommit, in no transaction) set up for vectors: pgvector's types, and
+        the session's staging table `ai_batch`, created here once rather than in every batch's
+        transaction (a round trip each, which a rollback would also undo)."""
+        register_vector(conn)
+        conn.execute(_q("create_batch_table"))
 
     def validate(self) -> None:
         settings = AiSettings.from_config(self.settings.model_dump())
@@ -244,7 +252,7 @@ class AiWorker(Worker[Work]):
             if not ready:
                 raise NotConfigured("pgvector is not available on this Postgres server (CREATE EXTENSION vector)")
             self._vector_ready = True
-            register_vector(self.db)
+            self._vector_session(self.db)
         if dims not in self._indexed_dims:
             self.db.execute(_q("ensure_vector_index"), (dims,))
             self._indexed_dims.add(dims)
@@ -309,9 +317,7 @@ class AiWorker(Worker[Work]):
         counted when stored."""
         dims = int(self.client.settings.dimensions)
         limit = self.settings.vector_batch
-        with self.transaction() as tx:
-            tx.execute(_q("create_batch_table"))
-            tx.execute(_q("clear_batch"))
+        with self.transaction() as tx:  # ai_batch is empty: ON COMMIT DELETE ROWS, and a rollback undoes rows
             taken = tx.execute(_q("index_posts_vectors"), {"dims": dims, "limit": limit}).rowcount
             if taken > 0:
                 self._recommend(tx, "posts", dims)
@@ -526,7 +532,7 @@ class AiWorker(Worker[Work]):
             got, refused, settled = self._embed_fresh({h: texts[h] for h in mine}, conn)
             cached.update(got)
         for h, future in theirs.items():
-            answer = future.result()  # the other batch's call (raises its failure: a 429 say)
+            answer = future.result().answer(h)  # the other batch's call (raises its failure: a 429 say)
             if answer.vector is not None:
                 cached[h] = answer.vector
             elif answer.refused is not None:
@@ -706,6 +712,7 @@ class AiWorker(Worker[Work]):
 
     def _write_one(self, tx: psycopg.Connection[Any], stream: str, item: Work) -> int:
         try:
+            tx.execute(_q("clear_batch"))  # the items written before this one, in this transaction
             self._write_set(tx, stream, [item])
         except BaseException:
             self._topics = None  # the item's savepoint undoes its topic changes: read them again
@@ -713,15 +720,14 @@ class AiWorker(Worker[Work]):
         return 1
 
     def _write_set(self, tx: psycopg.Connection[Any], stream: str, items: list[Work]) -> None:
-        """Stage the items (binary COPY), upsert them in one statement, then their recommendations."""
+        """Stage the items (binary COPY into the session's `ai_batch`, empty at this point), upsert
+        them in one statement, then their recommendations."""
         s = self.client.settings
         dims = int(s.dimensions)
         topic_ids: list[int | None] = [None] * len(items)
         if stream == "posts":
             topic_ids = self._assign_topics(tx, items)
-        tx.execute(_q("create_batch_table"))
-        tx.execute(_q("clear_batch"))
-        with tx.cursor() as cur, cur.copy(_q("copy_batch")) as copy:
+        with tx.cursor() as cur, cur.copy(_q("copy_batch")) as copy:  # into ai_batch, empty (see `_write_one`)
             copy.set_types(["int8", "timestamptz", "bytea", "vector", "text", "text", "text", "int4", "jsonb"])
             for item, topic_id in zip(items, topic_ids, strict=True):
                 copy.write_row(
