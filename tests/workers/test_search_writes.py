@@ -76,7 +76,8 @@ ROWS = "SELECT (SELECT count(*) FROM search_posts WHERE post_id = %(id)s) + (SEL
 
 
 def index_in(conn: psycopg.Connection, ids: list[int]) -> list[int]:
-    """The worker's statements for these posts, in the caller's open transaction; the ids indexed."""
+    """The worker's statements for these posts, in the caller's open transaction; those of the ids
+    that have a search document after them (the tests pass posts never indexed before)."""
     run_statements(conn, STREAMS["posts"][1], ids)
     return [r[0] for r in conn.execute("SELECT post_id FROM search_posts WHERE post_id = ANY(%s) ORDER BY 1", (ids,))]
 

@@ -88,7 +88,7 @@ class Inflight:
         there was none, as not sent. Only claims holding a vector stay, until `release`."""
         with self._lock:
             pending = [h for h in mine if h in self._claims and not self._claims[h].done()]
-            for future in {id(f): f for f in (self._claims[h] for h in pending)}.values():
+            for future in {self._claims[h] for h in pending}:  # a claim's texts share their future
                 future.set_result(Settled(answers, failure))
             for h in pending:
                 answer = answers.get(h)
